@@ -1,0 +1,67 @@
+"""Structured logging for the services: one JSON object per line, secrets redacted.
+
+Access logs include request paths, and moshi-server clients may put their key in the
+``auth_id`` query parameter; the filter here rewrites such values before any handler
+sees them, so keys never reach a log file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+
+_SECRET_QUERY = re.compile(r"((?:auth_id|token|api_key|key)=)[^&\s\"']+", re.IGNORECASE)
+
+# Attributes every LogRecord has; anything else was passed through `extra=` and is logged.
+_STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+def redact(text: str) -> str:
+    """Replace secret-looking query values in `text` with ``***``."""
+    return _SECRET_QUERY.sub(r"\1***", text)
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites the formatted message so that query-string secrets are masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message and any `extra` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS})
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
+    """Route the root, uvicorn and service loggers through one redacting handler."""
+    handler = logging.StreamHandler()
+    handler.addFilter(RedactSecrets())
+    handler.setFormatter(
+        JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True

@@ -1,0 +1,201 @@
+"""msgpack wire messages of Kyutai's moshi-server, as pydantic models.
+
+One binary WebSocket frame carries one msgpack map whose first key is ``type``.
+moshi-server encodes ``Vec<f32>`` fields (``pcm``, ``prs``) as float32 and ``f64``
+fields (times) as float64; `WireMessage.pack` reproduces that, so Kyutai's own
+clients and unmute's strict pydantic clients read our messages unchanged.
+
+Reference: ../shared/reference/moshi-server-protocol.md (sections 0-2).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+import msgpack
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter, ValidationError
+from pydantic.functional_validators import PlainValidator
+
+from services.common.audio import AudioFormatError, Pcm, to_pcm
+
+
+class ProtocolError(ValueError):
+    """An inbound frame that is not a valid message. Its text is sent back as `Error`."""
+
+
+def _validate_pcm(value: Any) -> Pcm:
+    try:
+        return to_pcm(value)
+    except AudioFormatError as exc:
+        raise ValueError(str(exc)) from None
+
+
+PcmField = Annotated[
+    np.ndarray,
+    PlainValidator(_validate_pcm),
+    PlainSerializer(lambda a: a.tolist(), return_type=list),
+]
+
+
+class WireMessage(BaseModel):
+    """Base of every msgpack message; `pack()` gives the bytes of one WebSocket frame."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="ignore", frozen=True)
+    # moshi-server sends Vec<f32> payloads as msgpack float32; messages whose only
+    # floats are such payloads set this so the bytes match the Rust server's.
+    single_float: ClassVar[bool] = False
+
+    def pack(self) -> bytes:
+        """Serialise with ``type`` as the first key, as rmp_serde does."""
+        data = self.model_dump(mode="python")
+        return msgpack.packb(data, use_single_float=self.single_float, use_bin_type=True)
+
+
+# ---- STT: client -> server ------------------------------------------------------------
+
+
+class AudioIn(WireMessage):
+    """24 kHz mono float samples in [-1, 1], any length."""
+
+    type: Literal["Audio"] = "Audio"
+    pcm: PcmField
+
+
+class MarkerIn(WireMessage):
+    """Flush token: echoed once everything sent before it has been transcribed."""
+
+    type: Literal["Marker"] = "Marker"
+    id: int
+
+
+# ---- STT: server -> client ------------------------------------------------------------
+
+
+class Ready(WireMessage):
+    """First message of every stream: a slot is held for this client."""
+
+    type: Literal["Ready"] = "Ready"
+
+
+class Word(WireMessage):
+    """A decoded word; `start_time` in seconds on the stream's timeline."""
+
+    type: Literal["Word"] = "Word"
+    text: str
+    start_time: float
+
+
+class EndWord(WireMessage):
+    """End of the latest word."""
+
+    type: Literal["EndWord"] = "EndWord"
+    stop_time: float
+
+
+class Step(WireMessage):
+    """One per processed 80 ms frame: pause probabilities over 0.5/1/2/3 s horizons."""
+
+    type: Literal["Step"] = "Step"
+    step_idx: int
+    prs: list[float]
+    buffered_pcm: int
+    single_float: ClassVar[bool] = True
+
+
+class MarkerOut(WireMessage):
+    """Echo of a client `Marker`."""
+
+    type: Literal["Marker"] = "Marker"
+    id: int
+
+
+class Error(WireMessage):
+    """Something the client did (or capacity) went wrong; the text says what."""
+
+    type: Literal["Error"] = "Error"
+    message: str
+
+
+# ---- TTS: client -> server ------------------------------------------------------------
+
+
+class TextIn(WireMessage):
+    """Text to speak; split into words on whitespace."""
+
+    type: Literal["Text"] = "Text"
+    text: str = Field(max_length=4096)
+
+
+class Eos(WireMessage):
+    """No more text will come."""
+
+    type: Literal["Eos"] = "Eos"
+
+
+class VoiceIn(WireMessage):
+    """A custom voice embedding, sent before the first Text."""
+
+    type: Literal["Voice"] = "Voice"
+    embeddings: list[float]
+    shape: list[int]
+
+
+# ---- TTS: server -> client ------------------------------------------------------------
+
+
+class AudioOut(WireMessage):
+    """Exactly one 1920-sample frame of generated audio."""
+
+    type: Literal["Audio"] = "Audio"
+    pcm: PcmField
+    single_float: ClassVar[bool] = True
+
+
+class TextOut(WireMessage):
+    """A spoken word with its position on the output audio timeline."""
+
+    type: Literal["Text"] = "Text"
+    text: str
+    start_s: float
+    stop_s: float
+
+
+STT_CLIENT_MESSAGES: tuple[type[WireMessage], ...] = (AudioIn, MarkerIn)
+TTS_CLIENT_MESSAGES: tuple[type[WireMessage], ...] = (TextIn, Eos, VoiceIn)
+
+
+class MessageParser:
+    """Decodes one binary frame into one of a closed set of message types.
+
+    Every failure becomes a `ProtocolError` whose text names the rule that was broken,
+    so the session can answer with an `Error` and carry on.
+    """
+
+    def __init__(self, messages: tuple[type[WireMessage], ...], max_bytes: int) -> None:
+        union = Annotated[Union[messages], Field(discriminator="type")]  # noqa: UP007
+        self._adapter: TypeAdapter[WireMessage] = TypeAdapter(union)
+        self._types = sorted(m.model_fields["type"].default for m in messages)
+        self.max_bytes = max_bytes
+
+    def parse(self, data: bytes) -> WireMessage:
+        """Parse a frame, raising `ProtocolError` with a client-facing explanation."""
+        if len(data) > self.max_bytes:
+            raise ProtocolError(f"message too large: {len(data)} bytes (limit {self.max_bytes})")
+        try:
+            raw = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+            raise ProtocolError(f"not a msgpack message: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ProtocolError(f"message must be a msgpack map, got {type(raw).__name__}")
+        kind = raw.get("type")
+        if kind not in self._types:
+            raise ProtocolError(f"unknown message type {kind!r}; expected one of {', '.join(self._types)}")
+        try:
+            return self._adapter.validate_python(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'][1:]) or 'message'}: {err['msg']}"
+                for err in exc.errors(include_url=False)
+            )
+            raise ProtocolError(f"invalid {kind} message: {problems}") from None

@@ -1,0 +1,47 @@
+"""Settings shared by every service, read from the environment, then `.env`, then defaults.
+
+Each service subclasses `ServiceSettings` with its own prefix (``STT_``, ``TTS_``), so
+the `.env` port map (``STT_PORT=3001``...) configures it directly. Keys used by every
+service (``SERVICE_API_KEY``, ``LOG_LEVEL``) have no prefix.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Network, auth, limits and logging of one model service."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", populate_by_name=True, validate_default=True
+    )
+
+    host: str = Field("127.0.0.1", description="Address to bind; internal services stay on loopback.")
+    port: int = Field(8080, ge=0, le=65535)
+    service_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("SERVICE_API_KEY", "service_api_key"),
+        description="Value clients must send in the kyutai-api-key header.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level")
+    )
+    log_format: Literal["json", "text"] = Field(
+        "json", validation_alias=AliasChoices("LOG_FORMAT", "log_format")
+    )
+    max_message_bytes: int = Field(
+        2 * 1024 * 1024,
+        gt=0,
+        validation_alias=AliasChoices("MAX_MESSAGE_BYTES", "max_message_bytes"),
+        description="Largest WebSocket message accepted; bigger ones get an Error (about 17 s of audio).",
+    )
+    max_messages_per_second: float = Field(
+        400.0,
+        gt=0,
+        validation_alias=AliasChoices("MAX_MESSAGES_PER_SECOND", "max_messages_per_second"),
+        description="Per-connection message rate; faster senders are slowed down, nothing is dropped.",
+    )

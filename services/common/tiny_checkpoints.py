@@ -1,0 +1,408 @@
+"""Deterministic tiny random-weight Kyutai STT and TTS checkpoints for CPU tests and demos.
+
+No model can be downloaded in CI, so the project writes its own checkpoints in the
+on-disk format of Kyutai's Hugging Face repos (``config.json`` with the real keys, LM
+and Mimi safetensors, a Mimi config, a sentencepiece tokenizer, a TTS voice embedding),
+with dimensions small enough to step in milliseconds on a CPU. They load through the
+unchanged ``moshi`` loaders, from a local directory or from a Hugging Face cache under
+a repo id that is clearly not Kyutai's.
+
+    python -m services.common.tiny_checkpoints --out build/tiny --hf-home build/hf
+
+Random weights say nothing meaningful: tests check protocol, timing, state and shapes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from copy import deepcopy
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO_OWNER = "unmute-slurm"
+STT_REPO = f"{REPO_OWNER}/tiny-stt"
+STT_NOHEADS_REPO = f"{REPO_OWNER}/tiny-stt-noheads"
+TTS_REPO = f"{REPO_OWNER}/tiny-tts"
+TTS_VOICES_REPO = f"{REPO_OWNER}/tiny-tts-voices"
+TTS_MODEL_ID = {"sig": "tinytts0", "epoch": 1}
+VOICE_NAME = "tiny/default.wav"
+
+# Every character tests send must be in the tokenizer: an unknown one maps to id 0,
+# which collides with the STT word-boundary and TTS new-word tokens.
+_CORPUS = [
+    "hello world, this is a test of the tiny speech models.",
+    "The quick brown fox jumps over the lazy dog! Is it? Yes: it's 42 - or 7.",
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ abcdefghijklmnopqrstuvwxyz 0123456789 ,.;:!?'\"-()",
+    "good morning, how are you today? I am fine, thank you very much.",
+    "unmute on slurm speaks and listens in real time on one gpu node.",
+]
+
+_DEPFORMER = dict(
+    depformer_dim=32,
+    depformer_num_heads=2,
+    depformer_num_layers=1,
+    depformer_dim_feedforward=None,
+    depformer_multi_linear=True,
+    depformer_pos_emb="none",
+    depformer_weights_per_step=True,
+    depformer_low_rank_embeddings=None,
+)
+
+_LM_COMMON = dict(
+    dim=64,
+    num_heads=4,
+    num_layers=2,
+    hidden_scale=4.125,
+    card=64,
+    n_q=32,
+    max_period=100000.0,
+    gating="silu",
+    norm="rms_norm_f32",
+    positional_embedding="rope",
+    causal=True,
+    layer_scale=None,
+    existing_text_padding_id=3,
+    **_DEPFORMER,
+)
+
+
+@dataclass(frozen=True)
+class TinyCheckpoints:
+    """Where the checkpoints were written."""
+
+    root: Path
+    hf_home: Path | None
+
+    @property
+    def stt_dir(self) -> Path:
+        """STT model with end-of-turn heads (like stt-1b-en_fr-candle)."""
+        return self.root / "stt"
+
+    @property
+    def stt_noheads_dir(self) -> Path:
+        """STT model without end-of-turn heads and with a silence prefix (like stt-2.6b-en)."""
+        return self.root / "stt-noheads"
+
+    @property
+    def tts_dir(self) -> Path:
+        """TTS model with speaker cross-attention (like tts-1.6b-en_fr)."""
+        return self.root / "tts"
+
+    @property
+    def voices_dir(self) -> Path:
+        """Voice embeddings, laid out like kyutai/tts-voices."""
+        return self.root / "tts-voices"
+
+
+def _seed(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def _train_tokenizer(out: Path) -> int:
+    import sentencepiece as spm
+
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus.txt"
+        corpus.write_text("\n".join(_CORPUS * 4) + "\n")
+        spm.SentencePieceTrainer.train(
+            input=str(corpus),
+            model_prefix=str(Path(tmp) / "tokenizer"),
+            vocab_size=128,
+            model_type="unigram",
+            character_coverage=1.0,
+            unk_id=0,
+            bos_id=1,
+            eos_id=2,
+            pad_id=3,
+            hard_vocab_limit=False,
+            num_threads=1,
+            minloglevel=2,
+        )
+        shutil.copy(Path(tmp) / "tokenizer.model", out)
+    return spm.SentencePieceProcessor(model_file=str(out)).vocab_size()
+
+
+def _mimi_config() -> dict:
+    from moshi.models import loaders
+
+    cfg = deepcopy(loaders._mimi_config)
+    # Keep the SEANet ratios [8, 6, 5, 4]: they are what makes a frame 1920 samples.
+    cfg["seanet"].update(dimension=32, n_filters=4)
+    cfg["quantizer"].update(dimension=16, n_q=32, bins=64, input_dimension=32, output_dimension=32)
+    cfg["transformer"].update(
+        d_model=32, num_heads=2, num_layers=1, dim_feedforward=64, input_dimension=32, output_dimensions=[32]
+    )
+    return cfg
+
+
+def _save(state: dict, path: Path, dtype=None) -> None:
+    from safetensors.torch import save_file
+
+    save_file(
+        {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous() for k, v in state.items()},
+        str(path),
+    )
+
+
+def _calibration_audio():
+    """Four seconds of silence, noise, tones and warbles: enough variety to fit codebooks."""
+    import torch
+
+    t = torch.arange(6000) / 24000
+    segments = []
+    for k in range(16 * 4):
+        kind = k % 4
+        if kind == 0:
+            segments.append(torch.zeros(6000))
+        elif kind == 1:
+            segments.append(torch.randn(6000) * (0.05 + 0.01 * k))
+        elif kind == 2:
+            segments.append(0.3 * torch.sin(2 * np.pi * (150 + 40 * k) * t))
+        else:
+            segments.append(0.3 * torch.sin(2 * np.pi * (300 + 30 * k) * t) * torch.sin(2 * np.pi * 3 * t))
+    return torch.cat(segments)[None, None]
+
+
+def _write_mimi(directory: Path, cfg: dict) -> None:
+    """Random Mimi whose codebooks are fitted (moshi's own k-means init) to varied audio.
+
+    Left at their zero init, every codebook entry is equal and all audio encodes to
+    code 0, so the STT would see nothing and the TTS would decode one constant frame.
+    """
+    import torch
+    from moshi.models import loaders
+
+    mimi = loaders.get_mimi(None, cfg, num_codebooks=32)
+    mimi.train()  # training mode is what makes the quantizer run its k-means init
+    with torch.no_grad():
+        mimi.quantizer(mimi._encode_to_unquantized_latent(_calibration_audio()), mimi.frame_rate)
+    mimi.eval()
+    (directory / "mimi_config.json").write_text(json.dumps(cfg, indent=2))
+    _save(mimi.state_dict(), directory / "mimi.safetensors")
+
+
+def _file_names() -> dict:
+    return dict(
+        moshi_name="model.safetensors",
+        mimi_name="mimi.safetensors",
+        mimi_config_name="mimi_config.json",
+        tokenizer_name="tokenizer.model",
+    )
+
+
+def _stt_config(text_card: int, *, heads: bool, delay_s: float, prefix_s: float) -> dict:
+    cfg: dict = dict(
+        _LM_COMMON,
+        text_card=text_card,
+        dep_q=0,
+        delays=[0] * 33,
+        context=750,
+        conditioners={},
+        fuser=None,
+        cross_attention=False,
+        model_type="stt",
+        stt_config={"audio_delay_seconds": delay_s, "audio_silence_prefix_seconds": prefix_s},
+        lm_gen_config={"temp": 0.0, "temp_text": 0.0, "top_k": 250, "top_k_text": 50},
+        model_id={"sig": "tinystt0", "epoch": 1},
+        **_file_names(),
+    )
+    if heads:
+        cfg.update(extra_heads_num_heads=4, extra_heads_dim=6)
+    return cfg
+
+
+def _speechlike_frames(n: int):
+    """Frames of warbling tone with a silent gap every 2.4 s: a crude stand-in for speech."""
+    import torch
+
+    t = torch.arange(1920) / 24000
+    for i in range(n):
+        voiced = i % 30 < 18
+        yield voiced, ((0.3 * torch.sin(2 * np.pi * (200 + 37 * (i % 11)) * t)) if voiced else torch.zeros(1920))[None, None]
+
+
+def _relabel_stt_text_tokens(lm, mimi) -> None:
+    """Give the random STT the output statistics of a real one by renaming two tokens.
+
+    A real STT model emits the pad token (3) through silence and the word-start token
+    (0) before each word. The random model does emit some token mostly in silence and
+    others in sound, just not those ids, so the most common silence token is swapped
+    with 3 and the most common sound token with 0 (in both the output head and the
+    text embedding, which leaves the network's function unchanged up to the names).
+    Tests then see words and word boundaries appear, as they would with a real model.
+    """
+    from collections import Counter
+
+    import torch
+    from moshi.models import LMGen
+
+    silent, voiced = Counter(), Counter()
+    gen = LMGen(lm, temp=0, temp_text=0)
+    with torch.no_grad(), mimi.streaming(1), gen.streaming(1):
+        for is_voiced, pcm in _speechlike_frames(120):
+            token = int(gen.step(mimi.encode(pcm))[0, 0, 0])
+            (voiced if is_voiced else silent)[token] += 1
+    pad = silent.most_common(1)[0][0]
+    word_start = next(t for t, _ in voiced.most_common() if t != pad)
+    with torch.no_grad():
+        for table in (lm.text_linear.weight, lm.text_emb.weight):
+            for a, b in ((pad, 3), (word_start if word_start != 3 else pad, 0)):
+                if a != b:
+                    table[[a, b]] = table[[b, a]]
+
+
+def _write_stt(directory: Path, text_card: int, mimi_cfg: dict, *, heads: bool, prefix_s: float) -> None:
+    import torch
+    from moshi.models import loaders
+
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = _stt_config(text_card, heads=heads, delay_s=0.5, prefix_s=prefix_s)
+    (directory / "config.json").write_text(json.dumps(cfg, indent=2))
+    _write_mimi(directory, mimi_cfg)
+    lm_kwargs = {k: v for k, v in cfg.items() if k not in _NON_LM_KEYS}
+    lm = loaders.get_moshi_lm(None, lm_kwargs=lm_kwargs, dtype=torch.float32)
+    mimi = loaders.get_mimi(directory / "mimi.safetensors", mimi_cfg, num_codebooks=32)
+    _relabel_stt_text_tokens(lm, mimi)
+    _save(lm.state_dict(), directory / "model.safetensors", torch.bfloat16)  # as Kyutai ships them
+
+
+_NON_LM_KEYS = {
+    "moshi_name", "mimi_name", "mimi_config_name", "tokenizer_name", "lora_name",
+    "model_type", "lm_gen_config", "tts_config", "stt_config", "model_id",
+}
+
+
+def _tts_config(text_card: int) -> dict:
+    values = [f"{v:.1f}" for v in np.arange(1.0, 4.01, 0.5)]
+    return dict(
+        _LM_COMMON,
+        text_card=text_card,
+        dep_q=32,
+        delays=[0, 0] + [2] * 31,
+        context=500,
+        demux_second_stream=True,
+        cross_attention=True,
+        conditioners={
+            "speaker_wavs": {"type": "tensor", "tensor": {"dim": 32}},
+            "cfg": {
+                "type": "lut",
+                "lut": {"n_bins": len(values), "dim": 16, "tokenizer": "noop", "possible_values": values},
+            },
+            "control": {
+                "type": "lut",
+                "lut": {"n_bins": 1, "dim": 16, "tokenizer": "noop", "possible_values": ["ok"]},
+            },
+        },
+        fuser={"cross": ["speaker_wavs"], "sum": ["cfg", "control"], "prepend": [], "cross_attention_pos_emb": False},
+        model_type="tts",
+        tts_config={"audio_delay": 0.32, "second_stream_ahead": 2, "multistream": False},
+        lm_gen_config={},
+        model_id=TTS_MODEL_ID,
+        **_file_names(),
+    )
+
+
+def _write_tts(directory: Path, voices: Path, text_card: int, mimi_cfg: dict) -> None:
+    import torch
+    from moshi.models import loaders
+
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = _tts_config(text_card)
+    (directory / "config.json").write_text(json.dumps(cfg, indent=2))
+    _write_mimi(directory, mimi_cfg)
+    lm_kwargs = {k: v for k, v in cfg.items() if k not in _NON_LM_KEYS}
+    lm = loaders.get_moshi_lm(None, lm_kwargs=lm_kwargs, dtype=torch.float32)
+    _save(lm.state_dict(), directory / "model.safetensors", torch.bfloat16)
+
+    # A voice is the unquantised Mimi latent of a few seconds of audio, as
+    # scripts/tts_make_voice.py makes it; here the audio is a deterministic chirp.
+    mimi = loaders.get_mimi(directory / "mimi.safetensors", mimi_cfg, num_codebooks=32)
+    t = np.arange(24000 * 2) / 24000
+    wav = torch.from_numpy((0.3 * np.sin(2 * np.pi * (120 + 80 * t) * t)).astype(np.float32))[None, None]
+    with torch.no_grad():
+        latent = mimi.encode_to_latent(wav, quantize=False)
+    suffix = f".{TTS_MODEL_ID['sig']}@{TTS_MODEL_ID['epoch']}.safetensors"
+    voice_file = voices / f"{VOICE_NAME}{suffix}"
+    voice_file.parent.mkdir(parents=True, exist_ok=True)
+    _save({"speaker_wavs": latent}, voice_file)
+
+
+def _add_to_hf_cache(hf_home: Path, repo_id: str, source: Path) -> None:
+    """Lay `source` out as huggingface_hub's cache does, so `hf_hub_download` finds it offline."""
+    files = sorted(p for p in source.rglob("*") if p.is_file())
+    digest = hashlib.sha1()
+    for p in files:
+        digest.update(p.relative_to(source).as_posix().encode())
+        digest.update(p.read_bytes())
+    revision = digest.hexdigest()
+    repo_dir = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}"
+    if repo_dir.exists():
+        shutil.rmtree(repo_dir)
+    snapshot = repo_dir / "snapshots" / revision
+    for p in files:
+        rel = p.relative_to(source)
+        blob = repo_dir / "blobs" / hashlib.sha256(p.read_bytes()).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(p, blob)
+        link = snapshot / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
+    (repo_dir / "refs" / "main").write_text(revision)
+
+
+def build_tiny_checkpoints(out: Path, hf_home: Path | None = None, seed: int = 0) -> TinyCheckpoints:
+    """Write the tiny STT (with and without end-of-turn heads) and TTS checkpoints.
+
+    The same seed always gives byte-identical files. With `hf_home`, every checkpoint
+    is also placed in that Hugging Face cache under the ``unmute-slurm/tiny-*`` repo ids.
+    """
+    out = Path(out)
+    result = TinyCheckpoints(out, Path(hf_home) if hf_home else None)
+    _seed(seed)
+    for d in (result.stt_dir, result.stt_noheads_dir, result.tts_dir, result.voices_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    tokenizer = out / "tokenizer.model"
+    text_card = _train_tokenizer(tokenizer)
+    mimi_cfg = _mimi_config()
+    _write_stt(result.stt_dir, text_card, mimi_cfg, heads=True, prefix_s=0.0)
+    _write_stt(result.stt_noheads_dir, text_card, mimi_cfg, heads=False, prefix_s=0.24)
+    _write_tts(result.tts_dir, result.voices_dir, text_card, mimi_cfg)
+    for d in (result.stt_dir, result.stt_noheads_dir, result.tts_dir):
+        shutil.copy(tokenizer, d / "tokenizer.model")
+    tokenizer.unlink()
+    if result.hf_home is not None:
+        for repo, d in (
+            (STT_REPO, result.stt_dir),
+            (STT_NOHEADS_REPO, result.stt_noheads_dir),
+            (TTS_REPO, result.tts_dir),
+            (TTS_VOICES_REPO, result.voices_dir),
+        ):
+            _add_to_hf_cache(result.hf_home, repo, d)
+    return result
+
+
+def main() -> None:
+    """CLI: write the checkpoints (and optionally the HF cache layout)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="directory for the local checkpoints")
+    parser.add_argument("--hf-home", type=Path, help="also install them into this HF_HOME cache")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault("NO_TORCH_COMPILE", "1")
+    result = build_tiny_checkpoints(args.out, args.hf_home, args.seed)
+    print(f"tiny checkpoints in {result.root}" + (f"; HF cache at {result.hf_home}" if result.hf_home else ""))
+
+
+if __name__ == "__main__":
+    main()
