@@ -149,7 +149,10 @@ def _save(state: dict, path: Path, dtype=None) -> None:
     from safetensors.torch import save_file
 
     save_file(
-        {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous() for k, v in state.items()},
+        {
+            k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
+            for k, v in state.items()
+        },
         str(path),
     )
 
@@ -228,7 +231,12 @@ def _speechlike_frames(n: int):
     t = torch.arange(1920) / 24000
     for i in range(n):
         voiced = i % 30 < 18
-        yield voiced, ((0.3 * torch.sin(2 * np.pi * (200 + 37 * (i % 11)) * t)) if voiced else torch.zeros(1920))[None, None]
+        yield (
+            voiced,
+            ((0.3 * torch.sin(2 * np.pi * (200 + 37 * (i % 11)) * t)) if voiced else torch.zeros(1920))[
+                None, None
+            ],
+        )
 
 
 def _relabel_stt_text_tokens(lm, mimi) -> None:
@@ -277,8 +285,16 @@ def _write_stt(directory: Path, text_card: int, mimi_cfg: dict, *, heads: bool, 
 
 
 _NON_LM_KEYS = {
-    "moshi_name", "mimi_name", "mimi_config_name", "tokenizer_name", "lora_name",
-    "model_type", "lm_gen_config", "tts_config", "stt_config", "model_id",
+    "moshi_name",
+    "mimi_name",
+    "mimi_config_name",
+    "tokenizer_name",
+    "lora_name",
+    "model_type",
+    "lm_gen_config",
+    "tts_config",
+    "stt_config",
+    "model_id",
 }
 
 
@@ -303,7 +319,12 @@ def _tts_config(text_card: int) -> dict:
                 "lut": {"n_bins": 1, "dim": 16, "tokenizer": "noop", "possible_values": ["ok"]},
             },
         },
-        fuser={"cross": ["speaker_wavs"], "sum": ["cfg", "control"], "prepend": [], "cross_attention_pos_emb": False},
+        fuser={
+            "cross": ["speaker_wavs"],
+            "sum": ["cfg", "control"],
+            "prepend": [],
+            "cross_attention_pos_emb": False,
+        },
         model_type="tts",
         tts_config={"audio_delay": 0.32, "second_stream_ahead": 2, "multistream": False},
         lm_gen_config={},
@@ -394,14 +415,18 @@ def build_tiny_checkpoints(out: Path, hf_home: Path | None = None, seed: int = 0
 
 def main() -> None:
     """CLI: write the checkpoints (and optionally the HF cache layout)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, required=True, help="directory for the local checkpoints")
     parser.add_argument("--hf-home", type=Path, help="also install them into this HF_HOME cache")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault("NO_TORCH_COMPILE", "1")
     result = build_tiny_checkpoints(args.out, args.hf_home, args.seed)
-    print(f"tiny checkpoints in {result.root}" + (f"; HF cache at {result.hf_home}" if result.hf_home else ""))
+    print(
+        f"tiny checkpoints in {result.root}" + (f"; HF cache at {result.hf_home}" if result.hf_home else "")
+    )
 
 
 if __name__ == "__main__":

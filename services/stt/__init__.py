@@ -1,0 +1,1 @@
+"""Streaming speech-to-text service, wire-compatible with Kyutai's moshi-server."""

@@ -1,0 +1,54 @@
+"""`python -m services.stt`: run the STT service.
+
+Every flag can also be set by environment (``STT_ENGINE``, ``STT_MODEL``, ``STT_PORT``,
+...) or `.env`; flags win.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from services.common.logs import configure_logging
+from services.stt.app import build_app
+from services.stt.settings import SttSettings
+
+
+def parse_args(argv: list[str] | None = None) -> dict[str, object]:
+    """Command-line overrides, only for the flags given."""
+    parser = argparse.ArgumentParser(prog="python -m services.stt", description="Unmute STT service")
+    parser.add_argument("--engine", choices=["moshi", "sphinx"])
+    parser.add_argument("--model", help="HF repo id or local checkpoint directory")
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--batch-size", type=int, dest="batch_size")
+    parser.add_argument("--device", help="cuda, cpu or auto")
+    args = parser.parse_args(argv)
+    return {k: v for k, v in vars(args).items() if v is not None}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Read settings, configure logging, serve."""
+    settings = SttSettings(**parse_args(argv))  # type: ignore[arg-type]
+    configure_logging(settings.log_level, settings.log_format)
+    app = build_app(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            # Leave room above our own per-message limit so an oversized message is
+            # answered with an Error instead of a protocol-level close.
+            ws_max_size=max(16 * 1024 * 1024, 4 * settings.max_message_bytes),
+            ws_per_message_deflate=False,
+        )
+    )
+    server.run()
+    if app.state.stt.status.startswith("failed"):
+        raise SystemExit(f"STT service stopped: {app.state.stt.status}")
+
+
+if __name__ == "__main__":
+    main()

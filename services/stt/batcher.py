@@ -1,0 +1,171 @@
+"""The STT step loop: B fixed slots, one batched model step per round, run off the event loop.
+
+Each connection holds one slot. Its audio goes into the slot's `FrameBuffer`; whenever
+any slot has a whole frame, the loop gathers one frame from every such slot, runs the
+engine in a dedicated worker thread, and puts the resulting messages in each slot's
+outbox. Steps follow each other as fast as compute allows, so audio queued ahead
+(a file, a flush) is processed faster than real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from services.common.audio import FRAME_SIZE, FrameBuffer, Pcm
+from services.common.protocol import MarkerOut, Step, WireMessage
+from services.stt import metrics
+from services.stt.engines.base import FrameResult, SttEngine
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Slot:
+    """One stream's place in the batch, and everything the loop knows about it."""
+
+    index: int
+    max_buffered: int
+    prefix_frames: int
+    outbox: asyncio.Queue[WireMessage | None] = field(default_factory=asyncio.Queue)
+    buffer: FrameBuffer = field(default_factory=FrameBuffer)
+    frames_taken: int = 0  # client/flush frames handed to the engine
+    frames_done: int = 0  # ... and whose results came back
+    hidden_left: int = 0
+    markers: deque[tuple[int, int]] = field(default_factory=deque)
+    needs_reset: bool = True
+    _space: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.hidden_left = self.prefix_frames
+        self._space.set()
+
+    def has_frame(self) -> bool:
+        return self.hidden_left > 0 or self.buffer.full_frames > 0
+
+    def take_frame(self) -> tuple[Pcm, bool]:
+        """Next frame for the model, and whether it is a hidden prefix frame."""
+        if self.hidden_left > 0:
+            self.hidden_left -= 1
+            return np.zeros(FRAME_SIZE, dtype=np.float32), True
+        frame = self.buffer.pop_frame()
+        assert frame is not None
+        self.frames_taken += 1
+        if len(self.buffer) <= self.max_buffered:
+            self._space.set()
+        return frame, False
+
+    async def wait_for_space(self) -> None:
+        """Return once the buffer is below its limit (back-pressure on a fast sender)."""
+        if len(self.buffer) > self.max_buffered:
+            self._space.clear()
+            await self._space.wait()
+
+
+class SttBatcher:
+    """Owns the engine, the slots and the step loop."""
+
+    def __init__(self, engine: SttEngine, max_buffered_samples: int) -> None:
+        self.engine = engine
+        self.max_buffered_samples = max_buffered_samples
+        self._free: list[int] = list(range(engine.batch_size))[::-1]
+        self._slots: dict[int, Slot] = {}
+        self._wake = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stt-step")
+        self.step_idx = 0
+
+    @property
+    def used_slots(self) -> int:
+        return len(self._slots)
+
+    def open(self) -> Slot | None:
+        """Take a free slot for a new stream, or None when all are in use."""
+        if not self._free:
+            metrics.CAPACITY_REJECTIONS.inc()
+            return None
+        slot = Slot(self._free.pop(), self.max_buffered_samples, self.engine.prefix_frames)
+        self._slots[slot.index] = slot
+        metrics.CONNECTS.inc()
+        metrics.OPEN_STREAMS.set(len(self._slots))
+        self._wake.set()
+        return slot
+
+    def close(self, slot: Slot) -> None:
+        """Give the slot back; its state is reset when the next stream takes it."""
+        if self._slots.get(slot.index) is slot:
+            del self._slots[slot.index]
+            self._free.append(slot.index)
+            metrics.OPEN_STREAMS.set(len(self._slots))
+        slot.outbox.put_nowait(None)
+
+    def push_audio(self, slot: Slot, pcm: Pcm) -> None:
+        """Queue client samples for the slot."""
+        slot.buffer.push(pcm)
+        if slot.buffer.full_frames:
+            self._wake.set()
+
+    def push_marker(self, slot: Slot, marker_id: int) -> None:
+        """Flush: everything sent so far plus the model delay in silence, then echo the marker."""
+        slot.buffer.pad_to_frame()
+        slot.buffer.push(np.zeros(self.engine.delay_frames * FRAME_SIZE, dtype=np.float32))
+        slot.markers.append((slot.frames_taken + slot.buffer.full_frames, marker_id))
+        self._wake.set()
+
+    async def run(self) -> None:
+        """The step loop; runs until cancelled."""
+        loop = asyncio.get_running_loop()
+        batch = self.engine.batch_size
+        frames = np.zeros((batch, FRAME_SIZE), dtype=np.float32)
+        try:
+            while True:
+                ready = [s for s in self._slots.values() if s.has_frame()]
+                if not ready:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                active = np.zeros(batch, dtype=bool)
+                hidden = {}
+                reset = []
+                for slot in ready:
+                    frames[slot.index], hidden[slot.index] = slot.take_frame()
+                    active[slot.index] = True
+                    if slot.needs_reset:
+                        reset.append(slot.index)
+                        slot.needs_reset = False
+                started = time.perf_counter()
+                results = await loop.run_in_executor(self._executor, self.engine.step, frames, active, reset)
+                metrics.STEP_SECONDS.observe(time.perf_counter() - started)
+                metrics.STEP_OCCUPANCY.observe(len(ready))
+                metrics.FRAMES.inc(len(ready))
+                for slot in ready:
+                    result = results[slot.index]
+                    if result is not None and self._slots.get(slot.index) is slot:
+                        self._deliver(slot, result, hidden[slot.index])
+                self.step_idx += 1
+        finally:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _deliver(self, slot: Slot, result: FrameResult, hidden: bool) -> None:
+        for event in result.events:
+            slot.outbox.put_nowait(event)
+        if hidden:
+            return
+        slot.frames_done += 1
+        slot.outbox.put_nowait(Step(step_idx=self.step_idx, prs=result.prs, buffered_pcm=len(slot.buffer)))
+        while slot.markers and slot.markers[0][0] <= slot.frames_done:
+            slot.outbox.put_nowait(MarkerOut(id=slot.markers.popleft()[1]))
+
+    async def aclose(self, task: asyncio.Task[None]) -> None:
+        """Stop the loop and wake every connection."""
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        for slot in list(self._slots.values()):
+            self.close(slot)

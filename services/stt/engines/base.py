@@ -1,0 +1,76 @@
+"""The interface every STT engine implements: B fixed slots stepped together, one frame each."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from services.common.protocol import EndWord, Word
+
+# Pause horizons of the prs vector, as moshi-server's end-of-turn heads define them.
+PAUSE_HORIZONS_S = (0.5, 1.0, 2.0, 3.0)
+
+
+@dataclass
+class FrameResult:
+    """What one slot produced for one frame: pause probabilities and any finished words."""
+
+    prs: list[float]
+    events: list[Word | EndWord] = field(default_factory=list)
+    #: The raw text token (moshi engine); kept for tests that compare batched and lone runs.
+    token: int | None = None
+
+
+class SttEngine(abc.ABC):
+    """A batched streaming recogniser with `batch_size` independent slots.
+
+    All methods are blocking and are called from a single worker thread, never from
+    the event loop; the engine may therefore keep per-slot state without locks.
+    """
+
+    name: str
+    batch_size: int
+    #: Frames of audio the engine needs after a sound before its words are out; a
+    #: `Marker` flush pushes this much silence through.
+    delay_frames: int
+    #: Silence frames fed at the start of every stream before the client's audio
+    #: (moshi's first-frame slot plus the model's silence prefix). They produce no `Step`.
+    prefix_frames: int
+    #: Where `prs` comes from, for /ready and logs ("model heads", "silero-vad", ...).
+    pause_source: str
+
+    @abc.abstractmethod
+    def step(
+        self, frames: npt.NDArray[np.float32], active: npt.NDArray[np.bool_], reset: Sequence[int]
+    ) -> list[FrameResult | None]:
+        """Advance every active slot by one frame.
+
+        `frames` is [batch_size, 1920] (rows of inactive slots are ignored), `active` marks
+        the slots that have a frame, and `reset` lists slots that start a new stream with
+        this frame (their state is cleared first). Returns one result per slot, None for
+        inactive ones.
+        """
+
+    def warmup(self) -> None:
+        """Run the model once on silence, so the first client does not pay for lazy init."""
+        active = np.zeros(self.batch_size, dtype=bool)
+        active[0] = True
+        frames = np.zeros((self.batch_size, 1920), dtype=np.float32)
+        self.step(frames, active, reset=[0])
+        for _ in range(3):
+            self.step(frames, active, reset=[])
+
+
+def pause_probabilities(silence_s: float, speech_prob: float) -> list[float]:
+    """Map a VAD's view (how long it has been silent, how speech-like now) to the 4 prs.
+
+    A VAD cannot predict the future like the model's heads do, so a pause of horizon h
+    is taken as certain once silence has lasted h/2: the 2 s entry that clients use
+    (prs[2]) passes 0.6 after 0.6 s of silence, in line with common 0.5-0.6 s endpointing.
+    """
+    quiet = 1.0 - min(1.0, max(0.0, speech_prob))
+    return [round(quiet * min(1.0, silence_s / (h / 2)), 4) for h in PAUSE_HORIZONS_S]

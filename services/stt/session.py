@@ -1,0 +1,101 @@
+"""One `/api/asr-streaming` WebSocket: auth, slot, then a receive loop and a send loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fastapi import WebSocket, WebSocketDisconnect
+
+from services.common.protocol import (
+    STT_CLIENT_MESSAGES,
+    AudioIn,
+    Error,
+    MarkerIn,
+    MessageParser,
+    ProtocolError,
+    Ready,
+)
+from services.common.ratelimit import MessagePacer
+from services.stt import metrics
+from services.stt.batcher import Slot, SttBatcher
+from services.stt.settings import SttSettings
+
+logger = logging.getLogger(__name__)
+
+NO_FREE_CHANNELS = "no free channels"
+
+
+class AsrSession:
+    """A client's stream, from `Ready` to the slot being handed back."""
+
+    def __init__(self, ws: WebSocket, batcher: SttBatcher, settings: SttSettings) -> None:
+        self.ws = ws
+        self.batcher = batcher
+        self.settings = settings
+        self.parser = MessageParser(STT_CLIENT_MESSAGES, settings.max_message_bytes)
+        self.pacer = MessagePacer(settings.max_messages_per_second, burst=settings.max_messages_per_second)
+
+    async def run(self) -> None:
+        """Serve the stream until the client leaves (the server never closes first)."""
+        await self.ws.accept()
+        slot = self.batcher.open()
+        if slot is None:
+            await self.ws.send_bytes(Error(message=NO_FREE_CHANNELS).pack())
+            await self.ws.close()
+            return
+        await self.ws.send_bytes(Ready().pack())
+        sender = asyncio.create_task(self._send_loop(slot), name=f"stt-send-{slot.index}")
+        try:
+            await self._receive_loop(slot)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.batcher.close(slot)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(sender, timeout=2.0)
+            if not sender.done():
+                sender.cancel()
+
+    def _reject(self, slot: Slot, reason: str, message: str) -> None:
+        metrics.PROTOCOL_ERRORS.labels(reason).inc()
+        slot.outbox.put_nowait(Error(message=message))
+
+    async def _receive_loop(self, slot: Slot) -> None:
+        while True:
+            try:
+                msg = await asyncio.wait_for(self.ws.receive(), timeout=self.settings.idle_timeout_s)
+            except TimeoutError:
+                slot.outbox.put_nowait(
+                    Error(message=f"no message for {self.settings.idle_timeout_s:.0f} s, closing")
+                )
+                return
+            if msg["type"] == "websocket.disconnect":
+                return
+            await self.pacer.take()
+            data = msg.get("bytes")
+            if data is None:
+                self._reject(
+                    slot,
+                    "text_frame",
+                    "text frames are not part of this protocol: send msgpack in binary frames",
+                )
+                continue
+            try:
+                parsed = self.parser.parse(data)
+            except ProtocolError as exc:
+                self._reject(slot, "invalid", str(exc))
+                continue
+            if isinstance(parsed, AudioIn):
+                self.batcher.push_audio(slot, parsed.pcm)
+                await slot.wait_for_space()
+            elif isinstance(parsed, MarkerIn):
+                self.batcher.push_marker(slot, parsed.id)
+
+    async def _send_loop(self, slot: Slot) -> None:
+        while (message := await slot.outbox.get()) is not None:
+            await self.ws.send_bytes(message.pack())
+        # The slot was closed: either the client left, or an idle timeout / shutdown.
+        with contextlib.suppress(Exception):
+            await self.ws.close()

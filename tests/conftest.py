@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny checkpoints and real service processes on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+
+# Set before anything imports torch/moshi/huggingface_hub: compiling on CPU costs
+# seconds per model, and a missing cache file must fail at once, not retry a network.
+os.environ.setdefault("NO_TORCH_COMPILE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import ServiceProcess, start_service
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def api_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory):
+    """Tiny checkpoints as local directories plus an HF cache (``HF_HOME``) holding them."""
+    pytest.importorskip("moshi")
+    from services.common.tiny_checkpoints import build_tiny_checkpoints
+
+    root = tmp_path_factory.mktemp("tiny")
+    return build_tiny_checkpoints(root / "models", hf_home=root / "hf")
+
+
+@pytest.fixture(scope="session")
+def moshi_stt(tiny, api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """The STT service on the tiny model with end-of-turn heads, 8 slots."""
+    with start_service(
+        "services.stt",
+        ["--engine", "moshi", "--model", str(tiny.stt_dir), "--batch-size", "8"],
+        api_key,
+        tmp_path_factory.mktemp("stt-moshi"),
+    ) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="session")
+def sphinx_stt(api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """The STT service on the pocketsphinx lite engine, 4 slots."""
+    pytest.importorskip("pocketsphinx")
+    with start_service(
+        "services.stt", ["--engine", "sphinx", "--batch-size", "4"], api_key, tmp_path_factory.mktemp("stt-sphinx")
+    ) as proc:
+        yield proc

@@ -1,0 +1,81 @@
+"""Start a service as its own process (`python -m services.X`), as a user would, and wait for /ready."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ServiceProcess:
+    """A running service: where it listens, its key, and its log file."""
+
+    port: int
+    api_key: str
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def start_service(
+    module: str, args: list[str], api_key: str, workdir: Path, timeout_s: float = 120.0, env: dict | None = None
+) -> Iterator[ServiceProcess]:
+    """Run `python -m module args --port P` in `workdir` (so no stray .env is read) until /ready."""
+    port = free_port()
+    log = workdir / "service.log"
+    full_env = {**os.environ, "SERVICE_API_KEY": api_key, "LOG_FORMAT": "json", **(env or {})}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args, "--port", str(port)],
+            cwd=workdir,
+            env=full_env | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    service = ServiceProcess(port, api_key, log, proc)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{module} exited with {proc.returncode}:\n{service.log_text()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{service.http}/ready", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{module} not ready after {timeout_s} s:\n{service.log_text()[-3000:]}")
+            time.sleep(0.2)
+        yield service
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
