@@ -21,7 +21,8 @@ class CheckpointError(RuntimeError):
 
 def load_checkpoint_info(model: str) -> CheckpointInfo:
     """Resolve `model` (repo id or directory) into moshi's `CheckpointInfo`."""
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HFValidationError
     from moshi.models import loaders
 
     path = Path(model).expanduser()
@@ -49,8 +50,11 @@ def load_checkpoint_info(model: str) -> CheckpointInfo:
             **files,
         )
     try:
-        return loaders.CheckpointInfo.from_hf_repo(model)
-    except (LocalEntryNotFoundError, HFValidationError, FileNotFoundError, OSError) as exc:
+        # Fetch config.json first: moshi treats a repo without one as a legacy Moshi 7B
+        # and would fail later with a less helpful message.
+        config_path = hf_hub_download(model, "config.json")
+        return loaders.CheckpointInfo.from_hf_repo(model, config_path=config_path)
+    except (EntryNotFoundError, HFValidationError, FileNotFoundError, OSError) as exc:
         raise CheckpointError(
             f"cannot load {model!r}: not a directory, and not complete in the Hugging Face cache "
             f"({type(exc).__name__}: {exc}). Run the prefetch step on a machine with internet access."
