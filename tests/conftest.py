@@ -52,6 +52,9 @@ def sphinx_stt(api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """The STT service on the pocketsphinx lite engine, 4 slots."""
     pytest.importorskip("pocketsphinx")
     with start_service(
-        "services.stt", ["--engine", "sphinx", "--batch-size", "4"], api_key, tmp_path_factory.mktemp("stt-sphinx")
+        "services.stt",
+        ["--engine", "sphinx", "--batch-size", "4"],
+        api_key,
+        tmp_path_factory.mktemp("stt-sphinx"),
     ) as proc:
         yield proc

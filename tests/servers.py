@@ -45,7 +45,13 @@ class ServiceProcess:
 
 @contextlib.contextmanager
 def start_service(
-    module: str, args: list[str], api_key: str, workdir: Path, timeout_s: float = 120.0, env: dict | None = None
+    module: str,
+    args: list[str],
+    api_key: str,
+    workdir: Path,
+    *,
+    timeout_s: float = 120.0,
+    env: dict | None = None,
 ) -> Iterator[ServiceProcess]:
     """Run `python -m module args --port P` in `workdir` (so no stray .env is read) until /ready."""
     port = free_port()

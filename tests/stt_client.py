@@ -14,7 +14,9 @@ FRAME = 1920
 
 def audio_msg(pcm: np.ndarray) -> bytes:
     """An `Audio` message packed as Kyutai's scripts pack it (float32)."""
-    return msgpack.packb({"type": "Audio", "pcm": np.asarray(pcm, dtype=np.float32).tolist()}, use_single_float=True)
+    return msgpack.packb(
+        {"type": "Audio", "pcm": np.asarray(pcm, dtype=np.float32).tolist()}, use_single_float=True
+    )
 
 
 def marker_msg(marker_id: int) -> bytes:
@@ -45,7 +47,7 @@ def connect(url: str, api_key: str | None):
 
 
 async def transcribe_stream(
-    url: str, api_key: str, pcm: np.ndarray, chunk: int = FRAME, marker_id: int = 7, pace_s: float = 0.0
+    url: str, api_key: str, pcm: np.ndarray, *, chunk: int = FRAME, marker_id: int = 7, pace_s: float = 0.0
 ) -> SttRun:
     """Send `pcm` in chunks, then a Marker, and read until the Marker comes back."""
     run = SttRun()

@@ -50,7 +50,10 @@ def _run_alone(engine, stream: np.ndarray, slot: int = 0) -> list[tuple[int | No
 
 def _run_batched(engine, jobs: list[tuple[int, int, np.ndarray]]) -> dict[int, list]:
     """jobs: (slot, start_step, audio). Slots run desynchronised, some slots reused."""
-    pending = {i: [np.zeros(FRAME, np.float32)] * engine.prefix_frames + _frames(a) for i, (_, _, a) in enumerate(jobs)}
+    pending = {
+        i: [np.zeros(FRAME, np.float32)] * engine.prefix_frames + _frames(a)
+        for i, (_, _, a) in enumerate(jobs)
+    }
     results: dict[int, list] = {i: [] for i in range(len(jobs))}
     step = 0
     while any(pending.values()):
@@ -134,9 +137,9 @@ def test_hf_cache_and_local_directory_load_the_same_model(tiny, monkeypatch):
 
 
 def test_missing_model_names_the_problem(tmp_path, monkeypatch):
-    from services.common.checkpoint import CheckpointError, load_checkpoint_info
-
     import huggingface_hub.constants
+
+    from services.common.checkpoint import CheckpointError, load_checkpoint_info
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(CheckpointError, match="prefetch"):

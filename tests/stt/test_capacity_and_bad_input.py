@@ -25,8 +25,8 @@ def two_slot_stt(tiny, api_key, tmp_path_factory):
         yield proc
 
 
-async def _recv(ws, timeout=30.0) -> dict:
-    return msgpack.unpackb(await asyncio.wait_for(ws.recv(), timeout))
+async def _recv(ws) -> dict:
+    return msgpack.unpackb(await asyncio.wait_for(ws.recv(), 30.0))
 
 
 async def test_beyond_capacity_gets_error_and_close_and_freed_slot_is_clean(two_slot_stt):
@@ -58,7 +58,10 @@ BAD_INPUTS = {
     "unknown type": (msgpack.packb({"type": "Dance", "steps": 3}), "unknown message type 'Dance'"),
     "no type": (msgpack.packb({"pcm": [0.0]}), "unknown message type None"),
     "not a map": (msgpack.packb([1, 2, 3]), "must be a msgpack map"),
-    "pcm of strings": (msgpack.packb({"type": "Audio", "pcm": ["a", "b"]}), "pcm must be a flat list of numbers"),
+    "pcm of strings": (
+        msgpack.packb({"type": "Audio", "pcm": ["a", "b"]}),
+        "pcm must be a flat list of numbers",
+    ),
     "pcm not a list": (msgpack.packb({"type": "Audio", "pcm": "0.1"}), "pcm must be a list of numbers"),
     "nested pcm": (msgpack.packb({"type": "Audio", "pcm": [[0.1], [0.2]]}), "flat list of numbers"),
     "nan": (msgpack.packb({"type": "Audio", "pcm": [0.0, float("nan")]}), "NaN or infinite"),
@@ -90,7 +93,9 @@ async def test_each_bad_message_gets_an_error_and_the_session_survives(moshi_stt
         return errors
 
     errors, parallel = await asyncio.gather(bad_client(), transcribe_stream(url, key, audio, pace_s=0.005))
-    for (name, msg), expected in zip(errors, [*(e for _, e in BAD_INPUTS.values()), "text frames"], strict=True):
+    for (name, msg), expected in zip(
+        errors, [*(e for _, e in BAD_INPUTS.values()), "text frames"], strict=True
+    ):
         assert msg["type"] == "Error", name
         assert expected in msg["message"], (name, msg)
     # The well-behaved stream next to it got exactly what it gets alone.

@@ -69,7 +69,7 @@ async def test_wire_encoding_matches_moshi_server(moshi_stt):
         assert raw_ready == bytes.fromhex("81a474797065a55265616479")
         await ws.send(audio_msg(np.zeros(FRAME * 3, dtype=np.float32)))
         raw = await asyncio.wait_for(ws.recv(), 30)
-    assert list(msgpack.unpackb(raw))[0] == "type"
+    assert next(iter(msgpack.unpackb(raw))) == "type"
     assert b"\xca" in raw and b"\xcb" not in raw  # float32 prs, no float64
 
 

@@ -20,7 +20,9 @@ EXPECTED = {"weather", "nice", "today", "one", "two", "three"}
 
 async def test_spoken_phrase_over_websocket(sphinx_stt):
     pcm, rate = soundfile.read(PHRASE, dtype="float32")
-    run = await transcribe_stream(sphinx_stt.ws, sphinx_stt.api_key, resample(pcm, rate, SAMPLE_RATE), chunk=4000)
+    run = await transcribe_stream(
+        sphinx_stt.ws, sphinx_stt.api_key, resample(pcm, rate, SAMPLE_RATE), chunk=4000
+    )
     assert run.types[0] == "Ready" and run.types[-1] == "Marker"
     words = [w.lower() for w, _ in run.words]
     assert EXPECTED & set(words), words
