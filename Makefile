@@ -1,0 +1,62 @@
+# Unmute on SLURM: the two commands are `make demo` (set up and run the embedded CPU
+# default) and `make test` (everything CI runs). See README.md.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# Tests never compile on CPU (seconds per model) and never touch the network.
+export NO_TORCH_COMPILE := 1
+export HF_HUB_OFFLINE := 1
+
+.PHONY: help venv install-lite install-dev env demo stt-demo tiny test lint format bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+venv: $(PY)
+
+install-lite: $(PY) ## the CPU profile's engines only: no torch
+	$(PIP) install --quiet -e '.[lite]'
+
+install-dev: $(PY) ## everything, for tests (torch 2.9.1, moshi, lite engines, test tools)
+	$(PIP) install --quiet -e '.[stt,tts,lite,orchestrator,test]'
+
+env: ## write .env from .env.example with a fresh random SERVICE_API_KEY (keeps an existing .env)
+	@if [ -f .env ]; then echo ".env exists; leaving it as it is"; else \
+		umask 077; key=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))'); \
+		sed "s/^SERVICE_API_KEY=.*/SERVICE_API_KEY=$$key/" .env.example > .env; \
+		echo "wrote .env (mode 600) with a new SERVICE_API_KEY"; fi
+
+demo: install-lite env stt-demo ## set up and run the embedded CPU default (lite engines, all local)
+
+stt-demo:
+	@echo "STT (pocketsphinx) on http://127.0.0.1:$$(grep -E '^STT_PORT=' .env | cut -d= -f2): Ctrl-C stops it"
+	$(PY) -m services.stt --engine sphinx
+
+tiny: ## build the tiny random-weight checkpoints into build/tiny and an HF cache in build/hf
+	$(PY) -m services.common.tiny_checkpoints --out build/tiny --hf-home build/hf
+
+lint: ## ruff lint and format check
+	$(VENV)/bin/ruff check services tests bench
+	$(VENV)/bin/ruff format --check services tests bench
+
+format: ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix services tests bench
+	$(VENV)/bin/ruff format services tests bench
+
+test: install-dev lint ## what CI runs: install, lint, the whole test suite
+	$(PY) -m pytest
+
+bench: ## STT batching benchmark on the tiny model (prints a Markdown table)
+	$(PY) bench/stt_batching.py
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache
