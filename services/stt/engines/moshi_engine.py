@@ -7,6 +7,7 @@ exec mask to the slots that have a frame, and a new stream resets only its own s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -16,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from moshi.models import LMGen
+from moshi.utils.compile import no_compile
 
 from services.common.audio import FRAME_RATE
 from services.common.checkpoint import load_checkpoint_info
@@ -105,11 +107,19 @@ class MoshiSttEngine(SttEngine):
     def _new_decoder(self) -> WordDecoder:
         return WordDecoder(self.tokenizer.decode)
 
-    @torch.no_grad()
     def step(
         self, frames: npt.NDArray[np.float32], active: npt.NDArray[np.bool_], reset: Sequence[int]
     ) -> list[FrameResult | None]:
         """Encode one frame per active slot with Mimi and advance the LM by one step."""
+        # torch.compile on CPU costs seconds per shape and gains nothing at these sizes;
+        # moshi's own switch turns it off without needing NO_TORCH_COMPILE in the env.
+        guard = no_compile() if self.device.type == "cpu" else contextlib.nullcontext()
+        with guard, torch.no_grad():
+            return self._step(frames, active, reset)
+
+    def _step(
+        self, frames: npt.NDArray[np.float32], active: npt.NDArray[np.bool_], reset: Sequence[int]
+    ) -> list[FrameResult | None]:
         if reset:
             reset_mask = torch.zeros(self.batch_size, dtype=torch.bool, device=self.device)
             reset_mask[list(reset)] = True
