@@ -35,15 +35,16 @@ def tiny(tmp_path_factory: pytest.TempPathFactory):
     return build_tiny_checkpoints(root / "models", hf_home=root / "hf")
 
 
+def moshi_stt_service(tiny, api_key: str, workdir: Path, batch_size: int):
+    """Start the STT service on the tiny model with end-of-turn heads."""
+    args = ["--engine", "moshi", "--model", str(tiny.stt_dir), "--batch-size", str(batch_size)]
+    return start_service("services.stt", args, api_key, workdir)
+
+
 @pytest.fixture(scope="session")
 def moshi_stt(tiny, api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """The STT service on the tiny model with end-of-turn heads, 8 slots."""
-    with start_service(
-        "services.stt",
-        ["--engine", "moshi", "--model", str(tiny.stt_dir), "--batch-size", "8"],
-        api_key,
-        tmp_path_factory.mktemp("stt-moshi"),
-    ) as proc:
+    with moshi_stt_service(tiny, api_key, tmp_path_factory.mktemp("stt-moshi"), 8) as proc:
         yield proc
 
 

@@ -34,6 +34,19 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class QuietProbes(logging.Filter):
+    """Drops access-log lines of successful health probes, which the SLURM job and
+    container healthchecks send every few seconds and which would drown everything else."""
+
+    _PROBES = ("/health", "/ready", "/metrics")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if record.name == "uvicorn.access" and isinstance(args, tuple) and len(args) == 5:
+            return not (args[2] in self._PROBES and args[4] == 200)
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message and any `extra` fields."""
 
@@ -54,6 +67,7 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     """Route the root, uvicorn and service loggers through one redacting handler."""
     handler = logging.StreamHandler()
+    handler.addFilter(QuietProbes())
     handler.addFilter(RedactSecrets())
     handler.setFormatter(
         JsonFormatter()

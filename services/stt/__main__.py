@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 import uvicorn
+from pydantic import ValidationError
 
 from services.common.logs import configure_logging
 from services.stt.app import build_app
@@ -30,9 +31,12 @@ def parse_args(argv: list[str] | None = None) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> None:
     """Read settings, configure logging, serve."""
-    settings = SttSettings(**parse_args(argv))  # type: ignore[arg-type]
-    configure_logging(settings.log_level, settings.log_format)
-    app = build_app(settings)
+    try:
+        settings = SttSettings(**parse_args(argv))  # type: ignore[arg-type]
+        configure_logging(settings.log_level, settings.log_format)
+        app = build_app(settings)
+    except (ValidationError, ValueError) as exc:
+        raise SystemExit(f"services.stt: bad settings: {exc}") from None
     server = uvicorn.Server(
         uvicorn.Config(
             app,

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket
 
@@ -31,8 +31,8 @@ class SttState:
 
     settings: SttSettings
     batcher: SttBatcher | None = None
+    step_loop: asyncio.Task[None] | None = None
     status: str = "loading model"
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def readiness(self) -> str | None:
         return None if self.batcher is not None else self.status
@@ -53,7 +53,7 @@ async def _load(state: SttState, engine_factory: EngineFactory) -> None:
         signal.raise_signal(signal.SIGTERM)
         return
     batcher = SttBatcher(engine, int(state.settings.max_buffered_s * SAMPLE_RATE))
-    state.tasks.append(asyncio.create_task(batcher.run(), name="stt-step-loop"))
+    state.step_loop = asyncio.create_task(batcher.run(), name="stt-step-loop")
     state.batcher = batcher
     logger.info(
         "STT ready", extra={"engine": engine.name, "slots": engine.batch_size, "prs": engine.pause_source}
@@ -78,9 +78,8 @@ def build_app(settings: SttSettings, engine_factory: EngineFactory = load_engine
             loader.cancel()
             with contextlib.suppress(BaseException):
                 await loader
-            if state.batcher is not None:
-                for task in state.tasks:
-                    await state.batcher.aclose(task)
+            if state.batcher is not None and state.step_loop is not None:
+                await state.batcher.aclose(state.step_loop)
 
     app = FastAPI(title="Unmute STT", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.stt = state

@@ -8,7 +8,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from tests.servers import start_service
+from tests.conftest import moshi_stt_service
 from tests.stt_client import FRAME, audio_msg, connect, marker_msg, speechlike, transcribe_stream
 
 pytestmark = pytest.mark.moshi
@@ -16,12 +16,7 @@ pytestmark = pytest.mark.moshi
 
 @pytest.fixture(scope="module")
 def two_slot_stt(tiny, api_key, tmp_path_factory):
-    with start_service(
-        "services.stt",
-        ["--engine", "moshi", "--model", str(tiny.stt_dir), "--batch-size", "2"],
-        api_key,
-        tmp_path_factory.mktemp("stt-2slots"),
-    ) as proc:
+    with moshi_stt_service(tiny, api_key, tmp_path_factory.mktemp("stt-2slots"), 2) as proc:
         yield proc
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 from collections.abc import Sequence
 
@@ -19,7 +18,7 @@ import torch
 from moshi.models import LMGen
 from moshi.utils.compile import no_compile
 
-from services.common.audio import FRAME_RATE
+from services.common.audio import FRAME_RATE, frames_for
 from services.common.checkpoint import load_checkpoint_info
 from services.stt.engines.base import FrameResult, SttEngine
 from services.stt.engines.silero_pauses import SileroPauses
@@ -79,10 +78,10 @@ class MoshiSttEngine(SttEngine):
         stt = info.stt_config
         self.delay_s = float(stt.get("audio_delay_seconds", DEFAULT_DELAY_S))
         prefix_s = float(stt.get("audio_silence_prefix_seconds", DEFAULT_PREFIX_S))
-        self.delay_frames = math.ceil(round(self.delay_s * FRAME_RATE, 6))
+        self.delay_frames = frames_for(self.delay_s)
         # With all STT delays at 0, LMGen replaces the first frame of a stream by its
         # initial tokens, so that frame is never heard: a silent one goes first.
-        self.prefix_frames = 1 + math.ceil(round(prefix_s * FRAME_RATE, 6))
+        self.prefix_frames = 1 + frames_for(prefix_s)
 
         self.has_heads = len(self.lm.extra_heads) > 0
         self.pause_source = "model heads" if self.has_heads else "silero-vad"
