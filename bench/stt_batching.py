@@ -24,9 +24,9 @@ os.environ.setdefault("NO_TORCH_COMPILE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from services.common.audio import FRAME_SECONDS, FRAME_SIZE  # noqa: E402
+from services.common.audio import FRAME_SECONDS, FRAME_SIZE
 
 
 def make_engine(engine: str, model: str, batch: int, device: str):
@@ -45,7 +45,9 @@ def measure(engine, steps: int, warmup: int) -> list[float]:
     rng = np.random.default_rng(0)
     t = np.arange(FRAME_SIZE) / 24000
     batch = engine.batch_size
-    frames = np.stack([0.3 * np.sin(2 * np.pi * rng.uniform(150, 400) * t) for _ in range(batch)]).astype(np.float32)
+    frames = np.stack([0.3 * np.sin(2 * np.pi * rng.uniform(150, 400) * t) for _ in range(batch)]).astype(
+        np.float32
+    )
     active = np.ones(batch, dtype=bool)
     engine.step(frames, active, reset=list(range(batch)))
     for _ in range(warmup):
@@ -60,7 +62,9 @@ def measure(engine, steps: int, warmup: int) -> list[float]:
 
 def main() -> None:
     """Run the sweep and print a Markdown table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--engine", choices=["moshi", "sphinx"], default="moshi")
     parser.add_argument("--model", help="HF repo id or directory (default: tiny checkpoint built now)")
     parser.add_argument("--device", default="cpu")
