@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-import uvicorn
 from pydantic import ValidationError
 
+from services.common.lifecycle import serve
 from services.common.logs import configure_logging
 from services.stt.app import build_app
 from services.stt.settings import SttSettings
@@ -37,21 +37,7 @@ def main(argv: list[str] | None = None) -> None:
         app = build_app(settings)
     except (ValidationError, ValueError) as exc:
         raise SystemExit(f"services.stt: bad settings: {exc}") from None
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            # Leave room above our own per-message limit so an oversized message is
-            # answered with an Error instead of a protocol-level close.
-            ws_max_size=max(16 * 1024 * 1024, 4 * settings.max_message_bytes),
-            ws_per_message_deflate=False,
-        )
-    )
-    server.run()
-    if app.state.stt.status.startswith("failed"):
-        raise SystemExit(f"STT service stopped: {app.state.stt.status}")
+    serve(app, settings, app.state.model, "STT")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,115 @@
+"""What every model service does around its model: load it off the event loop, warm it
+up, run its step loop, report readiness, stop cleanly, and exit if loading fails."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from fastapi import FastAPI
+
+from services.common.settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
+
+
+class Engine(Protocol):
+    """A batched model engine."""
+
+    name: str
+    batch_size: int
+
+    def warmup(self) -> None: ...
+
+
+class StepLoop(Protocol):
+    """A batcher that owns an engine and steps it."""
+
+    async def run(self) -> None: ...
+
+    async def aclose(self, task: asyncio.Task[None]) -> None: ...
+
+
+E = TypeVar("E", bound=Engine)
+L = TypeVar("L", bound=StepLoop)
+
+
+@dataclass
+class ModelState(Generic[E, L]):
+    """Loading status and, once ready, the engine and its step loop."""
+
+    status: str = "loading model"
+    engine: E | None = None
+    loop: L | None = None
+    task: asyncio.Task[None] | None = None
+
+    def readiness(self) -> str | None:
+        """None when ready, else why not (for /ready)."""
+        return None if self.loop is not None else self.status
+
+    @property
+    def failed(self) -> bool:
+        return self.status.startswith("failed")
+
+
+def model_lifespan(
+    state: ModelState[E, L], load: Callable[[], E], make_loop: Callable[[E], L]
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """A FastAPI lifespan that loads in the background, so /health answers during loading."""
+
+    async def _load() -> None:
+        try:
+            engine = await asyncio.to_thread(load)
+            state.status = "warming up"
+            await asyncio.to_thread(engine.warmup)
+        except Exception as exc:
+            state.status = f"failed to load: {exc}"
+            logger.exception("engine failed to load; stopping")
+            # A service that cannot serve must exit, so compose/SLURM see the failure at once.
+            signal.raise_signal(signal.SIGTERM)
+            return
+        state.engine = engine
+        state.loop = make_loop(engine)
+        state.task = asyncio.create_task(state.loop.run(), name=f"{engine.name}-step-loop")
+        state.status = "ready"
+        logger.info("ready", extra={"engine": engine.name, "slots": engine.batch_size})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loader = asyncio.create_task(_load(), name="model-load")
+        try:
+            yield
+        finally:
+            loader.cancel()
+            with contextlib.suppress(BaseException):
+                await loader
+            if state.loop is not None and state.task is not None:
+                await state.loop.aclose(state.task)
+
+    return lifespan
+
+
+def serve(app: FastAPI, settings: ServiceSettings, state: ModelState[Any, Any], name: str) -> None:
+    """Run uvicorn; exit non-zero when the model failed to load."""
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            # Leave room above our own per-message limit so an oversized message is
+            # answered with an Error instead of a protocol-level close.
+            ws_max_size=max(16 * 1024 * 1024, 4 * settings.max_message_bytes),
+            ws_per_message_deflate=False,
+        )
+    )
+    server.run()
+    if state.failed:
+        raise SystemExit(f"{name} service stopped: {state.status}")
