@@ -59,3 +59,24 @@ def sphinx_stt(api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         tmp_path_factory.mktemp("stt-sphinx"),
     ) as proc:
         yield proc
+
+
+@pytest.fixture(scope="session")
+def moshi_tts(tiny, api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """The TTS service on the tiny model, greedy, 4 slots, with the tiny voice repo."""
+    args = [
+        "--engine", "moshi", "--model", str(tiny.tts_dir), "--voice-repo", str(tiny.voices_dir),
+        "--voice", "tiny/default.wav", "--batch-size", "4", "--temperature", "0",
+    ]  # fmt: skip
+    with start_service("services.tts", args, api_key, tmp_path_factory.mktemp("tts-moshi")) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="session")
+def espeak_tts(api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """The TTS service on the espeak-ng lite engine, 4 slots."""
+    pytest.importorskip("espeakng_loader")
+    with start_service(
+        "services.tts", ["--engine", "espeak", "--batch-size", "4"], api_key, tmp_path_factory.mktemp("tts-espeak")
+    ) as proc:
+        yield proc

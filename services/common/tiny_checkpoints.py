@@ -32,7 +32,7 @@ STT_NOHEADS_REPO = f"{REPO_OWNER}/tiny-stt-noheads"
 TTS_REPO = f"{REPO_OWNER}/tiny-tts"
 TTS_VOICES_REPO = f"{REPO_OWNER}/tiny-tts-voices"
 TTS_MODEL_ID = {"sig": "tinytts0", "epoch": 1}
-VOICE_NAME = "tiny/default.wav"
+VOICE_NAMES = ("tiny/default.wav", "tiny/other.wav")
 
 # Every character tests send must be in the tokenizer: an unknown one maps to id 0,
 # which collides with the STT word-boundary and TTS new-word tokens.
@@ -349,13 +349,14 @@ def _write_tts(directory: Path, voices: Path, text_card: int, mimi_cfg: dict) ->
     # scripts/tts_make_voice.py makes it; here the audio is a deterministic chirp.
     mimi = loaders.get_mimi(directory / "mimi.safetensors", mimi_cfg, num_codebooks=32)
     t = np.arange(24000 * 2) / 24000
-    wav = torch.from_numpy((0.3 * np.sin(2 * np.pi * (120 + 80 * t) * t)).astype(np.float32))[None, None]
-    with torch.no_grad():
-        latent = mimi.encode_to_latent(wav, quantize=False)
     suffix = f".{TTS_MODEL_ID['sig']}@{TTS_MODEL_ID['epoch']}.safetensors"
-    voice_file = voices / f"{VOICE_NAME}{suffix}"
-    voice_file.parent.mkdir(parents=True, exist_ok=True)
-    _save({"speaker_wavs": latent}, voice_file)
+    for base_hz, name in zip((120, 260), VOICE_NAMES, strict=True):
+        chirp = (0.3 * np.sin(2 * np.pi * (base_hz + 80 * t) * t)).astype(np.float32)
+        with torch.no_grad():
+            latent = mimi.encode_to_latent(torch.from_numpy(chirp)[None, None], quantize=False)
+        voice_file = voices / f"{name}{suffix}"
+        voice_file.parent.mkdir(parents=True, exist_ok=True)
+        _save({"speaker_wavs": latent}, voice_file)
 
 
 def _add_to_hf_cache(hf_home: Path, repo_id: str, source: Path) -> None:

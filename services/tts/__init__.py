@@ -1,0 +1,1 @@
+"""Streaming text-to-speech service, wire-compatible with Kyutai's moshi-server."""

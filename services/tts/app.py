@@ -1,0 +1,71 @@
+"""The TTS FastAPI application: routes, model lifecycle, and the step loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import FastAPI, HTTPException, Request, WebSocket
+from fastapi.responses import PlainTextResponse, StreamingResponse
+
+from services.common.auth import authorize_websocket, require_http_key
+from services.common.lifecycle import ModelState, model_lifespan
+from services.common.protocol import Error
+from services.common.routes import service_routes
+from services.tts.batcher import TtsBatcher
+from services.tts.engines import load_engine
+from services.tts.engines.base import TtsEngine
+from services.tts.session import QueryError, TtsSession, parse_query
+from services.tts.settings import TtsSettings
+from services.tts.synthesize import SynthesizeRequest, synthesize
+
+EngineFactory = Callable[[TtsSettings], TtsEngine]
+
+
+def build_app(settings: TtsSettings, engine_factory: EngineFactory = load_engine) -> FastAPI:
+    """Create the app; the model loads in the background so /health answers at once."""
+    if settings.service_api_key is None:
+        raise ValueError(
+            "SERVICE_API_KEY is not set: set it in the environment or .env (make env writes one)"
+        )
+    key = settings.service_api_key
+    state: ModelState[TtsEngine, TtsBatcher] = ModelState()
+    lifespan = model_lifespan(state, load=lambda: engine_factory(settings), make_loop=TtsBatcher)
+    app = FastAPI(title="Unmute TTS", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.model = state
+    app.include_router(service_routes("tts", state.readiness))
+
+    def ready_batcher() -> TtsBatcher:
+        if state.loop is None:
+            raise HTTPException(503, f"service not ready: {state.status}")
+        return state.loop
+
+    @app.websocket("/api/tts_streaming")
+    async def tts_streaming(ws: WebSocket) -> None:
+        """moshi-server-compatible streaming synthesis."""
+        if not await authorize_websocket(ws, key):
+            return
+        if state.loop is None:
+            await ws.accept()
+            await ws.send_bytes(Error(message=f"service not ready: {state.status}").pack())
+            await ws.close(code=1013)
+            return
+        try:
+            query, start = parse_query(dict(ws.query_params), state.loop.engine, settings)
+        except QueryError as exc:
+            await ws.send_denial_response(PlainTextResponse(str(exc), status_code=400))
+            return
+        await TtsSession(ws, state.loop, settings, query, start).run()
+
+    @app.post("/synthesize")
+    async def synthesize_route(body: SynthesizeRequest, request: Request) -> StreamingResponse:
+        """Speak `text`; the response body is float32 little-endian mono PCM at 24 kHz, streamed."""
+        require_http_key(request, key)
+        return await synthesize(body, ready_batcher(), settings)
+
+    @app.get("/v1/voices")
+    async def voices() -> dict[str, object]:
+        """The voices this server can use, and the one used when none is asked for."""
+        engine = ready_batcher().engine
+        return {"engine": engine.name, "default": engine.default_voice, "voices": engine.voices()}
+
+    return app

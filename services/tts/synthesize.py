@@ -1,0 +1,71 @@
+"""`POST /synthesize` (the original design's API): text in, streamed float32 PCM out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import HTTPException
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from services.common.audio import SAMPLE_RATE
+from services.common.protocol import AudioOut, Error
+from services.tts.batcher import TtsBatcher, TtsSlot
+from services.tts.engines.base import StreamStart
+from services.tts.settings import TtsSettings
+from services.tts.text import split_words
+
+
+class SynthesizeRequest(BaseModel):
+    """What to say, and optionally with which voice and CFG strength."""
+
+    text: str
+    voice: str | None = None
+    cfg_alpha: float | None = Field(None, ge=0.0, le=10.0)
+
+
+async def _pcm_stream(batcher: TtsBatcher, slot: TtsSlot) -> AsyncIterator[bytes]:
+    try:
+        while (message := await slot.outbox.get()) is not None:
+            if isinstance(message, AudioOut):
+                yield message.pcm.astype("<f4").tobytes()
+            elif isinstance(message, Error):
+                # Headers are gone by now; ending the body early is all HTTP allows.
+                return
+    finally:
+        batcher.close(slot)
+
+
+async def synthesize(
+    request: SynthesizeRequest, batcher: TtsBatcher, settings: TtsSettings
+) -> StreamingResponse:
+    """Validate, take a slot (waiting up to `synthesize_wait_s`), and stream the audio as it comes."""
+    text = request.text.strip()
+    if not text:
+        raise HTTPException(400, "text is empty")
+    if len(text) > settings.max_text_chars:
+        raise HTTPException(413, f"text is {len(text)} characters; the limit is {settings.max_text_chars}")
+    engine = batcher.engine
+    voice = request.voice or engine.default_voice
+    cfg = request.cfg_alpha if request.cfg_alpha is not None else settings.cfg_alpha
+    try:
+        engine.check_voice(voice)
+        engine.check_cfg_alpha(cfg)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+    deadline = time.monotonic() + settings.synthesize_wait_s
+    while (slot := batcher.open()) is None:
+        if time.monotonic() >= deadline:
+            raise HTTPException(503, "no free channels", headers={"Retry-After": "5"})
+        await asyncio.sleep(0.1)
+    batcher.start(slot, StreamStart(voice=voice, cfg_alpha=cfg))
+    batcher.push_words(slot, split_words(text))
+    batcher.push_eos(slot)
+    return StreamingResponse(
+        _pcm_stream(batcher, slot),
+        media_type="application/octet-stream",
+        headers={"X-Sample-Rate": str(SAMPLE_RATE), "X-Audio-Format": "f32le", "X-Channels": "1"},
+    )
