@@ -77,6 +77,9 @@ def espeak_tts(api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """The TTS service on the espeak-ng lite engine, 4 slots."""
     pytest.importorskip("espeakng_loader")
     with start_service(
-        "services.tts", ["--engine", "espeak", "--batch-size", "4"], api_key, tmp_path_factory.mktemp("tts-espeak")
+        "services.tts",
+        ["--engine", "espeak", "--batch-size", "4"],
+        api_key,
+        tmp_path_factory.mktemp("tts-espeak"),
     ) as proc:
         yield proc

@@ -44,11 +44,11 @@ class TtsRun:
         return [(m["text"], m["start_s"], m["stop_s"]) for m in self.of("Text")]
 
 
-async def read_all(ws, run: TtsRun, timeout: float = 120) -> TtsRun:
+async def read_all(ws, run: TtsRun, wait_s: float = 120) -> TtsRun:
     """Read until the server closes the stream."""
     try:
         while True:
-            run.messages.append(msgpack.unpackb(await asyncio.wait_for(ws.recv(), timeout)))
+            run.messages.append(msgpack.unpackb(await asyncio.wait_for(ws.recv(), wait_s)))
     except websockets.ConnectionClosed as closed:
         run.close_code = closed.rcvd.code if closed.rcvd else None
     return run

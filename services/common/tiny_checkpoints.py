@@ -345,15 +345,13 @@ def _write_tts(directory: Path, voices: Path, text_card: int, mimi_cfg: dict) ->
     lm = loaders.get_moshi_lm(None, lm_kwargs=lm_kwargs, dtype=torch.float32)
     _save(lm.state_dict(), directory / "model.safetensors", torch.bfloat16)
 
-    # A voice is the unquantised Mimi latent of a few seconds of audio, as
-    # scripts/tts_make_voice.py makes it; here the audio is a deterministic chirp.
-    mimi = loaders.get_mimi(directory / "mimi.safetensors", mimi_cfg, num_codebooks=32)
-    t = np.arange(24000 * 2) / 24000
+    # A real voice is the unquantised Mimi latent of ~10 s of speech (scripts/tts_make_voice.py).
+    # The tiny random Mimi maps all audio to nearly the same latent, so tiny voices are
+    # drawn at random instead: same format and shape, and distinct enough to tell apart.
     suffix = f".{TTS_MODEL_ID['sig']}@{TTS_MODEL_ID['epoch']}.safetensors"
-    for base_hz, name in zip((120, 260), VOICE_NAMES, strict=True):
-        chirp = (0.3 * np.sin(2 * np.pi * (base_hz + 80 * t) * t)).astype(np.float32)
-        with torch.no_grad():
-            latent = mimi.encode_to_latent(torch.from_numpy(chirp)[None, None], quantize=False)
+    generator = torch.Generator().manual_seed(1234)
+    for name in VOICE_NAMES:
+        latent = torch.randn(1, cfg["conditioners"]["speaker_wavs"]["tensor"]["dim"], 25, generator=generator)
         voice_file = voices / f"{name}{suffix}"
         voice_file.parent.mkdir(parents=True, exist_ok=True)
         _save({"speaker_wavs": latent}, voice_file)

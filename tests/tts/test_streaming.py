@@ -13,7 +13,21 @@ from tests.tts_client import EOS, TtsRun, connect, read_all, speak, text_msg
 
 pytestmark = pytest.mark.moshi
 
-TWELVE_WORDS = "hello world, this is a test of the tiny speech models good morning".split()
+TWELVE_WORDS = [
+    "hello",
+    "world,",
+    "this",
+    "is",
+    "a",
+    "test",
+    "of",
+    "the",
+    "tiny",
+    "speech",
+    "models",
+    "good",
+    "morning",
+]
 
 
 async def test_audio_flows_before_eos_and_stream_closes_after_it(moshi_tts):
@@ -44,7 +58,7 @@ async def test_audio_flows_before_eos_and_stream_closes_after_it(moshi_tts):
 
 async def test_raw_pcm_format_sends_only_audio(moshi_tts):
     async with connect(moshi_tts.ws, moshi_tts.api_key, format="Pcm") as ws:
-        for word in "one two three four".split():
+        for word in ["one", "two", "three", "four"]:
             await ws.send(text_msg(word))
         await ws.send(b"\x00")  # moshi-server's binary Eos
         frames = [frame async for frame in ws]
@@ -56,7 +70,7 @@ async def test_eos_before_any_text_ends_at_once(moshi_tts):
     async with connect(moshi_tts.ws, moshi_tts.api_key) as ws:
         assert msgpack.unpackb(await ws.recv()) == {"type": "Ready"}
         await ws.send(EOS)
-        run = await read_all(ws, TtsRun(), timeout=10)
+        run = await read_all(ws, TtsRun(), wait_s=10)
     assert run.messages == [] and run.close_code == 1000
 
 
@@ -83,7 +97,11 @@ async def test_synthesize_streams_float32_in_chunks(moshi_tts):
 async def test_voices_are_listed(moshi_tts):
     async with httpx.AsyncClient(base_url=moshi_tts.http) as client:
         body = (await client.get("/v1/voices")).json()
-    assert body == {"engine": "moshi", "default": "tiny/default.wav", "voices": ["tiny/default.wav", "tiny/other.wav"]}
+    assert body == {
+        "engine": "moshi",
+        "default": "tiny/default.wav",
+        "voices": ["tiny/default.wav", "tiny/other.wav"],
+    }
 
 
 async def test_capacity_error_and_slot_reuse(moshi_tts):
