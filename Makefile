@@ -12,7 +12,7 @@ PIP := $(VENV)/bin/pip
 export NO_TORCH_COMPILE := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help venv install-lite install-dev env demo stt-demo tiny test lint format bench clean
+.PHONY: help venv install-lite install-dev env demo services-demo tiny test lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,11 +35,16 @@ env: ## write .env from .env.example with a fresh random SERVICE_API_KEY (keeps 
 		sed "s/^SERVICE_API_KEY=.*/SERVICE_API_KEY=$$key/" .env.example > .env; \
 		echo "wrote .env (mode 600) with a new SERVICE_API_KEY"; fi
 
-demo: install-lite env stt-demo ## set up and run the embedded CPU default (lite engines, all local)
+demo: install-lite env services-demo ## set up and run the embedded CPU default (lite engines, all local)
 
-stt-demo:
-	@echo "STT (pocketsphinx) on http://127.0.0.1:$$(grep -E '^STT_PORT=' .env | cut -d= -f2): Ctrl-C stops it"
-	$(PY) -m services.stt --engine sphinx
+# The lite services side by side on the .env port map; Ctrl-C (or either one dying) stops both.
+services-demo:
+	@echo "STT (pocketsphinx) on 127.0.0.1:$$(grep -E '^STT_PORT=' .env | cut -d= -f2)," \
+		"TTS (espeak-ng) on 127.0.0.1:$$(grep -E '^TTS_PORT=' .env | cut -d= -f2); Ctrl-C stops them"
+	trap 'kill 0' INT TERM EXIT; \
+		$(PY) -m services.stt --engine sphinx & \
+		$(PY) -m services.tts --engine espeak & \
+		wait -n
 
 tiny: ## build the tiny random-weight checkpoints into build/tiny and an HF cache in build/hf
 	$(PY) -m services.common.tiny_checkpoints --out build/tiny --hf-home build/hf
@@ -55,8 +60,10 @@ format: ## apply ruff fixes and formatting
 test: install-dev lint ## what CI runs: install, lint, the whole test suite
 	$(PY) -m pytest
 
-bench: ## STT batching benchmark on the tiny model (prints a Markdown table)
+bench: ## STT batching and TTS latency benchmarks on the tiny models and lite engines (Markdown tables)
 	$(PY) bench/stt_batching.py
+	$(PY) bench/stt_batching.py --engine sphinx --batch 1 4 8 16
+	$(PY) bench/tts_latency.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache
