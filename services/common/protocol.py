@@ -60,6 +60,7 @@ class AudioIn(WireMessage):
 
     type: Literal["Audio"] = "Audio"
     pcm: PcmField
+    single_float: ClassVar[bool] = True
 
 
 class MarkerIn(WireMessage):
@@ -162,7 +163,9 @@ class TextOut(WireMessage):
 
 
 STT_CLIENT_MESSAGES: tuple[type[WireMessage], ...] = (AudioIn, MarkerIn)
+STT_SERVER_MESSAGES: tuple[type[WireMessage], ...] = (Ready, Word, EndWord, Step, MarkerOut, Error)
 TTS_CLIENT_MESSAGES: tuple[type[WireMessage], ...] = (TextIn, Eos, VoiceIn)
+TTS_SERVER_MESSAGES: tuple[type[WireMessage], ...] = (Ready, AudioOut, TextOut, Error)
 
 
 class MessageParser:

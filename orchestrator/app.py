@@ -1,0 +1,154 @@
+"""The orchestrator app: UI, `/v1/realtime`, backend status, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI, WebSocket
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import Gauge
+
+from orchestrator.auth import TokenAuth
+from orchestrator.clients.llm import LlmClient
+from orchestrator.pipeline.session import Backends
+from orchestrator.realtime.connection import RealtimeConnection
+from orchestrator.realtime.events import error_event
+from orchestrator.settings import OrchestratorSettings
+from services.common.routes import service_routes
+
+logger = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+SESSIONS = Gauge("orchestrator_sessions", "Open Realtime sessions")
+STATUS_TTL_S = 2.0
+
+
+class BackendStatus:
+    """Readiness of STT, TTS and LLM, probed at most every `STATUS_TTL_S` (UI and /ready poll it)."""
+
+    def __init__(self, settings: OrchestratorSettings, llm: LlmClient) -> None:
+        self.settings = settings
+        self.llm = llm
+        self._checked = 0.0
+        self._result: dict[str, dict[str, object]] = {}
+        self._lock = asyncio.Lock()
+
+    async def _probe(self, client: httpx.AsyncClient, ws_url: str) -> str | None:
+        url = ws_url.replace("ws", "http", 1) + "/ready"
+        try:
+            response = await client.get(url)
+        except httpx.HTTPError as exc:
+            return f"unreachable ({type(exc).__name__})"
+        if response.status_code == 200:
+            return None
+        try:
+            return str(response.json().get("reason", response.status_code))
+        except ValueError:
+            return f"HTTP {response.status_code}"
+
+    async def get(self) -> dict[str, dict[str, object]]:
+        async with self._lock:
+            if time.monotonic() - self._checked > STATUS_TTL_S:
+                async with httpx.AsyncClient(timeout=1.5) as client:
+                    stt, tts, llm = await asyncio.gather(
+                        self._probe(client, self.settings.stt_ws),
+                        self._probe(client, self.settings.tts_ws),
+                        self.llm.ready(),
+                    )
+                self._result = {
+                    "stt": {"ready": stt is None, "detail": stt},
+                    "tts": {"ready": tts is None, "detail": tts},
+                    "llm": {
+                        "ready": llm is None,
+                        "detail": llm,
+                        "echo": self.llm.is_echo,
+                        "model": self.llm.model,
+                    },
+                }
+                self._checked = time.monotonic()
+            return self._result
+
+    async def not_ready(self) -> str | None:
+        status = await self.get()
+        down = [f"{name}: {s['detail']}" for name, s in status.items() if not s["ready"]]
+        return "; ".join(down) or None
+
+
+def build_app(settings: OrchestratorSettings) -> FastAPI:
+    """Create the app (auth wraps everything but the probes)."""
+    if settings.service_api_key is None:
+        raise ValueError("SERVICE_API_KEY is not set: the STT and TTS services require it")
+    llm = LlmClient(
+        settings.llm_base if settings.llm_url != "echo" else "echo",
+        settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        settings.llm_model,
+        timeout_s=settings.llm_timeout_s,
+        temperature=settings.llm_temperature,
+    )
+    backends = Backends(settings.stt_ws, settings.tts_ws, settings.service_api_key.get_secret_value(), llm)
+    status = BackendStatus(settings, llm)
+    ready_reason: dict[str, str | None] = {"reason": "starting"}
+    open_sessions: set[RealtimeConnection] = set()
+
+    async def refresh_readiness() -> None:
+        while True:
+            ready_reason["reason"] = await status.not_ready()
+            await asyncio.sleep(STATUS_TTL_S)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.access_token is None:
+            logger.warning("ACCESS_TOKEN is not set: anyone who can reach this port can use the assistant")
+        probe = asyncio.create_task(refresh_readiness(), name="readiness")
+        try:
+            yield
+        finally:
+            probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
+            await llm.aclose()
+
+    app = FastAPI(title="Unmute orchestrator", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.include_router(service_routes("orchestrator", lambda: ready_reason["reason"]))
+
+    @app.get("/")
+    async def index() -> FileResponse:
+        """The browser UI."""
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/status")
+    async def backend_status() -> dict[str, object]:
+        """Backend readiness for the UI, plus what kind of LLM answers."""
+        return {
+            "backends": await status.get(),
+            "sessions": len(open_sessions),
+            "max_sessions": settings.max_sessions,
+        }
+
+    @app.websocket("/v1/realtime")
+    async def realtime(ws: WebSocket) -> None:
+        """OpenAI Realtime API (audio in, audio out)."""
+        connection = RealtimeConnection(ws, backends, settings)
+        if len(open_sessions) >= settings.max_sessions:
+            await ws.accept()
+            busy = f"all {settings.max_sessions} sessions are in use; try later"
+            await ws.send_json(error_event("server_busy", busy, kind="server_error"))
+            await ws.close(code=1013)
+            return
+        open_sessions.add(connection)
+        SESSIONS.set(len(open_sessions))
+        try:
+            await connection.run()
+        finally:
+            open_sessions.discard(connection)
+            SESSIONS.set(len(open_sessions))
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(TokenAuth, token=settings.access_token)
+    return app

@@ -1,0 +1,73 @@
+"""Access-token auth for the orchestrator, as pure ASGI middleware (HTTP and WebSocket).
+
+With ``ACCESS_TOKEN`` set, every route but the probes needs it: as a Bearer header
+(API clients, the OpenAI SDK), or once as ``?token=`` on the UI URL the job prints,
+which sets an HttpOnly cookie and redirects to the clean URL so the token leaves the
+address bar and the browser history.
+"""
+
+from __future__ import annotations
+
+import hmac
+from http.cookies import SimpleCookie
+from urllib.parse import parse_qs
+
+from pydantic import SecretStr
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+COOKIE = "unmute_token"
+OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
+
+_DENIED_PAGE = """<!doctype html><meta charset="utf-8"><title>Access token required</title>
+<body style="font-family:system-ui;max-width:40em;margin:4em auto;line-height:1.5">
+<h1>Access token required</h1>
+<p>{reason}. Open the URL printed by the job (it ends in <code>?token=...</code>), or ask
+whoever started this assistant for it.</p></body>"""
+
+
+def _matches(expected: SecretStr, given: str | None) -> bool:
+    return given is not None and hmac.compare_digest(expected.get_secret_value().encode(), given.encode())
+
+
+class TokenAuth:
+    """Rejects requests without the token before any work (WebSockets: HTTP 401, no upgrade)."""
+
+    def __init__(self, app: ASGIApp, token: SecretStr | None) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.token is None or scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+        query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
+        bearer = headers.get("authorization", "")
+        cookie = SimpleCookie(headers.get("cookie", "")).get(COOKIE)
+        candidates = [
+            bearer[7:] if bearer.lower().startswith("bearer ") else None,
+            cookie.value if cookie else None,
+            query.get("token"),
+        ]
+        if not any(_matches(self.token, c) for c in candidates):
+            reason = (
+                "The token in the link is wrong" if query.get("token") else "This page needs the access token"
+            )
+            await self._deny(scope, receive, send, reason)
+            return
+        if scope["type"] == "http" and query.get("token") and scope["method"] == "GET":
+            # First visit with ?token=: remember it in a cookie and drop it from the URL.
+            response = RedirectResponse(scope["path"], status_code=303)
+            response.set_cookie(COOKIE, query["token"], httponly=True, samesite="strict", path="/")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _deny(self, scope: Scope, receive: Receive, send: Send, reason: str) -> None:
+        response: Response = HTMLResponse(_DENIED_PAGE.format(reason=reason), status_code=401)
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.http.response.start", "status": 401, "headers": []})
+            await send({"type": "websocket.http.response.body", "body": b"access token required"})
+            return
+        await response(scope, receive, send)

@@ -1,0 +1,1 @@
+"""Clients of the three backends: STT and TTS (moshi-server protocol) and the LLM (OpenAI API)."""

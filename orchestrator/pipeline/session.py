@@ -1,0 +1,437 @@
+"""One conversation: audio in -> STT -> turn detection -> LLM -> TTS -> audio out.
+
+The session owns the STT stream for its whole life (reconnecting with backoff when the
+service goes away), detects turns from the STT's pause probabilities, and runs one
+response at a time: the LLM request and the TTS stream start together, cleaned words
+flow from one to the other, and audio goes to the client as it comes. A barge-in
+cancels the response at once and keeps in the history only what the user heard.
+Every backend failure becomes an `error` event; the session itself never dies of one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from orchestrator.clients.errors import BackendError, BackendTimeout
+from orchestrator.clients.llm import LlmClient
+from orchestrator.clients.stt import SttStream
+from orchestrator.clients.tts import TtsStream
+from orchestrator.pipeline.history import DEFAULT_SYSTEM_PROMPT, History
+from orchestrator.pipeline.latency import TurnLatency
+from orchestrator.pipeline.speech_text import SpeechWords
+from orchestrator.pipeline.turns import TurnDetector, TurnEvent
+from orchestrator.realtime.events import Session, TurnDetection, error_event, new_id, server_event
+from services.common.audio import SAMPLE_RATE
+from services.common.protocol import AudioOut, EndWord, Error, MarkerOut, Step, TextOut, Word
+
+logger = logging.getLogger(__name__)
+
+FLUSH_TIMEOUT_S = 3.0  # a Marker flush pushes ~0.5 s of silence through; 3 s means the STT is stuck
+RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+EXTENSION = "unmute_slurm"
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class Backends:
+    """Where the three backends are, shared by all sessions."""
+
+    stt_url: str
+    tts_url: str
+    service_key: str
+    llm: LlmClient
+
+
+@dataclass
+class _Response:
+    """One assistant turn in flight (or just finished and possibly still playing)."""
+
+    id: str = field(default_factory=lambda: new_id("resp"))
+    item_id: str = field(default_factory=lambda: new_id("item"))
+    task: asyncio.Task[None] | None = None
+    words_sent: list[str] = field(default_factory=list)
+    spoken: list[tuple[str, float, float]] = field(default_factory=list)  # TTS word times (s)
+    audio_ms: float = 0.0
+    playback_start: float | None = None
+    status: str = "in_progress"
+
+    def played_ms(self) -> float:
+        """Where the client's playback should be, assuming it plays in real time."""
+        if self.playback_start is None:
+            return 0.0
+        return min(self.audio_ms, (TurnLatency.now() - self.playback_start) * 1000)
+
+    def still_playing(self) -> bool:
+        return self.playback_start is not None and self.played_ms() < self.audio_ms
+
+    def heard_text(self, audio_end_ms: float) -> str:
+        """The words whose audio had started by `audio_end_ms`."""
+        return " ".join(text for text, start, _ in self.spoken if start * 1000 < audio_end_ms)
+
+
+class VoiceSession:
+    """The pipeline of one Realtime connection."""
+
+    def __init__(self, backends: Backends, emit: Emit, *, default_voice: str | None, max_output_tokens: int,
+                 history_turns: int, history_tokens: int) -> None:  # fmt: skip
+        self.backends = backends
+        self.emit = emit
+        self.session = Session(max_output_tokens=max_output_tokens)
+        self.session.audio.output.voice = default_voice
+        self.history = History(max_turns=history_turns, max_tokens=history_tokens)
+        self.turns = TurnDetector()
+        self.stt: SttStream | None = None
+        self.input_ms = 0.0
+        self._user_item: str | None = None
+        self._user_words: list[str] = []
+        self._last_user_item: str | None = None
+        self._speech_end: float | None = None
+        self._markers: dict[int, asyncio.Future[None]] = {}
+        self._marker_seq = 0
+        self._turn_task: asyncio.Task[None] | None = None
+        self.response: _Response | None = None
+        self._responses: dict[str, _Response] = {}
+        self._stt_down: str | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def id(self) -> str:
+        return self.session.id
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Keep the STT stream up until the session is cancelled."""
+        attempt = 0
+        while True:
+            try:
+                self.stt = await SttStream.open(self.backends.stt_url, self.backends.service_key)
+                if self._stt_down is not None:
+                    logger.info("STT back", extra={"session": self.id})
+                self._stt_down, attempt = None, 0
+                async for message in self.stt.events():
+                    self._on_stt(message)
+            except BackendError as exc:
+                self.stt = None
+                self._fail_markers()
+                if self._stt_down is None:
+                    self._stt_down = str(exc)
+                    self._error(exc, "speech recognition is paused; it resumes when the service is back")
+                await asyncio.sleep(RECONNECT_BACKOFF_S[min(attempt, len(RECONNECT_BACKOFF_S) - 1)])
+                attempt += 1
+
+    async def aclose(self) -> None:
+        """Stop everything this session started."""
+        for task in (self._turn_task, self.response.task if self.response else None, *self._background):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self.stt is not None:
+            with contextlib.suppress(Exception):
+                await self.stt.close()
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        """Run a short task owned by the session (cancelled with it, never lost)."""
+        task = asyncio.get_running_loop().create_task(coro, name=f"{name}-{self.id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _error(self, exc: BackendError, consequence: str) -> None:
+        self.emit(error_event(exc.event_code, f"{exc} - {consequence}", kind="server_error"))
+
+    # ---- client requests ------------------------------------------------------------------
+
+    def update(self, patch: dict[str, Any]) -> None:
+        """Apply a `session.update` (already validated by the event model) and confirm it."""
+        if patch.get("instructions") is not None:
+            self.session.instructions = patch["instructions"]
+            self.history.system_prompt = patch["instructions"] or DEFAULT_SYSTEM_PROMPT
+        if patch.get("max_output_tokens") is not None:
+            self.session.max_output_tokens = patch["max_output_tokens"]
+        audio = patch.get("audio") or {}
+        inp, out = audio.get("input") or {}, audio.get("output") or {}
+        if "turn_detection" in inp:
+            td = inp["turn_detection"]
+            self.session.audio.input.turn_detection = None if td is None else TurnDetection.model_validate(td)
+            if td is not None:
+                detection = self.session.audio.input.turn_detection
+                assert detection is not None
+                self.turns.threshold = detection.threshold
+                self.turns.silence_duration_ms = detection.silence_duration_ms
+        if out.get("voice") is not None:
+            self.session.audio.output.voice = str(out["voice"])
+        self.emit(server_event("session.updated", session=self.session.model_dump()))
+
+    async def append_audio(self, pcm: np.ndarray) -> None:
+        """Forward client audio to the STT; while the STT is down it is dropped (already reported)."""
+        self.input_ms += pcm.size * 1000 / SAMPLE_RATE
+        if self.stt is None:
+            return
+        # On failure the STT loop sees the same loss, reports it once, and reconnects.
+        with contextlib.suppress(BackendError):
+            await self.stt.send_audio(pcm)
+
+    def commit(self) -> None:
+        """Manual end of turn (`input_audio_buffer.commit`)."""
+        self._end_turn()
+
+    def clear(self) -> None:
+        """Forget the user's unfinished turn."""
+        self._user_words.clear()
+        self._user_item = None
+        self.turns.reset()
+        self.emit(server_event("input_audio_buffer.cleared"))
+
+    def create_response(self) -> None:
+        """`response.create`: answer the conversation as it stands."""
+        self._start_response(TurnLatency(speech_end=TurnLatency.now()))
+
+    async def cancel_response(self) -> None:
+        """`response.cancel`: stop the assistant (no flush needed: the client asked)."""
+        await self._interrupt(flush=False)
+
+    def truncate(self, item_id: str, audio_end_ms: int, event_id: str | None) -> None:
+        """Keep in the history only the words of `item_id` whose audio had started by `audio_end_ms`."""
+        response = self._responses.get(item_id)
+        if response is None:
+            self.emit(error_event("item_not_found", f"no assistant item {item_id!r}", event_id, "item_id"))
+            return
+        self.history.truncate(item_id, response.heard_text(audio_end_ms))
+        self.emit(server_event("conversation.item.truncated", item_id=item_id, content_index=0,
+                               audio_end_ms=audio_end_ms))  # fmt: skip
+
+    # ---- STT events ------------------------------------------------------------------------
+
+    def _on_stt(self, message: object) -> None:
+        vad = self.session.audio.input.turn_detection is not None
+        if isinstance(message, Step):
+            event = self.turns.on_step(message.prs) if vad else None
+            if event is TurnEvent.SPEECH_STARTED:
+                self._speech_started()
+            elif event is TurnEvent.END_OF_TURN:
+                self._speech_end = TurnLatency.now() - self.turns.quiet_ms / 1000
+                self._end_turn()
+        elif isinstance(message, Word):
+            if vad and self.turns.on_word() is TurnEvent.SPEECH_STARTED:
+                self._speech_started()
+            item = self._user_item_id()
+            self._user_words.append(message.text)
+            self.emit(server_event("conversation.item.input_audio_transcription.delta", item_id=item,
+                                   content_index=0, delta=message.text + " "))  # fmt: skip
+        elif isinstance(message, MarkerOut):
+            future = self._markers.pop(message.id, None)
+            if future is not None and not future.done():
+                future.set_result(None)
+        elif isinstance(message, Error):
+            self.emit(error_event("stt_error", f"STT: {message.message}", kind="server_error"))
+        elif not isinstance(message, EndWord):
+            logger.debug("ignored STT message %s", type(message).__name__)
+
+    def _user_item_id(self) -> str:
+        if self._user_item is None:
+            self._user_item = new_id("item")
+        return self._user_item
+
+    def _speech_started(self) -> None:
+        self.emit(server_event("input_audio_buffer.speech_started", item_id=self._user_item_id(),
+                               audio_start_ms=int(self.input_ms)))  # fmt: skip
+        detection = self.session.audio.input.turn_detection
+        if detection is not None and detection.interrupt_response and self._assistant_speaking():
+            self._spawn(self._interrupt(flush=True), "interrupt")
+
+    def _assistant_speaking(self) -> bool:
+        r = self.response
+        return r is not None and ((r.task is not None and not r.task.done()) or r.still_playing())
+
+    # ---- the user's turn ends ----------------------------------------------------------------
+
+    def _end_turn(self) -> None:
+        if self._turn_task is not None and not self._turn_task.done():
+            return  # already finishing this turn
+        speech_end = self._speech_end or TurnLatency.now()
+        self._speech_end = None
+        self._turn_task = asyncio.get_running_loop().create_task(
+            self._finish_user_turn(TurnLatency(speech_end=speech_end)), name=f"turn-{self.id}"
+        )
+
+    async def _finish_user_turn(self, latency: TurnLatency) -> None:
+        item = self._user_item_id()
+        self.emit(
+            server_event("input_audio_buffer.speech_stopped", item_id=item, audio_end_ms=int(self.input_ms))
+        )
+        await self._flush_stt()
+        transcript = " ".join(self._user_words).strip()
+        self._user_words.clear()
+        self._user_item = None
+        latency.transcript = TurnLatency.now()
+        self.emit(
+            server_event("input_audio_buffer.committed", item_id=item, previous_item_id=self._last_user_item)
+        )
+        self._last_user_item = item
+        self.emit(server_event("conversation.item.input_audio_transcription.completed", item_id=item,
+                               content_index=0, transcript=transcript))  # fmt: skip
+        if not transcript:
+            return  # noise or silence: nothing to answer
+        self.history.add("user", transcript)
+        detection = self.session.audio.input.turn_detection
+        if detection is None or detection.create_response:
+            self._start_response(latency)
+
+    async def _flush_stt(self) -> None:
+        """Send a Marker and wait until the STT has transcribed everything before it."""
+        if self.stt is None:
+            return
+        self._marker_seq += 1
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._markers[self._marker_seq] = future
+        try:
+            await self.stt.send_marker(self._marker_seq)
+            await asyncio.wait_for(future, FLUSH_TIMEOUT_S)
+        except TimeoutError:
+            self._error(
+                BackendTimeout("STT", f"flush took over {FLUSH_TIMEOUT_S:.0f} s"), "using the words so far"
+            )
+        except BackendError as exc:
+            self._error(exc, "using the words so far")
+
+    def _fail_markers(self) -> None:
+        for future in self._markers.values():
+            if not future.done():
+                future.set_exception(BackendError("STT", "connection lost during a flush"))
+        self._markers.clear()
+
+    # ---- the assistant's turn --------------------------------------------------------------
+
+    def _start_response(self, latency: TurnLatency) -> None:
+        if self._assistant_speaking():
+            self._spawn(self._interrupt(flush=True), "interrupt")
+        response = _Response()
+        self.response = response
+        self._responses[response.item_id] = response
+        response.task = asyncio.get_running_loop().create_task(
+            self._respond(response, latency), name=response.id
+        )
+
+    async def _interrupt(self, *, flush: bool) -> None:
+        """Barge-in or cancel: stop LLM and TTS now; keep in history what was heard."""
+        response = self.response
+        if response is None:
+            return
+        if flush and response.playback_start is not None:
+            self.emit(server_event(f"{EXTENSION}.output_audio.clear", response_id=response.id,
+                                   item_id=response.item_id))  # fmt: skip
+        if response.task is not None and not response.task.done():
+            response.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await response.task
+        elif response.still_playing():
+            self.history.truncate(response.item_id, response.heard_text(response.played_ms()))
+
+    async def _respond(self, response: _Response, latency: TurnLatency) -> None:
+        self.emit(server_event("response.created", response=self._response_object(response)))
+        words: asyncio.Queue[str | None] = asyncio.Queue()
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._think(words, latency))
+                group.create_task(self._speak(response, words, latency))
+            response.status = "completed"
+        except asyncio.CancelledError:
+            response.status = "cancelled"
+        except BaseExceptionGroup as group_error:
+            response.status = "failed"
+            for exc in group_error.exceptions:
+                if isinstance(exc, BackendError):
+                    self._error(exc, "this reply was cut short; the next turn will try again")
+                else:
+                    logger.exception("response failed", exc_info=exc)
+                    self.emit(error_event("internal_error", f"the reply failed: {exc}", kind="server_error"))
+        text = " ".join(response.words_sent)
+        heard = text if response.status == "completed" else response.heard_text(response.played_ms())
+        self.history.add("assistant", heard, item_id=response.item_id)
+        transcript = dict(response_id=response.id, item_id=response.item_id, output_index=0, content_index=0)
+        self.emit(server_event("response.output_audio.done", **transcript))
+        self.emit(server_event("response.output_audio_transcript.done", transcript=text, **transcript))
+        self.emit(server_event("response.done", response=self._response_object(response, text)))
+        if latency.first_audio_sent is not None:
+            self.emit(server_event(f"{EXTENSION}.latency", item_id=response.item_id, response_id=response.id,
+                                   stages_ms=latency.publish(self.id)))  # fmt: skip
+
+    def _response_object(self, response: _Response, text: str | None = None) -> dict[str, Any]:
+        output = []
+        if text is not None:
+            item = {"id": response.item_id, "object": "realtime.item", "type": "message", "role": "assistant"}
+            content = [{"type": "output_audio", "transcript": text}]
+            output = [{**item, "status": response.status, "content": content}]
+        return {
+            "id": response.id,
+            "object": "realtime.response",
+            "status": response.status,
+            "output": output,
+            "output_modalities": ["audio"],
+        }
+
+    async def _think(self, words: asyncio.Queue[str | None], latency: TurnLatency) -> None:
+        """LLM deltas -> whole spoken words on the queue."""
+        splitter = SpeechWords()
+        limit = self.session.max_output_tokens
+        try:
+            async for delta in self.backends.llm.stream(
+                self.history.for_llm(), None if limit == "inf" else limit
+            ):
+                if latency.llm_first_token is None:
+                    latency.llm_first_token = TurnLatency.now()
+                for word in splitter.feed(delta):
+                    words.put_nowait(word)
+            for word in splitter.flush():
+                words.put_nowait(word)
+        finally:
+            words.put_nowait(None)
+
+    async def _speak(
+        self, response: _Response, words: asyncio.Queue[str | None], latency: TurnLatency
+    ) -> None:
+        """Open the TTS (while the LLM starts), send it words, and stream its audio out."""
+        tts = await TtsStream.open(
+            self.backends.tts_url, self.backends.service_key, self.session.audio.output.voice
+        )
+        ids = dict(response_id=response.id, item_id=response.item_id, output_index=0, content_index=0)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._play(response, tts, latency, ids))
+                while (word := await words.get()) is not None:
+                    await tts.send_word(word)
+                    response.words_sent.append(word)
+                    self.emit(server_event("response.output_audio_transcript.delta", delta=word + " ", **ids))
+                await tts.send_eos()
+        finally:
+            with contextlib.suppress(Exception):
+                await tts.close()
+
+    async def _play(
+        self, response: _Response, tts: TtsStream, latency: TurnLatency, ids: dict[str, Any]
+    ) -> None:
+        async for message in tts.events():
+            if isinstance(message, AudioOut):
+                if latency.tts_first_audio is None:
+                    latency.tts_first_audio = TurnLatency.now()
+                pcm16 = (np.clip(message.pcm, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+                self.emit(
+                    server_event("response.output_audio.delta", delta=base64.b64encode(pcm16).decode(), **ids)
+                )
+                if response.playback_start is None:
+                    response.playback_start = latency.first_audio_sent = TurnLatency.now()
+                response.audio_ms += message.pcm.size * 1000 / SAMPLE_RATE
+            elif isinstance(message, TextOut):
+                response.spoken.append((message.text, message.start_s, message.stop_s))
+            elif isinstance(message, Error):
+                raise BackendError("TTS", message.message)

@@ -1,0 +1,1 @@
+"""The OpenAI Realtime API surface: event models and the per-connection handler."""

@@ -1,0 +1,189 @@
+"""One `/v1/realtime` WebSocket: validate every client event, feed the session, send its events.
+
+Bad input never ends the connection: each malformed or unsupported event is answered
+with an `error` event naming the offending `event_id`, and the session goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from fastapi import WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+
+from orchestrator.pipeline.session import Backends, VoiceSession
+from orchestrator.realtime.events import (
+    ConversationItemTruncate,
+    EventError,
+    InputAudioBufferAppend,
+    InputAudioBufferClear,
+    InputAudioBufferCommit,
+    ResponseCancel,
+    ResponseCreate,
+    SessionUpdate,
+    error_event,
+    parse_client_event,
+    server_event,
+)
+from orchestrator.settings import OrchestratorSettings
+from services.common.audio import SAMPLE_RATE
+
+logger = logging.getLogger(__name__)
+
+BURST_S = 5.0  # audio a client may send ahead of real time before the rate limit applies
+
+
+class AudioRate:
+    """Allows `factor` x real time after a burst; beyond, appends wait (nothing is dropped)."""
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+        self.started = time.monotonic()
+        self.received_s = 0.0
+        self.warned = False
+
+    def delay_for(self, seconds: float) -> float:
+        """Seconds to wait before accepting `seconds` more audio."""
+        self.received_s += seconds
+        allowed = BURST_S + self.factor * (time.monotonic() - self.started)
+        return max(0.0, (self.received_s - allowed) / self.factor)
+
+
+def pcm16_to_float(data: bytes) -> np.ndarray:
+    """Little-endian PCM16 (the Realtime API's `audio/pcm`) -> float32 in [-1, 1]."""
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+
+
+class RealtimeConnection:
+    """Owns one client's WebSocket and its `VoiceSession`."""
+
+    def __init__(self, ws: WebSocket, backends: Backends, settings: OrchestratorSettings) -> None:
+        self.ws = ws
+        self.settings = settings
+        self.outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.session = VoiceSession(
+            backends,
+            self.outbox.put_nowait,
+            default_voice=settings.voice,
+            max_output_tokens=settings.max_output_tokens,
+            history_turns=settings.history_turns,
+            history_tokens=settings.history_tokens,
+        )
+        self.rate = AudioRate(settings.max_realtime_factor)
+
+    async def run(self) -> None:
+        """Serve until the client leaves; then stop every task of the session."""
+        subprotocols = self.ws.scope.get("subprotocols") or []
+        await self.ws.accept(subprotocol="realtime" if "realtime" in subprotocols else None)
+        self.outbox.put_nowait(server_event("session.created", session=self.session.session.model_dump()))
+        tasks = [
+            asyncio.create_task(self._send_loop(), name=f"send-{self.session.id}"),
+            asyncio.create_task(self.session.run(), name=f"stt-{self.session.id}"),
+        ]
+        try:
+            await self._receive_loop()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            await self.session.aclose()
+            self.outbox.put_nowait(None)
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _send_loop(self) -> None:
+        while (event := await self.outbox.get()) is not None:
+            await self.ws.send_text(json.dumps(event))
+
+    def _reject(self, error: EventError) -> None:
+        self.outbox.put_nowait(error_event(error.code, str(error), error.event_id, error.param))
+
+    async def _receive_loop(self) -> None:
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            try:
+                if message.get("bytes") is not None:
+                    await self._append(self._binary_audio(message["bytes"]))
+                else:
+                    await self._dispatch(message.get("text") or "")
+            except EventError as error:
+                self._reject(error)
+
+    def _binary_audio(self, data: bytes) -> np.ndarray:
+        """The original design's binary frames: raw float32 24 kHz samples."""
+        if len(data) > self.settings.max_append_bytes:
+            size = f"binary frame of {len(data)} bytes; the limit is {self.settings.max_append_bytes}"
+            raise EventError("audio_too_large", size)
+        if len(data) % 4:
+            raise EventError(
+                "invalid_audio",
+                f"binary frames are float32 samples; {len(data)} bytes is not a multiple of 4",
+            )
+        pcm = np.frombuffer(data, dtype="<f4")
+        if not np.isfinite(pcm).all():
+            raise EventError("invalid_audio", "binary frame contains NaN or infinite samples")
+        return np.clip(pcm, -1.0, 1.0)
+
+    async def _dispatch(self, text: str) -> None:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise EventError("invalid_json", f"not valid JSON: {exc}") from None
+        event = parse_client_event(raw)
+        if isinstance(event, InputAudioBufferAppend):
+            await self._append(self._decode_append(event))
+        elif isinstance(event, SessionUpdate):
+            try:
+                self.session.update(event.session.model_dump(exclude_unset=True))
+            except ValidationError as exc:
+                first = exc.errors(include_url=False)[0]
+                raise EventError("invalid_value", f"invalid session.update: {first['msg']}", event.event_id,
+                                 "session.audio.input.turn_detection") from None  # fmt: skip
+        elif isinstance(event, InputAudioBufferCommit):
+            self.session.commit()
+        elif isinstance(event, InputAudioBufferClear):
+            self.session.clear()
+        elif isinstance(event, ResponseCreate):
+            self.session.create_response()
+        elif isinstance(event, ResponseCancel):
+            await self.session.cancel_response()
+        elif isinstance(event, ConversationItemTruncate):
+            self.session.truncate(event.item_id, event.audio_end_ms, event.event_id)
+
+    def _decode_append(self, event: InputAudioBufferAppend) -> np.ndarray:
+        if len(event.audio) > self.settings.max_append_bytes:
+            limit = self.settings.max_append_bytes
+            size = f"append of {len(event.audio)} base64 characters; the limit is {limit}"
+            raise EventError("audio_too_large", size, event.event_id, "audio")
+        try:
+            data = base64.b64decode(event.audio, validate=True)
+        except (binascii.Error, ValueError):
+            raise EventError("invalid_audio", "audio is not valid base64", event.event_id, "audio") from None
+        if len(data) % 2:
+            raise EventError("invalid_audio", f"PCM16 needs an even number of bytes, got {len(data)}",
+                             event.event_id, "audio")  # fmt: skip
+        return pcm16_to_float(data)
+
+    async def _append(self, pcm: np.ndarray) -> None:
+        delay = self.rate.delay_for(pcm.size / SAMPLE_RATE)
+        if delay > 0:
+            if not self.rate.warned:
+                self.rate.warned = True
+                self.outbox.put_nowait(error_event(
+                    "rate_limited",
+                    f"audio is arriving faster than {self.settings.max_realtime_factor:.0f}x real time; "
+                    "reading is slowed down (nothing is dropped)",
+                ))  # fmt: skip
+            await asyncio.sleep(delay)
+        await self.session.append_audio(pcm)

@@ -1,0 +1,77 @@
+"""Orchestrator settings: the `.env` port map plus ``ORCHESTRATOR_*`` keys, or flags."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServiceSettings
+
+
+def _alias(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class OrchestratorSettings(ServiceSettings):
+    """Where the backends are, who may connect, and the conversation's limits."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ORCHESTRATOR_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    port: int = Field(3004, ge=0, le=65535)
+    access_token: SecretStr | None = Field(
+        None,
+        validation_alias=_alias("ACCESS_TOKEN"),
+        description="Required from browsers and clients when set.",
+    )
+    stt_port: int = Field(3001, validation_alias=_alias("STT_PORT"))
+    tts_port: int = Field(3003, validation_alias=_alias("TTS_PORT"))
+    llm_port: int = Field(3002, validation_alias=_alias("LLM_PORT"))
+    stt_url: str | None = Field(
+        None, validation_alias=_alias("STT_URL"), description="Default: loopback STT_PORT."
+    )
+    tts_url: str | None = Field(
+        None, validation_alias=_alias("TTS_URL"), description="Default: loopback TTS_PORT."
+    )
+    llm_url: str | None = Field(
+        None,
+        validation_alias=_alias("LLM_URL"),
+        description="OpenAI base URL, or 'echo'. Default: loopback LLM_PORT.",
+    )
+    llm_api_key: SecretStr | None = Field(None, validation_alias=_alias("LLM_API_KEY"))
+    llm_model: str | None = Field(
+        None, validation_alias=_alias("LLM_MODEL"), description="Default: first listed."
+    )
+    llm_timeout_s: float = Field(15.0, gt=0, description="Longest wait for the LLM to answer.")
+    llm_temperature: float = Field(0.7, ge=0, le=2)
+    max_output_tokens: int = Field(300, gt=0, description="Default cap on a reply's tokens.")
+    history_turns: int = Field(20, gt=0, description="User turns kept in the LLM context.")
+    history_tokens: int = Field(3000, gt=0, description="Estimated tokens kept in the LLM context.")
+    voice: str | None = Field(None, description="TTS voice; default: the TTS service's own.")
+    max_sessions: int = Field(32, gt=0, description="Concurrent Realtime sessions this process accepts.")
+    max_append_bytes: int = Field(
+        1024 * 1024,
+        gt=0,
+        description="Largest audio append (base64 text or binary frame): about 20 s of PCM16.",
+    )
+    max_realtime_factor: float = Field(
+        10.0,
+        gt=1,
+        description="Audio faster than this many times real time is slowed down (after a 5 s burst).",
+    )
+
+    def _loopback(self, url: str | None, port: int, scheme: str, path: str = "") -> str:
+        return (url or f"{scheme}://127.0.0.1:{port}{path}").rstrip("/")
+
+    @property
+    def stt_ws(self) -> str:
+        return self._loopback(self.stt_url, self.stt_port, "ws").replace("http", "ws", 1)
+
+    @property
+    def tts_ws(self) -> str:
+        return self._loopback(self.tts_url, self.tts_port, "ws").replace("http", "ws", 1)
+
+    @property
+    def llm_base(self) -> str:
+        return self._loopback(self.llm_url, self.llm_port, "http", "/v1")
