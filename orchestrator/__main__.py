@@ -32,8 +32,14 @@ def main(argv: list[str] | None = None) -> None:
         app = build_app(settings)
     except (ValidationError, ValueError) as exc:
         raise SystemExit(f"orchestrator: bad settings: {exc}") from None
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, ws_max_size=16 * 1024 * 1024,
-                ws_per_message_deflate=False)  # fmt: skip
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        ws_max_size=16 * 1024 * 1024,
+        ws_per_message_deflate=False,
+    )
 
 
 if __name__ == "__main__":

@@ -9,10 +9,13 @@ import os
 os.environ.setdefault("NO_TORCH_COMPILE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import contextlib
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.servers import ServiceProcess, start_service
@@ -83,3 +86,64 @@ def espeak_tts(api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         tmp_path_factory.mktemp("tts-espeak"),
     ) as proc:
         yield proc
+
+
+@dataclass
+class Stack:
+    """STT, TTS, scripted LLM and the orchestrator in front of them."""
+
+    stt: ServiceProcess
+    tts: ServiceProcess
+    llm: ServiceProcess
+    orchestrator: ServiceProcess
+    token: str
+
+    def script(self, **behaviour: object) -> None:
+        """Tell the scripted LLM what to do next (see tests/llm_server.py)."""
+        httpx.post(f"{self.llm.http}/control", json=behaviour).raise_for_status()
+
+    def llm_requests(self) -> list:
+        return httpx.get(f"{self.llm.http}/requests").json()
+
+    def llm_stats(self) -> dict:
+        return httpx.get(f"{self.llm.http}/stats").json()
+
+
+def start_llm(api_key: str, workdir: Path):
+    return start_service("tests.llm_server", [], api_key, workdir)
+
+
+def start_orchestrator(
+    stt: ServiceProcess, tts: ServiceProcess, llm: ServiceProcess, token: str, workdir: Path
+):
+    env = {
+        "STT_PORT": str(stt.port),
+        "TTS_PORT": str(tts.port),
+        "LLM_URL": f"{llm.http}/v1",
+        "ACCESS_TOKEN": token,
+    }
+    return start_service("orchestrator", [], stt.api_key, workdir, env=env)
+
+
+@contextlib.contextmanager
+def orchestrated(stt, tts, api_key, factory):
+    token = secrets.token_urlsafe(16)
+    with (
+        start_llm(api_key, factory.mktemp("llm")) as llm,
+        start_orchestrator(stt, tts, llm, token, factory.mktemp("orchestrator")) as orch,
+    ):
+        yield Stack(stt, tts, llm, orch, token)
+
+
+@pytest.fixture(scope="session")
+def lite_stack(sphinx_stt, espeak_tts, api_key, tmp_path_factory) -> Iterator[Stack]:
+    """The CPU profile's engines behind the orchestrator, with the scripted LLM."""
+    with orchestrated(sphinx_stt, espeak_tts, api_key, tmp_path_factory) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def moshi_stack(moshi_stt, moshi_tts, api_key, tmp_path_factory) -> Iterator[Stack]:
+    """The tiny moshi STT and TTS behind the orchestrator, with the scripted LLM."""
+    with orchestrated(moshi_stt, moshi_tts, api_key, tmp_path_factory) as stack:
+        yield stack

@@ -46,6 +46,10 @@ def build_app() -> FastAPI:
     async def requests() -> list[Any]:
         return state["requests"]
 
+    @app.get("/ready")
+    async def ready() -> dict[str, str]:
+        return {"status": "ready"}
+
     @app.get("/stats")
     async def stats() -> dict[str, int]:
         return {"completed": state["completed"], "cancelled": state["cancelled"]}
@@ -60,8 +64,10 @@ def build_app() -> FastAPI:
         script: Script = state["script"]
         state["requests"].append(body["messages"])
         if script.fail_status is not None:
-            return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}},
-                                status_code=script.fail_status)  # fmt: skip
+            return JSONResponse(
+                {"error": {"message": "scripted failure", "type": "server_error"}},
+                status_code=script.fail_status,
+            )
 
         async def chunks() -> AsyncIterator[str]:
             created = int(time.time())

@@ -35,6 +35,7 @@ from services.common.protocol import AudioOut, EndWord, Error, MarkerOut, Step, 
 logger = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT_S = 3.0  # a Marker flush pushes ~0.5 s of silence through; 3 s means the STT is stuck
+CONNECT_BUFFER_S = 30.0  # audio kept while the STT stream is being (re)connected
 RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 EXTENSION = "unmute_slurm"
 
@@ -81,8 +82,16 @@ class _Response:
 class VoiceSession:
     """The pipeline of one Realtime connection."""
 
-    def __init__(self, backends: Backends, emit: Emit, *, default_voice: str | None, max_output_tokens: int,
-                 history_turns: int, history_tokens: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        backends: Backends,
+        emit: Emit,
+        *,
+        default_voice: str | None,
+        max_output_tokens: int,
+        history_turns: int,
+        history_tokens: int,
+    ) -> None:
         self.backends = backends
         self.emit = emit
         self.session = Session(max_output_tokens=max_output_tokens)
@@ -102,6 +111,7 @@ class VoiceSession:
         self._responses: dict[str, _Response] = {}
         self._stt_down: str | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._held_audio: list[np.ndarray] = []  # arrived before the STT stream was up
 
     @property
     def id(self) -> str:
@@ -114,7 +124,11 @@ class VoiceSession:
         attempt = 0
         while True:
             try:
-                self.stt = await SttStream.open(self.backends.stt_url, self.backends.service_key)
+                stt = await SttStream.open(self.backends.stt_url, self.backends.service_key)
+                held, self._held_audio = self._held_audio, []
+                for pcm in held:
+                    await stt.send_audio(pcm)
+                self.stt = stt
                 if self._stt_down is not None:
                     logger.info("STT back", extra={"session": self.id})
                 self._stt_down, attempt = None, 0
@@ -173,9 +187,17 @@ class VoiceSession:
         self.emit(server_event("session.updated", session=self.session.model_dump()))
 
     async def append_audio(self, pcm: np.ndarray) -> None:
-        """Forward client audio to the STT; while the STT is down it is dropped (already reported)."""
+        """Forward client audio to the STT.
+
+        Until the first connection is up, audio is held (a client may start talking the
+        moment the session opens); while the STT is known to be down it is dropped, as
+        the error event already told the client.
+        """
         self.input_ms += pcm.size * 1000 / SAMPLE_RATE
         if self.stt is None:
+            held = sum(p.size for p in self._held_audio) / SAMPLE_RATE
+            if self._stt_down is None and held < CONNECT_BUFFER_S:
+                self._held_audio.append(pcm)
             return
         # On failure the STT loop sees the same loss, reports it once, and reconnects.
         with contextlib.suppress(BackendError):
@@ -193,8 +215,17 @@ class VoiceSession:
         self.emit(server_event("input_audio_buffer.cleared"))
 
     def create_response(self) -> None:
-        """`response.create`: answer the conversation as it stands."""
-        self._start_response(TurnLatency(speech_end=TurnLatency.now()))
+        """`response.create`: answer the conversation once a committed turn's transcript is final."""
+        latency = TurnLatency(speech_end=TurnLatency.now())
+        pending = self._turn_task
+
+        async def when_transcribed() -> None:
+            if pending is not None:
+                await asyncio.shield(pending)
+            latency.transcript = latency.transcript or TurnLatency.now()
+            self._start_response(latency)
+
+        self._spawn(when_transcribed(), "response-create")
 
     async def cancel_response(self) -> None:
         """`response.cancel`: stop the assistant (no flush needed: the client asked)."""
@@ -207,8 +238,11 @@ class VoiceSession:
             self.emit(error_event("item_not_found", f"no assistant item {item_id!r}", event_id, "item_id"))
             return
         self.history.truncate(item_id, response.heard_text(audio_end_ms))
-        self.emit(server_event("conversation.item.truncated", item_id=item_id, content_index=0,
-                               audio_end_ms=audio_end_ms))  # fmt: skip
+        self.emit(
+            server_event(
+                "conversation.item.truncated", item_id=item_id, content_index=0, audio_end_ms=audio_end_ms
+            )
+        )
 
     # ---- STT events ------------------------------------------------------------------------
 
@@ -226,8 +260,14 @@ class VoiceSession:
                 self._speech_started()
             item = self._user_item_id()
             self._user_words.append(message.text)
-            self.emit(server_event("conversation.item.input_audio_transcription.delta", item_id=item,
-                                   content_index=0, delta=message.text + " "))  # fmt: skip
+            self.emit(
+                server_event(
+                    "conversation.item.input_audio_transcription.delta",
+                    item_id=item,
+                    content_index=0,
+                    delta=message.text + " ",
+                )
+            )
         elif isinstance(message, MarkerOut):
             future = self._markers.pop(message.id, None)
             if future is not None and not future.done():
@@ -243,8 +283,13 @@ class VoiceSession:
         return self._user_item
 
     def _speech_started(self) -> None:
-        self.emit(server_event("input_audio_buffer.speech_started", item_id=self._user_item_id(),
-                               audio_start_ms=int(self.input_ms)))  # fmt: skip
+        self.emit(
+            server_event(
+                "input_audio_buffer.speech_started",
+                item_id=self._user_item_id(),
+                audio_start_ms=int(self.input_ms),
+            )
+        )
         detection = self.session.audio.input.turn_detection
         if detection is not None and detection.interrupt_response and self._assistant_speaking():
             self._spawn(self._interrupt(flush=True), "interrupt")
@@ -278,14 +323,21 @@ class VoiceSession:
             server_event("input_audio_buffer.committed", item_id=item, previous_item_id=self._last_user_item)
         )
         self._last_user_item = item
-        self.emit(server_event("conversation.item.input_audio_transcription.completed", item_id=item,
-                               content_index=0, transcript=transcript))  # fmt: skip
+        self.emit(
+            server_event(
+                "conversation.item.input_audio_transcription.completed",
+                item_id=item,
+                content_index=0,
+                transcript=transcript,
+            )
+        )
         if not transcript:
             return  # noise or silence: nothing to answer
         self.history.add("user", transcript)
         detection = self.session.audio.input.turn_detection
-        if detection is None or detection.create_response:
+        if detection is not None and detection.create_response:
             self._start_response(latency)
+        # Without turn detection the client asks with response.create (OpenAI's semantics).
 
     async def _flush_stt(self) -> None:
         """Send a Marker and wait until the STT has transcribed everything before it."""
@@ -328,8 +380,11 @@ class VoiceSession:
         if response is None:
             return
         if flush and response.playback_start is not None:
-            self.emit(server_event(f"{EXTENSION}.output_audio.clear", response_id=response.id,
-                                   item_id=response.item_id))  # fmt: skip
+            self.emit(
+                server_event(
+                    f"{EXTENSION}.output_audio.clear", response_id=response.id, item_id=response.item_id
+                )
+            )
         if response.task is not None and not response.task.done():
             response.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -359,12 +414,19 @@ class VoiceSession:
         heard = text if response.status == "completed" else response.heard_text(response.played_ms())
         self.history.add("assistant", heard, item_id=response.item_id)
         transcript = dict(response_id=response.id, item_id=response.item_id, output_index=0, content_index=0)
+        if latency.first_audio_sent is not None:
+            stages = latency.publish(self.id)
+            self.emit(
+                server_event(
+                    f"{EXTENSION}.latency",
+                    response_id=response.id,
+                    item_id=response.item_id,
+                    stages_ms=stages,
+                )
+            )
         self.emit(server_event("response.output_audio.done", **transcript))
         self.emit(server_event("response.output_audio_transcript.done", transcript=text, **transcript))
         self.emit(server_event("response.done", response=self._response_object(response, text)))
-        if latency.first_audio_sent is not None:
-            self.emit(server_event(f"{EXTENSION}.latency", item_id=response.item_id, response_id=response.id,
-                                   stages_ms=latency.publish(self.id)))  # fmt: skip
 
     def _response_object(self, response: _Response, text: str | None = None) -> dict[str, Any]:
         output = []

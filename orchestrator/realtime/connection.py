@@ -148,8 +148,12 @@ class RealtimeConnection:
                 self.session.update(event.session.model_dump(exclude_unset=True))
             except ValidationError as exc:
                 first = exc.errors(include_url=False)[0]
-                raise EventError("invalid_value", f"invalid session.update: {first['msg']}", event.event_id,
-                                 "session.audio.input.turn_detection") from None  # fmt: skip
+                raise EventError(
+                    "invalid_value",
+                    f"invalid session.update: {first['msg']}",
+                    event.event_id,
+                    "session.audio.input.turn_detection",
+                ) from None
         elif isinstance(event, InputAudioBufferCommit):
             self.session.commit()
         elif isinstance(event, InputAudioBufferClear):
@@ -171,8 +175,12 @@ class RealtimeConnection:
         except (binascii.Error, ValueError):
             raise EventError("invalid_audio", "audio is not valid base64", event.event_id, "audio") from None
         if len(data) % 2:
-            raise EventError("invalid_audio", f"PCM16 needs an even number of bytes, got {len(data)}",
-                             event.event_id, "audio")  # fmt: skip
+            raise EventError(
+                "invalid_audio",
+                f"PCM16 needs an even number of bytes, got {len(data)}",
+                event.event_id,
+                "audio",
+            )
         return pcm16_to_float(data)
 
     async def _append(self, pcm: np.ndarray) -> None:
@@ -180,10 +188,12 @@ class RealtimeConnection:
         if delay > 0:
             if not self.rate.warned:
                 self.rate.warned = True
-                self.outbox.put_nowait(error_event(
-                    "rate_limited",
-                    f"audio is arriving faster than {self.settings.max_realtime_factor:.0f}x real time; "
-                    "reading is slowed down (nothing is dropped)",
-                ))  # fmt: skip
+                self.outbox.put_nowait(
+                    error_event(
+                        "rate_limited",
+                        f"audio is arriving faster than {self.settings.max_realtime_factor:.0f}x real time; "
+                        "reading is slowed down (nothing is dropped)",
+                    )
+                )
             await asyncio.sleep(delay)
         await self.session.append_audio(pcm)

@@ -186,8 +186,13 @@ def server_event(kind: str, **fields: Any) -> dict[str, Any]:
     return {"type": kind, "event_id": new_id("event"), **fields}
 
 
-def error_event(code: str, message: str, event_id: str | None = None, param: str | None = None,
-                kind: str = "invalid_request_error") -> dict[str, Any]:  # fmt: skip
+def error_event(
+    code: str,
+    message: str,
+    event_id: str | None = None,
+    param: str | None = None,
+    kind: str = "invalid_request_error",
+) -> dict[str, Any]:
     """OpenAI's `error` event; `event_id` names the client event that caused it."""
     return server_event(
         "error", error={"type": kind, "code": code, "message": message, "param": param, "event_id": event_id}
