@@ -50,14 +50,15 @@ def start_service(
     api_key: str,
     workdir: Path,
     *,
+    port: int | None = None,
     timeout_s: float = 120.0,
     env: dict | None = None,
 ) -> Iterator[ServiceProcess]:
     """Run `python -m module args --port P` in `workdir` (so no stray .env is read) until /ready."""
-    port = free_port()
+    port = port or free_port()
     log = workdir / "service.log"
     full_env = {**os.environ, "SERVICE_API_KEY": api_key, "LOG_FORMAT": "json", **(env or {})}
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", module, *args, "--port", str(port)],
             cwd=workdir,

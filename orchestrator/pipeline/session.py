@@ -229,7 +229,8 @@ class VoiceSession:
 
     async def cancel_response(self) -> None:
         """`response.cancel`: stop the assistant (no flush needed: the client asked)."""
-        await self._interrupt(flush=False)
+        if self.response is not None:
+            await self._interrupt(self.response, flush=False)
 
     def truncate(self, item_id: str, audio_end_ms: int, event_id: str | None) -> None:
         """Keep in the history only the words of `item_id` whose audio had started by `audio_end_ms`."""
@@ -292,7 +293,8 @@ class VoiceSession:
         )
         detection = self.session.audio.input.turn_detection
         if detection is not None and detection.interrupt_response and self._assistant_speaking():
-            self._spawn(self._interrupt(flush=True), "interrupt")
+            assert self.response is not None
+            self._spawn(self._interrupt(self.response, flush=True), "interrupt")
 
     def _assistant_speaking(self) -> bool:
         r = self.response
@@ -366,7 +368,8 @@ class VoiceSession:
 
     def _start_response(self, latency: TurnLatency) -> None:
         if self._assistant_speaking():
-            self._spawn(self._interrupt(flush=True), "interrupt")
+            assert self.response is not None
+            self._spawn(self._interrupt(self.response, flush=True), "interrupt")
         response = _Response()
         self.response = response
         self._responses[response.item_id] = response
@@ -374,23 +377,21 @@ class VoiceSession:
             self._respond(response, latency), name=response.id
         )
 
-    async def _interrupt(self, *, flush: bool) -> None:
+    async def _interrupt(self, response: _Response, *, flush: bool) -> None:
         """Barge-in or cancel: stop LLM and TTS now; keep in history what was heard."""
-        response = self.response
-        if response is None:
-            return
         if flush and response.playback_start is not None:
-            self.emit(
-                server_event(
-                    f"{EXTENSION}.output_audio.clear", response_id=response.id, item_id=response.item_id
-                )
+            clear = server_event(
+                f"{EXTENSION}.output_audio.clear", response_id=response.id, item_id=response.item_id
             )
+            self.emit(clear)
         if response.task is not None and not response.task.done():
             response.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await response.task
         elif response.still_playing():
             self.history.truncate(response.item_id, response.heard_text(response.played_ms()))
+        # The client flushed its playback: nothing of this response is playing any more.
+        response.audio_ms = response.played_ms()
 
     async def _respond(self, response: _Response, latency: TurnLatency) -> None:
         self.emit(server_event("response.created", response=self._response_object(response)))

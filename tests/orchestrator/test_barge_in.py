@@ -1,0 +1,66 @@
+"""Barge-in: speaking over the assistant stops LLM and TTS at once, flushes the client's
+playback, and leaves in the history only the words the client played."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import httpx
+import pytest
+
+from tests.realtime_client import RealtimeTestClient, speech
+
+pytestmark = pytest.mark.lite
+
+LONG_REPLY = " ".join(f"Sentence {n} of a long and winding answer, told slowly." for n in range(1, 9))
+
+
+def open_tts_streams(stack) -> float:
+    text = httpx.get(f"{stack.tts.http}/metrics").text
+    return float(re.search(r"^py_open_channels (\S+)$", text, re.M).group(1))
+
+
+async def test_barge_in_cancels_flushes_and_truncates(lite_stack):
+    lite_stack.script(reply=LONG_REPLY, token_delay_s=0.1)
+    cancelled_before = lite_stack.llm_stats()["cancelled"]
+    client = await RealtimeTestClient.connect(lite_stack.orchestrator.ws, lite_stack.token)
+    try:
+        await client.send_audio(speech(seconds_of_silence_after=1.5))
+        created = await client.wait_type("response.created")
+        first_audio = await client.wait_type("response.output_audio.delta")
+        item_id = first_audio["item_id"]
+        start = len(client.events)
+        # The user talks over the assistant.
+        await client.send_audio(speech(seconds_of_silence_after=0.2))
+        await client.wait_type("input_audio_buffer.speech_started", start)
+        clear = await client.wait_type("unmute_slurm.output_audio.clear", start)
+        done = await client.wait_for(lambda e: e["type"] == "response.done"
+                                     and e["response"]["id"] == created["response"]["id"], start)  # fmt: skip
+        assert clear["item_id"] == item_id
+        assert done["response"]["status"] == "cancelled"
+        # The client played 700 ms before it flushed: it says so.
+        await client.send({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0,
+                           "audio_end_ms": 700, "event_id": "trunc-1"})  # fmt: skip
+        truncated = await client.wait_type("conversation.item.truncated", start)
+        assert truncated["item_id"] == item_id and truncated["audio_end_ms"] == 700
+        # The interrupting speech becomes the next turn; its LLM request shows the history.
+        await client.send_audio(speech(seconds_of_silence_after=1.5)[-24000:])
+        await client.wait_for(lambda e: e["type"] == "response.created" and e["response"]["id"]
+                               != created["response"]["id"], start)  # fmt: skip
+    except TimeoutError:
+        raise AssertionError(f"events so far: {client.types()}") from None
+    finally:
+        await client.close()
+
+    # LLM: the interrupted stream was cancelled (the scripted server saw the hang-up).
+    await asyncio.sleep(0.3)
+    assert lite_stack.llm_stats()["cancelled"] > cancelled_before
+    # TTS: no stream left open.
+    assert open_tts_streams(lite_stack) == 0
+    # History: the assistant turn holds only the words heard in 700 ms, a prefix of the reply.
+    messages = lite_stack.llm_requests()[-1]
+    assistant = [m["content"] for m in messages if m["role"] == "assistant"]
+    assert assistant, messages
+    heard = assistant[-1].split()
+    assert 1 <= len(heard) <= 4 and LONG_REPLY.split()[: len(heard)] == heard, heard
