@@ -1,0 +1,143 @@
+"""Backends failing mid-session: an `error` event says so, the session stays open, and
+the next turn works once the backend is back."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import Stack, start_orchestrator
+from tests.realtime_client import RealtimeTestClient, append_event, speech
+from tests.servers import ServiceProcess, start_service
+
+pytestmark = pytest.mark.lite
+
+STT_ARGS = ("services.stt", ["--engine", "sphinx", "--batch-size", "2"])
+TTS_ARGS = ("services.tts", ["--engine", "espeak", "--batch-size", "2"])
+LLM_ARGS = ("tests.llm_server", [])
+
+
+class Restartable:
+    """A service the test can kill and bring back on the same port."""
+
+    def __init__(self, module_args: tuple[str, list[str]], api_key: str, workdir) -> None:
+        self.module, self.args = module_args
+        self.api_key, self.workdir = api_key, workdir
+        self._ctx: contextlib.AbstractContextManager[ServiceProcess] | None = None
+        self.proc = self.start()
+
+    def start(self, port: int | None = None) -> ServiceProcess:
+        self._ctx = start_service(self.module, self.args, self.api_key, self.workdir, port=port)
+        self.proc = self._ctx.__enter__()
+        return self.proc
+
+    def kill(self) -> None:
+        assert self._ctx is not None
+        self._ctx.__exit__(None, None, None)
+        self._ctx = None
+
+    def restart(self) -> None:
+        self.start(self.proc.port)
+
+    def close(self) -> None:
+        if self._ctx is not None:
+            self.kill()
+
+
+@pytest.fixture(scope="module")
+def fragile(api_key, tmp_path_factory) -> Iterator[tuple[Stack, dict[str, Restartable]]]:
+    services = {
+        name: Restartable(args, api_key, tmp_path_factory.mktemp(name))
+        for name, args in (("stt", STT_ARGS), ("tts", TTS_ARGS), ("llm", LLM_ARGS))
+    }
+    token = secrets.token_urlsafe(16)
+    try:
+        procs = {name: s.proc for name, s in services.items()}
+        with start_orchestrator(
+            procs["stt"], procs["tts"], procs["llm"], token, tmp_path_factory.mktemp("orch")
+        ) as orch:
+            yield Stack(procs["stt"], procs["tts"], procs["llm"], orch, token), services
+    finally:
+        for service in services.values():
+            service.close()
+
+
+async def manual_turn(client: RealtimeTestClient) -> dict:
+    """Speak, commit, ask for a response; return the response.done event of this turn."""
+    start = len(client.events)
+    await client.send(append_event(speech(0.5)))
+    await client.send({"type": "input_audio_buffer.commit"})
+    await client.send({"type": "response.create"})
+    return await client.wait_type("response.done", start, wait_s=60)
+
+
+async def manual_session(stack: Stack) -> RealtimeTestClient:
+    client = await RealtimeTestClient.connect(stack.orchestrator.ws, stack.token)
+    await client.send({"type": "session.update", "session": {"audio": {"input": {"turn_detection": None}}}})
+    await client.wait_type("session.updated")
+    return client
+
+
+@pytest.mark.parametrize("backend", ["llm", "tts"])
+async def test_response_backend_killed_then_back(fragile, backend):
+    stack, services = fragile
+    client = await manual_session(stack)
+    try:
+        assert (await manual_turn(client))["response"]["status"] == "completed"
+        services[backend].kill()
+        start = len(client.events)
+        failed = await manual_turn(client)
+        error = await client.wait_type("error", start, wait_s=5)
+        assert failed["response"]["status"] == "failed"
+        assert error["error"]["code"] == f"{backend}_unavailable", error
+        assert backend.upper() in error["error"]["message"]
+        services[backend].restart()
+        if backend == "llm":
+            stack.script(reply="Back again.")
+        assert (await manual_turn(client))["response"]["status"] == "completed"
+    finally:
+        await client.close()
+
+
+async def test_llm_erroring_is_reported(fragile):
+    stack, _ = fragile
+    client = await manual_session(stack)
+    try:
+        stack.script(fail_status=500)
+        start = len(client.events)
+        failed = await manual_turn(client)
+        error = await client.wait_type("error", start, wait_s=5)
+        assert failed["response"]["status"] == "failed" and "HTTP 500" in error["error"]["message"]
+        stack.script(reply="Fine now.")
+        assert (await manual_turn(client))["response"]["status"] == "completed"
+    finally:
+        await client.close()
+
+
+async def test_stt_killed_then_back(fragile):
+    stack, services = fragile
+    client = await manual_session(stack)
+    try:
+        assert (await manual_turn(client))["response"]["status"] == "completed"
+        start = len(client.events)
+        services["stt"].kill()
+        error = await client.wait_type("error", start, wait_s=5)
+        assert (
+            error["error"]["code"] == "stt_unavailable"
+            and "speech recognition is paused" in error["error"]["message"]
+        )
+        services["stt"].restart()
+        # The session reconnects on its own (backoff up to 8 s); then turns work again.
+        for _ in range(20):
+            done = await manual_turn(client)
+            transcript = [e for e in client.events if e["type"].endswith("transcription.completed")][-1][
+                "transcript"
+            ]
+            if transcript:
+                break
+        assert done["response"]["status"] == "completed" and transcript
+    finally:
+        await client.close()
