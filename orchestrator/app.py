@@ -131,6 +131,18 @@ def build_app(settings: OrchestratorSettings) -> FastAPI:
             "max_sessions": settings.max_sessions,
         }
 
+    @app.get("/api/voices")
+    async def voices() -> dict[str, object]:
+        """The TTS service's voices, for the UI's voice picker."""
+        url = settings.tts_ws.replace("ws", "http", 1) + "/v1/voices"
+        try:
+            async with httpx.AsyncClient(timeout=2.0) as client:
+                response = await client.get(url)
+                response.raise_for_status()
+                return response.json()
+        except httpx.HTTPError as exc:
+            return {"voices": [], "default": None, "error": f"TTS voices unavailable: {type(exc).__name__}"}
+
     @app.websocket("/v1/realtime")
     async def realtime(ws: WebSocket) -> None:
         """OpenAI Realtime API (audio in, audio out)."""

@@ -51,8 +51,9 @@ class RealtimeTestClient:
             self.events.append(json.loads(raw))
             self._arrived.set()
 
-    async def send(self, event: dict | str) -> None:
-        await self.ws.send(event if isinstance(event, str) else json.dumps(event))
+    async def send(self, event: dict | str | bytes) -> None:
+        """A dict as JSON text; text and bytes (binary audio frames) as they are."""
+        await self.ws.send(json.dumps(event) if isinstance(event, dict) else event)
 
     async def send_audio(self, pcm: np.ndarray, chunk_s: float = 0.1, pace: float = 0.25) -> None:
         """Stream audio in chunks; `pace` is the fraction of real time to wait per chunk."""
