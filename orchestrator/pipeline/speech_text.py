@@ -13,6 +13,7 @@ import re
 _EMOJI = re.compile(
     "[\U0001f000-\U0001faff\U00002600-\U000027bf\U0001f900-\U0001f9ff\U00002300-\U000023ff\ufe0f\u200d]"
 )
+_BOLD = re.compile(r"(\*\*|__)(.+?)\1")
 _STAGE = re.compile(r"\*[^*\n]{1,80}\*|\([^()\n]{1,60}\)|\[[^\[\]\n]{1,60}\]")
 _MARKUP = re.compile(r"(^|\s)(#{1,6}|>|[-*+]|\d+\.)\s+|[*_`~]+|\]\([^)]*\)")
 
@@ -20,6 +21,7 @@ _MARKUP = re.compile(r"(^|\s)(#{1,6}|>|[-*+]|\d+\.)\s+|[*_`~]+|\]\([^)]*\)")
 def clean_for_speech(text: str) -> str:
     """Remove what should not be spoken; keep words and their punctuation."""
     text = _EMOJI.sub("", text)
+    text = _BOLD.sub(r"\2", text)  # **bold** is read; a single *...* is a stage direction
     text = _STAGE.sub(" ", text)
     text = _MARKUP.sub(lambda m: f"{m.group(1) or ''} ", text)
     return text.replace("[", "").replace("]", "")

@@ -1,0 +1,62 @@
+"""Unit tests of the orchestrator's pipeline pieces (no services needed)."""
+
+from __future__ import annotations
+
+from orchestrator.pipeline.history import History
+from orchestrator.pipeline.latency import TurnLatency
+from orchestrator.pipeline.speech_text import SpeechWords, clean_for_speech
+from orchestrator.pipeline.turns import TurnDetector, TurnEvent
+
+
+def test_cleaning_drops_markup_emoji_and_stage_directions():
+    text = "**Sure!** Here's a *smiles* list:\n- one 😀\n- two (laughs) [pause]\n## Done `x`"
+    assert clean_for_speech(text).split() == ["Sure!", "Here's", "a", "list:", "one", "two", "Done", "x"]
+
+
+def test_words_are_released_only_when_complete():
+    words = SpeechWords()
+    out = []
+    for delta in ["Hel", "lo wor", "ld, *chu", "ckles* how", " are", " you?"]:
+        out += words.feed(delta)
+    assert out == ["Hello", "world,", "how", "are"]
+    assert words.flush() == ["you?"]
+
+
+def test_turn_detector_needs_speech_then_pause_and_silence():
+    turns = TurnDetector(threshold=0.6, silence_duration_ms=400)
+    voiced, quiet = [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.7, 0.5]
+    assert turns.on_step(voiced) is None  # one voiced frame is not speech yet
+    assert turns.on_step(voiced) is TurnEvent.SPEECH_STARTED
+    events = [turns.on_step(quiet) for _ in range(5)]
+    assert events == [None, None, None, None, TurnEvent.END_OF_TURN]  # 5 x 80 ms >= 400 ms
+    assert turns.on_word() is TurnEvent.SPEECH_STARTED  # a word is speech too
+
+
+def test_history_is_bounded_by_turns_and_tokens_and_starts_with_a_user():
+    history = History(max_turns=2, max_tokens=10_000)
+    for i in range(4):
+        history.add("user", f"question {i}")
+        history.add("assistant", f"answer {i}", item_id=f"item{i}")
+    assert [m["content"] for m in history.for_llm()[1:]] == [
+        "question 2",
+        "answer 2",
+        "question 3",
+        "answer 3",
+    ]
+    small = History(max_turns=100, max_tokens=40)
+    for i in range(10):
+        small.add("user", "a fairly long user message number " + str(i))
+    assert small.for_llm()[-1]["content"].endswith("9") and len(small.for_llm()) < 6
+    assert history.truncate("item3", "ans") and history.for_llm()[-1]["content"] == "ans"
+    history.truncate("item2", "")
+    assert all(m["content"] for m in history.for_llm())  # fully interrupted turns are left out
+
+
+def test_latency_stages_are_derived_from_marks():
+    latency = TurnLatency(
+        speech_end=10.0, transcript=10.2, llm_first_token=10.5, tts_first_audio=10.6, first_audio_sent=10.61
+    )
+    stages = latency.stages_ms()
+    assert stages["transcript"] == 200.0 and stages["llm_first_token"] == 300.0
+    assert stages["voice_to_voice"] == 610.0
+    assert TurnLatency(speech_end=1.0).stages_ms()["voice_to_voice"] is None
