@@ -12,7 +12,7 @@ PIP := $(VENV)/bin/pip
 export NO_TORCH_COMPILE := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help venv install-lite install-dev env demo services-demo tiny test lint format bench clean
+.PHONY: help venv install-lite install-dev env demo tiny test lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,8 +23,8 @@ $(PY):
 
 venv: $(PY)
 
-install-lite: $(PY) ## the CPU profile's engines only: no torch
-	$(PIP) install --quiet -e '.[lite]'
+install-lite: $(PY) ## the CPU profile's engines and the orchestrator: no torch
+	$(PIP) install --quiet -e '.[lite,orchestrator]'
 
 install-dev: $(PY) ## everything, for tests (torch 2.9.1, moshi, lite engines, test tools)
 	$(PIP) install --quiet -e '.[stt,tts,lite,orchestrator,test]'
@@ -35,27 +35,20 @@ env: ## write .env from .env.example with a fresh random SERVICE_API_KEY (keeps 
 		sed "s/^SERVICE_API_KEY=.*/SERVICE_API_KEY=$$key/" .env.example > .env; \
 		echo "wrote .env (mode 600) with a new SERVICE_API_KEY"; fi
 
-demo: install-lite env services-demo ## set up and run the embedded CPU default (lite engines, all local)
-
-# The lite services side by side on the .env port map; Ctrl-C (or either one dying) stops both.
-services-demo:
-	@echo "STT (pocketsphinx) on 127.0.0.1:$$(grep -E '^STT_PORT=' .env | cut -d= -f2)," \
-		"TTS (espeak-ng) on 127.0.0.1:$$(grep -E '^TTS_PORT=' .env | cut -d= -f2); Ctrl-C stops them"
-	trap 'kill 0' INT TERM EXIT; \
-		$(PY) -m services.stt --engine sphinx & \
-		$(PY) -m services.tts --engine espeak & \
-		wait -n
+demo: install-lite env ## set up and run the embedded CPU default (lite engines, echo LLM, all local)
+	scripts/cpu-demo.sh
 
 tiny: ## build the tiny random-weight checkpoints into build/tiny and an HF cache in build/hf
 	$(PY) -m services.common.tiny_checkpoints --out build/tiny --hf-home build/hf
 
-lint: ## ruff lint and format check
-	$(VENV)/bin/ruff check services tests bench
-	$(VENV)/bin/ruff format --check services tests bench
+lint: ## ruff lint and format check, shellcheck
+	$(VENV)/bin/ruff check services orchestrator tests bench
+	$(VENV)/bin/ruff format --check services orchestrator tests bench
+	$(VENV)/bin/shellcheck scripts/*.sh .ci/run
 
 format: ## apply ruff fixes and formatting
-	$(VENV)/bin/ruff check --fix services tests bench
-	$(VENV)/bin/ruff format services tests bench
+	$(VENV)/bin/ruff check --fix services orchestrator tests bench
+	$(VENV)/bin/ruff format services orchestrator tests bench
 
 test: install-dev lint ## what CI runs: install, lint, the whole test suite
 	$(PY) -m pytest
