@@ -16,7 +16,11 @@ class OrchestratorSettings(ServiceSettings):
     """Where the backends are, who may connect, and the conversation's limits."""
 
     model_config = SettingsConfigDict(
-        env_prefix="ORCHESTRATOR_", env_file=".env", extra="ignore", populate_by_name=True
+        env_prefix="ORCHESTRATOR_",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+        env_ignore_empty=True,
     )
 
     port: int = Field(3004, ge=0, le=65535)

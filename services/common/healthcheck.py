@@ -17,7 +17,7 @@ import urllib.request
 def probe(url: str, timeout_s: float) -> str | None:
     """None when `url` answers 200 within `timeout_s`, else the reason."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (http to our own service)
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
             return None if response.status == 200 else f"HTTP {response.status}"
     except urllib.error.HTTPError as exc:
         body = exc.read(300).decode(errors="replace")
@@ -29,7 +29,9 @@ def probe(url: str, timeout_s: float) -> str | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="exit 0 if URL answers 200")
     parser.add_argument("url")
-    parser.add_argument("--timeout", type=float, default=2.0, help="seconds (keep below the caller's own timeout)")
+    parser.add_argument(
+        "--timeout", type=float, default=2.0, help="seconds (keep below the caller's own timeout)"
+    )
     args = parser.parse_args()
     reason = probe(args.url, args.timeout)
     if reason is None:

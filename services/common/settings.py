@@ -17,7 +17,7 @@ class ServiceSettings(BaseSettings):
     """Network, auth, limits and logging of one model service."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", extra="ignore", populate_by_name=True, validate_default=True
+        env_file=".env", extra="ignore", populate_by_name=True, env_ignore_empty=True, validate_default=True
     )
 
     host: str = Field("127.0.0.1", description="Address to bind; internal services stay on loopback.")

@@ -14,7 +14,7 @@ class SttSettings(ServiceSettings):
     """Everything `python -m services.stt` can be told."""
 
     model_config = SettingsConfigDict(
-        env_prefix="STT_", env_file=".env", extra="ignore", populate_by_name=True
+        env_prefix="STT_", env_file=".env", extra="ignore", populate_by_name=True, env_ignore_empty=True
     )
 
     port: int = Field(3001, ge=0, le=65535)

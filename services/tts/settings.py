@@ -14,7 +14,7 @@ class TtsSettings(ServiceSettings):
     """Everything `python -m services.tts` can be told."""
 
     model_config = SettingsConfigDict(
-        env_prefix="TTS_", env_file=".env", extra="ignore", populate_by_name=True
+        env_prefix="TTS_", env_file=".env", extra="ignore", populate_by_name=True, env_ignore_empty=True
     )
 
     port: int = Field(3003, ge=0, le=65535)
