@@ -82,8 +82,6 @@ class BackendStatus:
 
 def build_app(settings: OrchestratorSettings) -> FastAPI:
     """Create the app (auth wraps everything but the probes)."""
-    if settings.service_api_key is None:
-        raise ValueError("SERVICE_API_KEY is not set: the STT and TTS services require it")
     llm = LlmClient(
         settings.llm_base if settings.llm_url != "echo" else "echo",
         settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
@@ -91,7 +89,7 @@ def build_app(settings: OrchestratorSettings) -> FastAPI:
         timeout_s=settings.llm_timeout_s,
         temperature=settings.llm_temperature,
     )
-    backends = Backends(settings.stt_ws, settings.tts_ws, settings.service_api_key.get_secret_value(), llm)
+    backends = Backends(settings.stt_ws, settings.tts_ws, settings.required_api_key().get_secret_value(), llm)
     status = BackendStatus(settings, llm)
     ready_reason: dict[str, str | None] = {"reason": "starting"}
     open_sessions: set[RealtimeConnection] = set()

@@ -1,8 +1,11 @@
-"""Shared connect/handshake for moshi-server WebSockets (STT and TTS)."""
+"""What the STT and TTS clients share: connecting to a moshi-server WebSocket, waiting
+for `Ready`, sending msgpack messages, and reading typed messages until the end."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from typing import ClassVar
 
 import msgpack
 import websockets
@@ -10,6 +13,7 @@ from websockets.asyncio.client import ClientConnection
 
 from orchestrator.clients.errors import BackendAtCapacity, BackendError, BackendTimeout, BackendUnavailable
 from services.common.auth import API_KEY_HEADER
+from services.common.protocol import MessageParser, ProtocolError, WireMessage
 
 CONNECT_TIMEOUT_S = 2.0  # unmute allows 0.5 s for connect + Ready; we allow more on loaded CPUs
 CLOSE_TIMEOUT_S = 1.0  # websockets' 10 s default would stall a cancelled turn
@@ -42,3 +46,33 @@ async def open_stream(service: str, url: str, api_key: str) -> ClientConnection:
     if message == "no free channels":
         raise BackendAtCapacity(service, "all streams are in use (no free channels)")
     raise BackendError(service, f"unexpected first message: {message}")
+
+
+class MoshiStream:
+    """An open stream: send packed messages, read typed ones; losses become `BackendUnavailable`."""
+
+    service: ClassVar[str]
+    parser: ClassVar[MessageParser]
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self._ws = ws
+
+    async def _send(self, message: WireMessage) -> None:
+        try:
+            await self._ws.send(message.pack())
+        except websockets.ConnectionClosed as exc:
+            raise BackendUnavailable(self.service, f"connection lost ({exc})") from None
+
+    async def events(self) -> AsyncIterator[WireMessage]:
+        """Messages until the server closes cleanly; an abnormal close raises `BackendUnavailable`."""
+        try:
+            async for raw in self._ws:
+                try:
+                    yield self.parser.parse(raw)
+                except ProtocolError:
+                    continue  # a newer server's extra message types are not ours to fail on
+        except websockets.ConnectionClosedError as exc:
+            raise BackendUnavailable(self.service, f"connection lost ({exc})") from None
+
+    async def close(self) -> None:
+        await self._ws.close()

@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
 
+from services.common.protocol import Error
 from services.common.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
@@ -94,7 +95,14 @@ def model_lifespan(
     return lifespan
 
 
-def serve(app: FastAPI, settings: ServiceSettings, state: ModelState[Any, Any], name: str) -> None:
+async def refuse_not_ready(ws: WebSocket, status: str) -> None:
+    """Answer a stream that arrives before the model is ready: one `Error`, then close (1013)."""
+    await ws.accept()
+    await ws.send_bytes(Error(message=f"service not ready: {status}").pack())
+    await ws.close(code=1013)
+
+
+def serve(app: FastAPI, settings: ServiceSettings, state: ModelState[Any, Any] | None, name: str) -> None:
     """Run uvicorn; exit non-zero when the model failed to load."""
     import uvicorn
 
@@ -111,5 +119,5 @@ def serve(app: FastAPI, settings: ServiceSettings, state: ModelState[Any, Any], 
         )
     )
     server.run()
-    if state.failed:
+    if state is not None and state.failed:
         raise SystemExit(f"{name} service stopped: {state.status}")

@@ -45,3 +45,11 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("MAX_MESSAGES_PER_SECOND", "max_messages_per_second"),
         description="Per-connection message rate; faster senders are slowed down, nothing is dropped.",
     )
+
+    def required_api_key(self) -> SecretStr:
+        """The service key, or a clear error naming where to set it."""
+        if self.service_api_key is None:
+            raise ValueError(
+                "SERVICE_API_KEY is not set: set it in the environment or .env (make env writes one)"
+            )
+        return self.service_api_key

@@ -6,38 +6,19 @@ Every flag can also be set by environment (``STT_ENGINE``, ``STT_MODEL``, ``STT_
 
 from __future__ import annotations
 
-import argparse
-
-from pydantic import ValidationError
-
-from services.common.lifecycle import serve
-from services.common.logs import configure_logging
+from services.common.cli import common_flags, run
 from services.stt.app import build_app
 from services.stt.settings import SttSettings
 
 
-def parse_args(argv: list[str] | None = None) -> dict[str, object]:
-    """Command-line overrides, only for the flags given."""
-    parser = argparse.ArgumentParser(prog="python -m services.stt", description="Unmute STT service")
+def main(argv: list[str] | None = None) -> None:
+    """Read flags and settings, serve."""
+    parser = common_flags("python -m services.stt", "Unmute STT service")
     parser.add_argument("--engine", choices=["moshi", "sphinx"])
     parser.add_argument("--model", help="HF repo id or local checkpoint directory")
-    parser.add_argument("--host")
-    parser.add_argument("--port", type=int)
     parser.add_argument("--batch-size", type=int, dest="batch_size")
     parser.add_argument("--device", help="cuda, cpu or auto")
-    args = parser.parse_args(argv)
-    return {k: v for k, v in vars(args).items() if v is not None}
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Read settings, configure logging, serve."""
-    try:
-        settings = SttSettings(**parse_args(argv))  # type: ignore[arg-type]
-        configure_logging(settings.log_level, settings.log_format)
-        app = build_app(settings)
-    except (ValidationError, ValueError) as exc:
-        raise SystemExit(f"services.stt: bad settings: {exc}") from None
-    serve(app, settings, app.state.model, "STT")
+    run("STT", parser, SttSettings, build_app, argv)
 
 
 if __name__ == "__main__":

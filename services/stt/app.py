@@ -9,8 +9,7 @@ from fastapi import FastAPI, HTTPException, Request, WebSocket
 
 from services.common.audio import SAMPLE_RATE
 from services.common.auth import authorize_websocket, require_http_key
-from services.common.lifecycle import ModelState, model_lifespan
-from services.common.protocol import Error
+from services.common.lifecycle import ModelState, model_lifespan, refuse_not_ready
 from services.common.routes import service_routes
 from services.stt.batcher import SttBatcher
 from services.stt.engines import load_engine
@@ -47,9 +46,7 @@ def build_app(settings: SttSettings, engine_factory: EngineFactory = load_engine
         if not await authorize_websocket(ws, key):
             return
         if state.loop is None:
-            await ws.accept()
-            await ws.send_bytes(Error(message=f"service not ready: {state.status}").pack())
-            await ws.close(code=1013)
+            await refuse_not_ready(ws, state.status)
             return
         await AsrSession(ws, state.loop, settings).run()
 

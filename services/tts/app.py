@@ -8,8 +8,7 @@ from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from services.common.auth import authorize_websocket, require_http_key
-from services.common.lifecycle import ModelState, model_lifespan
-from services.common.protocol import Error
+from services.common.lifecycle import ModelState, model_lifespan, refuse_not_ready
 from services.common.routes import service_routes
 from services.tts.batcher import TtsBatcher
 from services.tts.engines import load_engine
@@ -45,9 +44,7 @@ def build_app(settings: TtsSettings, engine_factory: EngineFactory = load_engine
         if not await authorize_websocket(ws, key):
             return
         if state.loop is None:
-            await ws.accept()
-            await ws.send_bytes(Error(message=f"service not ready: {state.status}").pack())
-            await ws.close(code=1013)
+            await refuse_not_ready(ws, state.status)
             return
         try:
             query, start = parse_query(dict(ws.query_params), state.loop.engine, settings)

@@ -63,14 +63,21 @@ def parse_query(
     except ValidationError as exc:
         problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors(include_url=False))
         raise QueryError(f"bad query: {problems} (formats: PcmMessagePack, Pcm)") from None
-    voice = query.voice or engine.default_voice
-    cfg = query.cfg_alpha if query.cfg_alpha is not None else settings.cfg_alpha
     try:
-        engine.check_voice(voice)
-        engine.check_cfg_alpha(cfg)
+        return query, stream_start(engine, settings, query.voice, query.cfg_alpha)
     except ValueError as exc:
         raise QueryError(str(exc)) from None
-    return query, StreamStart(voice=voice, cfg_alpha=cfg)
+
+
+def stream_start(
+    engine: TtsEngine, settings: TtsSettings, voice: str | None, cfg: float | None
+) -> StreamStart:
+    """The voice and CFG a stream asked for (or the defaults), checked against the engine."""
+    voice = voice or engine.default_voice
+    cfg = cfg if cfg is not None else settings.cfg_alpha
+    engine.check_voice(voice)
+    engine.check_cfg_alpha(cfg)
+    return StreamStart(voice=voice, cfg_alpha=cfg)
 
 
 class TtsSession:

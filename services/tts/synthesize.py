@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from services.common.audio import SAMPLE_RATE
 from services.common.protocol import AudioOut, Error
 from services.tts.batcher import TtsBatcher, TtsSlot
-from services.tts.engines.base import StreamStart
+from services.tts.session import stream_start
 from services.tts.settings import TtsSettings
 from services.tts.text import split_words
 
@@ -47,12 +47,8 @@ async def synthesize(
         raise HTTPException(400, "text is empty")
     if len(text) > settings.max_text_chars:
         raise HTTPException(413, f"text is {len(text)} characters; the limit is {settings.max_text_chars}")
-    engine = batcher.engine
-    voice = request.voice or engine.default_voice
-    cfg = request.cfg_alpha if request.cfg_alpha is not None else settings.cfg_alpha
     try:
-        engine.check_voice(voice)
-        engine.check_cfg_alpha(cfg)
+        start = stream_start(batcher.engine, settings, request.voice, request.cfg_alpha)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
 
@@ -61,7 +57,7 @@ async def synthesize(
         if time.monotonic() >= deadline:
             raise HTTPException(503, "no free channels", headers={"Retry-After": "5"})
         await asyncio.sleep(0.1)
-    batcher.start(slot, StreamStart(voice=voice, cfg_alpha=cfg))
+    batcher.start(slot, start)
     batcher.push_words(slot, split_words(text))
     batcher.push_eos(slot)
     return StreamingResponse(
