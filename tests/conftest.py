@@ -114,13 +114,14 @@ def start_llm(api_key: str, workdir: Path):
 
 
 def start_orchestrator(
-    stt: ServiceProcess, tts: ServiceProcess, llm: ServiceProcess, token: str, workdir: Path
+    stt: ServiceProcess, tts: ServiceProcess, llm: ServiceProcess, token: str, workdir: Path, **extra_env: str
 ):
     env = {
         "STT_PORT": str(stt.port),
         "TTS_PORT": str(tts.port),
         "LLM_URL": f"{llm.http}/v1",
         "ACCESS_TOKEN": token,
+        **extra_env,
     }
     return start_service("orchestrator", [], stt.api_key, workdir, env=env)
 

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
+import httpx
 import openai
 from openai import AsyncOpenAI
 
@@ -82,9 +83,10 @@ class LlmClient:
                 async for chunk in stream:
                     if chunk.choices and chunk.choices[0].delta.content:
                         yield chunk.choices[0].delta.content
-        except openai.APITimeoutError:
+        # While a stream is being read, httpx's own errors come through unwrapped.
+        except (openai.APITimeoutError, httpx.TimeoutException):
             raise BackendTimeout(SERVICE, f"no answer within {self.timeout_s:.0f} s") from None
-        except openai.APIConnectionError as exc:
+        except (openai.APIConnectionError, httpx.HTTPError) as exc:
             raise BackendUnavailable(SERVICE, f"cannot reach {self.url}: {exc}") from None
         except openai.APIStatusError as exc:
             raise BackendError(SERVICE, f"HTTP {exc.status_code}: {exc.message}") from None

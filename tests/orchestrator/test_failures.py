@@ -56,9 +56,9 @@ def fragile(api_key, tmp_path_factory) -> Iterator[tuple[Stack, dict[str, Restar
     token = secrets.token_urlsafe(16)
     try:
         procs = {name: s.proc for name, s in services.items()}
-        with start_orchestrator(
-            procs["stt"], procs["tts"], procs["llm"], token, tmp_path_factory.mktemp("orch")
-        ) as orch:
+        workdir = tmp_path_factory.mktemp("orch")
+        # A short LLM timeout, so the slow-LLM test does not wait 15 s.
+        with start_orchestrator(*procs.values(), token, workdir, ORCHESTRATOR_LLM_TIMEOUT_S="2") as orch:
             yield Stack(procs["stt"], procs["tts"], procs["llm"], orch, token), services
     finally:
         for service in services.values():
@@ -145,5 +145,41 @@ async def test_stt_killed_then_back(fragile):
             if transcript:
                 break
         assert done["response"]["status"] == "completed" and transcript
+    finally:
+        await client.close()
+
+
+async def test_slow_llm_times_out_with_an_error(fragile):
+    stack, _ = fragile
+    client = await manual_session(stack)
+    try:
+        stack.script(reply="Too late.", first_token_delay_s=4)  # the orchestrator waits 2 s here
+        start = len(client.events)
+        failed = await manual_turn(client)
+        error = await wait_error(client, "llm_timeout", start)
+        assert failed["response"]["status"] == "failed" and "2 s" in error["error"]["message"]
+        stack.script(reply="On time.")
+        assert (await manual_turn(client))["response"]["status"] == "completed"
+    finally:
+        await client.close()
+
+
+async def test_tts_at_capacity_is_reported(fragile):
+    from tests.tts_client import connect as tts_connect
+
+    stack, services = fragile
+    client = await manual_session(stack)
+    tts = services["tts"].proc
+    holders = [await tts_connect(tts.ws, tts.api_key).__aenter__() for _ in range(2)]  # its 2 slots
+    try:
+        start = len(client.events)
+        failed = await manual_turn(client)
+        error = await wait_error(client, "tts_at_capacity", start)
+        assert failed["response"]["status"] == "failed" and "no free channels" in error["error"]["message"]
+    finally:
+        for ws in holders:
+            await ws.close()
+    try:
+        assert (await manual_turn(client))["response"]["status"] == "completed"
     finally:
         await client.close()
