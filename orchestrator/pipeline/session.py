@@ -38,6 +38,7 @@ FLUSH_TIMEOUT_S = 3.0  # a Marker flush pushes ~0.5 s of silence through; 3 s me
 CONNECT_BUFFER_S = 30.0  # audio kept while the STT stream is being (re)connected
 RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 EXTENSION = "unmute_slurm"
+KEPT_RESPONSES = 32
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -373,6 +374,8 @@ class VoiceSession:
         response = _Response()
         self.response = response
         self._responses[response.item_id] = response
+        while len(self._responses) > KEPT_RESPONSES:  # truncation only concerns recent items
+            self._responses.pop(next(iter(self._responses)))
         response.task = asyncio.get_running_loop().create_task(
             self._respond(response, latency), name=response.id
         )
