@@ -12,7 +12,7 @@ PIP := $(VENV)/bin/pip
 export NO_TORCH_COMPILE := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help venv install-lite install-dev env demo tiny test lint format bench clean
+.PHONY: help venv install-lite install-dev env demo tiny test lint format bench locks clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,14 @@ bench: ## STT batching and TTS latency benchmarks on the tiny models and lite en
 	$(PY) bench/stt_batching.py
 	$(PY) bench/stt_batching.py --engine sphinx --batch 1 4 8 16
 	$(PY) bench/tts_latency.py
+
+# The images install these pinned, hashed locks (Dockerfiles and .def files alike).
+# pip-compile resolves for this machine's Python (3.11, the images' Python) and Linux x86_64.
+COMPILE := ../../$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url
+locks: ## regenerate containers/requirements/*.txt from pyproject.toml (a few minutes each)
+	cd containers/requirements && $(COMPILE) --extra tts --extra lite -o tts.txt ../../pyproject.toml
+	cd containers/requirements && $(COMPILE) --extra stt --extra lite -o stt.txt ../../pyproject.toml
+	cd containers/requirements && $(COMPILE) --extra orchestrator -o orchestrator.txt ../../pyproject.toml
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -1,6 +1,7 @@
 """Readiness probe used by container healthchecks, the SLURM job, the demo and tests.
 
     python -m services.common.healthcheck http://127.0.0.1:3001/ready [--timeout 2]
+    python -m services.common.healthcheck --service stt    # port from STT_PORT (images)
 
 Exits 0 when the URL answers 200, else 1, with one short line saying why. Standard
 library only, so it starts fast and works in every image.
@@ -9,9 +10,13 @@ library only, so it starts fast and works in every image.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import urllib.error
 import urllib.request
+
+# The port map of .env.example; inside an image the service's own *_PORT variable wins.
+DEFAULT_PORTS = {"stt": 3001, "tts": 3003, "orchestrator": 3004}
 
 
 def probe(url: str, timeout_s: float) -> str | None:
@@ -26,14 +31,21 @@ def probe(url: str, timeout_s: float) -> str | None:
         return f"unreachable: {getattr(exc, 'reason', exc)}"
 
 
+def service_url(service: str) -> str:
+    """The loopback /ready URL of one of this project's services, from its *_PORT variable."""
+    port = os.environ.get(f"{service.upper()}_PORT") or DEFAULT_PORTS[service]
+    return f"http://127.0.0.1:{port}/ready"
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="exit 0 if URL answers 200")
-    parser.add_argument("url")
-    parser.add_argument(
-        "--timeout", type=float, default=2.0, help="seconds (keep below the caller's own timeout)"
-    )
+    parser = argparse.ArgumentParser(description="exit 0 if the service answers 200")
+    parser.add_argument("url", nargs="?", help="URL to probe")
+    parser.add_argument("--service", choices=sorted(DEFAULT_PORTS), help="probe its /ready")
+    parser.add_argument("--timeout", type=float, default=2.0, help="seconds, below the caller timeout")
     args = parser.parse_args()
-    reason = probe(args.url, args.timeout)
+    if (args.url is None) == (args.service is None):
+        parser.error("give a URL or --service")
+    reason = probe(args.url or service_url(args.service), args.timeout)
     if reason is None:
         print("ready")
         sys.exit(0)

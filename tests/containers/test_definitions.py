@@ -1,0 +1,88 @@
+"""Static checks of the container definitions: Dockerfile/.def parity, hadolint,
+shellcheck and the compose-spec schema. (Building and running the images is the
+container integration suite's job.)"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.containers.parity import differences, from_def, from_dockerfile
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGES = ["stt", "tts", "orchestrator"]
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_dockerfile_and_def_agree(image):
+    assert differences(ROOT / f"containers/{image}.Dockerfile", ROOT / f"apptainer/{image}.def") == []
+    spec = from_dockerfile(ROOT / f"containers/{image}.Dockerfile")
+    assert spec.command[:2] == ("python", "-m") and spec.healthcheck[:3] == (
+        "python",
+        "-m",
+        "services.common.healthcheck",
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (("stt.txt", "tts.txt"), "locks"),
+        (("python:3.11.14-slim-bookworm", "python:3.12-slim-bookworm"), "base"),
+        (("STT_MODEL:-kyutai/stt-1b-en_fr", "STT_MODEL:-kyutai/stt-2.6b-en"), "environment"),
+        (("exec python -m services.stt\n", "exec python -m services.tts\n"), "command"),
+        (('exec python -m services.stt "$@"', 'exec python -m services.tts "$@"'), "command"),
+        (("--service stt", "--service tts"), "healthcheck"),
+        (("services /app/services", "services /opt/services"), "code"),
+    ],
+)
+def test_breaking_parity_is_caught(tmp_path, change, field):
+    broken = tmp_path / "stt.def"
+    text = (ROOT / "apptainer/stt.def").read_text()
+    assert change[0] in text
+    broken.write_text(text.replace(change[0], change[1], 1))
+    found = differences(ROOT / "containers/stt.Dockerfile", broken)
+    assert any(d.startswith(f"{field}:") for d in found), found
+
+
+def test_stt_and_tts_share_their_heavy_layer():
+    stt = (ROOT / "containers/stt.Dockerfile").read_text()
+    tts = (ROOT / "containers/tts.Dockerfile").read_text()
+    shared = tts[tts.index("COPY containers/requirements/tts.txt") : tts.index("chown 1000 /data/hf")]
+    assert shared in stt and from_def(ROOT / "apptainer/stt.def").locks == ("tts.txt", "stt.txt")
+
+
+def run(*cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def test_hadolint():
+    result = run(str(BIN / "hadolint"), *(f"containers/{i}.Dockerfile" for i in IMAGES))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_shellcheck():
+    scripts = [str(p.relative_to(ROOT)) for p in ROOT.glob("scripts/*.sh")] + [".ci/run"]
+    result = run(str(BIN / "shellcheck"), *scripts)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_matches_the_compose_spec():
+    checker = shutil.which("check-jsonschema", path=str(BIN)) or "check-jsonschema"
+    result = run(checker, "--builtin-schema", "vendor.compose-spec", "compose.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_env_example_covers_every_variable_compose_uses():
+    import re
+
+    used = set(re.findall(r"\$\{(\w+)", (ROOT / "compose.yaml").read_text()))
+    defined = {
+        line.split("=", 1)[0] for line in (ROOT / ".env.example").read_text().splitlines() if "=" in line
+    }
+    assert used - defined == set()
