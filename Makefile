@@ -60,7 +60,7 @@ bench: ## STT batching and TTS latency benchmarks on the tiny models and lite en
 
 # The images install these pinned, hashed locks (Dockerfiles and .def files alike).
 # pip-compile resolves for this machine's Python (3.11, the images' Python) and Linux x86_64.
-COMPILE := ../../$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url
+COMPILE := ../../$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links
 locks: ## regenerate containers/requirements/*.txt from pyproject.toml (a few minutes each)
 	cd containers/requirements && $(COMPILE) --extra tts --extra lite -o tts.txt ../../pyproject.toml
 	cd containers/requirements && $(COMPILE) --extra stt --extra lite -o stt.txt ../../pyproject.toml
