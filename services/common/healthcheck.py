@@ -2,6 +2,7 @@
 
     python -m services.common.healthcheck http://127.0.0.1:3001/ready [--timeout 2]
     python -m services.common.healthcheck --service stt    # port from STT_PORT (images)
+    python3 healthcheck.py --service llm    # vLLM: /v1/models lists LLM_MODEL (LLM_API_KEY)
 
 Exits 0 when the URL answers 200, else 1, with one short line saying why. Standard
 library only, so it starts fast and works in every image.
@@ -10,6 +11,7 @@ library only, so it starts fast and works in every image.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import urllib.error
@@ -31,6 +33,21 @@ def probe(url: str, timeout_s: float) -> str | None:
         return f"unreachable: {getattr(exc, 'reason', exc)}"
 
 
+def probe_llm(timeout_s: float) -> str | None:
+    """vLLM is ready when /v1/models lists the model it was asked to serve."""
+    port = os.environ.get("LLM_PORT") or "3002"
+    model = os.environ.get("LLM_MODEL") or "google/gemma-3-12b-it"
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models")
+    if os.environ.get("LLM_API_KEY"):
+        request.add_header("Authorization", f"Bearer {os.environ['LLM_API_KEY']}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            served = [m.get("id") for m in json.load(response).get("data", [])]
+    except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
+        return f"unreachable: {getattr(exc, 'reason', exc)}"
+    return None if model in served else f"serving {served}, not {model}"
+
+
 def service_url(service: str) -> str:
     """The loopback /ready URL of one of this project's services, from its *_PORT variable."""
     port = os.environ.get(f"{service.upper()}_PORT") or DEFAULT_PORTS[service]
@@ -40,12 +57,15 @@ def service_url(service: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description="exit 0 if the service answers 200")
     parser.add_argument("url", nargs="?", help="URL to probe")
-    parser.add_argument("--service", choices=sorted(DEFAULT_PORTS), help="probe its /ready")
+    parser.add_argument("--service", choices=[*sorted(DEFAULT_PORTS), "llm"], help="probe its /ready")
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds, below the caller timeout")
     args = parser.parse_args()
     if (args.url is None) == (args.service is None):
         parser.error("give a URL or --service")
-    reason = probe(args.url or service_url(args.service), args.timeout)
+    if args.service == "llm":
+        reason = probe_llm(args.timeout)
+    else:
+        reason = probe(args.url or service_url(args.service), args.timeout)
     if reason is None:
         print("ready")
         sys.exit(0)

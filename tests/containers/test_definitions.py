@@ -86,3 +86,50 @@ def test_env_example_covers_every_variable_compose_uses():
         line.split("=", 1)[0] for line in (ROOT / ".env.example").read_text().splitlines() if "=" in line
     }
     assert used - defined == set()
+
+
+def test_vllm_is_pinned_to_the_same_tag_everywhere():
+    from spython.main.parse.parsers import SingularityParser
+
+    (stage,) = SingularityParser(str(ROOT / "apptainer/vllm.def")).recipe.values()
+    compose = (ROOT / "compose.yaml").read_text()
+    assert stage.fromHeader.startswith("vllm/vllm-openai:v") and f"image: {stage.fromHeader}\n" in compose
+    startscript = (ROOT / "apptainer/vllm.def").read_text().split("%startscript")[1].split("%runscript")[0]
+    for flag in ("--gpu-memory-utilization", "--max-model-len", "--limit-mm-per-prompt", "--host", "--port"):
+        assert flag in startscript
+    assert (
+        "VLLM_API_KEY" in startscript and "--api-key" not in startscript
+    )  # the key stays off the process list
+
+
+def test_llm_healthcheck_needs_the_served_model(tmp_path, monkeypatch):
+    import http.server
+    import threading
+
+    from services.common import healthcheck
+
+    class Models(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            ok = self.headers.get("Authorization") == "Bearer k"
+            body = b'{"data": [{"id": "served/model"}]}' if ok else b"{}"
+            self.send_response(200 if ok else 401)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Models)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("LLM_PORT", str(server.server_port))
+        monkeypatch.setenv("LLM_API_KEY", "k")
+        monkeypatch.setenv("LLM_MODEL", "served/model")
+        assert healthcheck.probe_llm(2) is None
+        monkeypatch.setenv("LLM_MODEL", "other/model")
+        assert "not other/model" in healthcheck.probe_llm(2)
+        monkeypatch.setenv("LLM_API_KEY", "wrong")
+        assert healthcheck.probe_llm(2) is not None
+    finally:
+        server.shutdown()
+        server.server_close()
