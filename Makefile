@@ -12,7 +12,7 @@ PIP := $(VENV)/bin/pip
 export NO_TORCH_COMPILE := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help venv install-lite install-dev env demo tiny test lint format bench locks clean
+.PHONY: help venv install-lite install-dev env demo tiny test lint format bench locks slurm prefetch sif clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,13 +44,18 @@ tiny: ## build the tiny random-weight checkpoints into build/tiny and an HF cach
 lint: ## ruff lint and format check, shellcheck
 	$(VENV)/bin/ruff check services orchestrator tests bench
 	$(VENV)/bin/ruff format --check services orchestrator tests bench
-	$(VENV)/bin/shellcheck scripts/*.sh .ci/run
+	$(VENV)/bin/shellcheck scripts/*.sh .ci/run slurm/instances.sbatch slurm/prefetch slurm/build tests/slurm/*.sh
 
 format: ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix services orchestrator tests bench
 	$(VENV)/bin/ruff format services orchestrator tests bench
 
-test: install-dev lint ## what CI runs: install, lint, the whole test suite
+# The SLURM tests need a real single-node cluster; as root (CI) it is installed and started,
+# elsewhere those tests skip and say why.
+slurm: ## start the single-node test SLURM (root only)
+	@if [ "$$(id -u)" = 0 ]; then tests/slurm/start_slurm.sh; else echo "not root: SLURM tests will be skipped"; fi
+
+test: install-dev lint slurm ## what CI runs: install, lint, SLURM for its tests, the whole test suite
 	$(PY) -m pytest
 
 bench: ## STT batching and TTS latency benchmarks on the tiny models and lite engines (Markdown tables)
@@ -65,6 +70,12 @@ locks: ## regenerate containers/requirements/*.txt from pyproject.toml (a few mi
 	cd containers/requirements && $(COMPILE) --extra tts --extra lite -o tts.txt ../../pyproject.toml
 	cd containers/requirements && $(COMPILE) --extra stt --extra lite -o stt.txt ../../pyproject.toml
 	cd containers/requirements && $(COMPILE) --extra orchestrator -o orchestrator.txt ../../pyproject.toml
+
+prefetch: ## on a login node with internet: download the models into HF_HOME (slurm/prefetch)
+	slurm/prefetch
+
+sif: ## build the Apptainer images into build/sif (slurm/build)
+	slurm/build
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

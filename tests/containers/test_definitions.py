@@ -67,7 +67,8 @@ def test_hadolint():
 
 
 def test_shellcheck():
-    scripts = [str(p.relative_to(ROOT)) for p in ROOT.glob("scripts/*.sh")] + [".ci/run"]
+    scripts = [str(p.relative_to(ROOT)) for p in (*ROOT.glob("scripts/*.sh"), *ROOT.glob("tests/slurm/*.sh"))]
+    scripts += [".ci/run", "slurm/instances.sbatch", "slurm/prefetch", "slurm/build"]
     result = run(str(BIN / "shellcheck"), *scripts)
     assert result.returncode == 0, result.stdout + result.stderr
 
