@@ -12,7 +12,7 @@ PIP := $(VENV)/bin/pip
 export NO_TORCH_COMPILE := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help venv install-lite install-dev env demo tiny test lint format bench locks slurm prefetch sif clean
+.PHONY: help venv install-lite install-dev env demo tiny test lint format bench locks slurm chromium prefetch sif clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,7 +55,13 @@ format: ## apply ruff fixes and formatting
 slurm: ## start the single-node test SLURM (root only)
 	@if [ "$$(id -u)" = 0 ]; then tests/slurm/start_slurm.sh; else echo "not root: SLURM tests will be skipped"; fi
 
-test: install-dev lint slurm ## what CI runs: install, lint, SLURM for its tests, the whole test suite
+# The browser tests drive Debian's chromium (Playwright never downloads a browser here).
+chromium: ## install Debian's chromium for the browser tests (root only)
+	@if command -v chromium >/dev/null; then :; elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "no chromium and not root: browser tests will be skipped"; fi
+
+test: install-dev lint slurm chromium ## what CI runs: install, lint, SLURM and chromium for their tests, all tests
 	$(PY) -m pytest
 
 bench: ## STT batching and TTS latency benchmarks on the tiny models and lite engines (Markdown tables)

@@ -86,3 +86,30 @@ def start_service(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+class Restartable:
+    """A service the test can kill and bring back on the same port."""
+
+    def __init__(self, module_args: tuple[str, list[str]], api_key: str, workdir) -> None:
+        self.module, self.args = module_args
+        self.api_key, self.workdir = api_key, workdir
+        self._ctx: contextlib.AbstractContextManager[ServiceProcess] | None = None
+        self.proc = self.start()
+
+    def start(self, port: int | None = None) -> ServiceProcess:
+        self._ctx = start_service(self.module, self.args, self.api_key, self.workdir, port=port)
+        self.proc = self._ctx.__enter__()
+        return self.proc
+
+    def kill(self) -> None:
+        assert self._ctx is not None
+        self._ctx.__exit__(None, None, None)
+        self._ctx = None
+
+    def restart(self) -> None:
+        self.start(self.proc.port)
+
+    def close(self) -> None:
+        if self._ctx is not None:
+            self.kill()

@@ -239,12 +239,17 @@ class VoiceSession:
         if response is None:
             self.emit(error_event("item_not_found", f"no assistant item {item_id!r}", event_id, "item_id"))
             return
-        self.history.truncate(item_id, response.heard_text(audio_end_ms))
-        self.emit(
-            server_event(
-                "conversation.item.truncated", item_id=item_id, content_index=0, audio_end_ms=audio_end_ms
-            )
+        heard = response.heard_text(audio_end_ms)
+        self.history.truncate(item_id, heard)
+        # `transcript` (what was heard) is this project's addition to OpenAI's event.
+        truncated = server_event(
+            "conversation.item.truncated",
+            item_id=item_id,
+            content_index=0,
+            audio_end_ms=audio_end_ms,
+            transcript=heard,
         )
+        self.emit(truncated)
 
     # ---- STT events ------------------------------------------------------------------------
 

@@ -14,7 +14,13 @@ const ui = {
 let live = null; // {ws, context, stream, capture, playback}
 const turns = new Map(); // item_id -> {el, text, kind}
 const played = new Map(); // assistant item_id -> samples played (24 kHz)
+window.unmutePlayed = played; // read by the browser tests
 let errorTimer = null;
+// Client-side voice to voice: from the last microphone block with voice in it to the
+// first audible sample of the reply, both on the AudioContext's clock.
+const VOICE_RMS = 0.02;
+let lastVoiceTime = null;
+window.unmuteLatencies = []; // read by the browser tests
 
 function showError(message) {
   ui.error.textContent = message;
@@ -29,6 +35,7 @@ function bubble(itemId, kind) {
     ui.hint.hidden = true;
     const el = document.createElement('div');
     el.className = `turn ${kind} pending`;
+    el.textContent = '…';
     el.dataset.item = itemId;
     ui.conversation.appendChild(el);
     turn = { el, text: '', kind };
@@ -47,6 +54,23 @@ function setText(turn, text, tag) {
     turn.el.appendChild(t);
   }
   turn.el.scrollIntoView({ block: 'end' });
+}
+
+// An interrupted reply: what was heard, then the cut-off rest struck through (once the
+// server has mapped the client's playback position onto the words).
+function renderInterrupted(turn) {
+  const heard = turn.heard !== undefined && turn.text.startsWith(turn.heard) ? turn.heard : null;
+  turn.el.textContent = heard ?? turn.text;
+  if (heard !== null) {
+    const cut = document.createElement('span');
+    cut.className = 'unheard';
+    cut.textContent = turn.text.slice(heard.length);
+    turn.el.appendChild(cut);
+  }
+  const tag = document.createElement('span');
+  tag.className = 'tag';
+  tag.textContent = 'interrupted';
+  turn.el.appendChild(tag);
 }
 
 function base64ToFloat32(b64) {
@@ -112,13 +136,22 @@ function onServerEvent(event) {
       if (turn) turn.interrupted = true;
       break;
     }
+    case 'conversation.item.truncated': {
+      const turn = turns.get(event.item_id);
+      if (turn && typeof event.transcript === 'string') {
+        turn.heard = event.transcript;
+        renderInterrupted(turn);
+      }
+      break;
+    }
     case 'response.done': {
       const item = event.response.output[0];
       const turn = item && turns.get(item.id);
       if (turn) {
         turn.el.classList.remove('pending');
         const status = event.response.status;
-        if (status !== 'completed') setText(turn, turn.text, status === 'cancelled' ? 'interrupted' : status);
+        if (status === 'cancelled') renderInterrupted(turn);
+        else if (status !== 'completed') setText(turn, turn.text, status);
       }
       ui.state.textContent = 'listening';
       break;
@@ -161,7 +194,11 @@ async function start() {
     let pending = [];
     let lastSend = performance.now();
     capture.port.onmessage = (event) => {
-      pending.push(new Int16Array(event.data));
+      const block = new Int16Array(event.data);
+      let energy = 0;
+      for (let i = 0; i < block.length; i++) energy += (block[i] / 32768) ** 2;
+      if (Math.sqrt(energy / block.length) > VOICE_RMS) lastVoiceTime = context.currentTime;
+      pending.push(block);
       if (performance.now() - lastSend >= SEND_EVERY_MS) {
         send({ type: 'input_audio_buffer.append', audio: int16ToBase64(pending) });
         pending = [];
@@ -169,7 +206,14 @@ async function start() {
       }
     };
     playback.port.onmessage = (event) => {
-      if (event.data.type === 'played' && event.data.item) played.set(event.data.item, event.data.samples);
+      const msg = event.data;
+      if (msg.type === 'played' && msg.item) played.set(msg.item, msg.samples);
+      if (msg.type === 'started' && lastVoiceTime !== null) {
+        const ms = Math.round((msg.time - lastVoiceTime) * 1000);
+        window.unmuteLatencies.push({ item: msg.item, ms });
+        const cell = document.querySelector('td[data-stage="browser"]');
+        if (cell) cell.textContent = `${ms} ms`;
+      }
     };
     ws.onopen = () => {
       const session = { type: 'realtime' };

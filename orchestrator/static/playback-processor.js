@@ -25,6 +25,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     this.played = 0; // source samples of the current item played
     this.step = SOURCE_RATE / sampleRate;
     this.lastReport = 0;
+    this.announced = null; // the item whose first audible sample has been reported
     this.port.onmessage = (event) => this.onMessage(event.data);
   }
 
@@ -64,6 +65,11 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     const queued = this.available();
     if (!this.playing && (queued >= (SOURCE_RATE * JITTER_MS) / 1000 || (this.ended && queued > 0))) {
       this.playing = true;
+      if (this.item !== this.announced) {
+        // The first sample of this reply becomes audible now: the page measures voice to voice.
+        this.announced = this.item;
+        this.port.postMessage({ type: 'started', item: this.item, time: currentTime });
+      }
     }
     for (let i = 0; i < out.length; i++) {
       if (this.playing && this.available() > 1) {

@@ -3,7 +3,6 @@ the next turn works once the backend is back."""
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from collections.abc import Iterator
 
@@ -11,40 +10,13 @@ import pytest
 
 from tests.conftest import Stack, start_orchestrator
 from tests.realtime_client import RealtimeTestClient, append_event, speech
-from tests.servers import ServiceProcess, start_service
+from tests.servers import Restartable
 
 pytestmark = pytest.mark.lite
 
 STT_ARGS = ("services.stt", ["--engine", "sphinx", "--batch-size", "2"])
 TTS_ARGS = ("services.tts", ["--engine", "espeak", "--batch-size", "2"])
 LLM_ARGS = ("tests.llm_server", [])
-
-
-class Restartable:
-    """A service the test can kill and bring back on the same port."""
-
-    def __init__(self, module_args: tuple[str, list[str]], api_key: str, workdir) -> None:
-        self.module, self.args = module_args
-        self.api_key, self.workdir = api_key, workdir
-        self._ctx: contextlib.AbstractContextManager[ServiceProcess] | None = None
-        self.proc = self.start()
-
-    def start(self, port: int | None = None) -> ServiceProcess:
-        self._ctx = start_service(self.module, self.args, self.api_key, self.workdir, port=port)
-        self.proc = self._ctx.__enter__()
-        return self.proc
-
-    def kill(self) -> None:
-        assert self._ctx is not None
-        self._ctx.__exit__(None, None, None)
-        self._ctx = None
-
-    def restart(self) -> None:
-        self.start(self.proc.port)
-
-    def close(self) -> None:
-        if self._ctx is not None:
-            self.kill()
 
 
 @pytest.fixture(scope="module")

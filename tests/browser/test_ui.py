@@ -1,0 +1,164 @@
+"""The browser UI in a real headless Chromium (Debian's), with a WAV file as the microphone.
+
+Screenshots of each state are written to artifacts/screenshots/ (kept by CI).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from services.common.audio import resample
+from tests.realtime_client import speech
+
+pytestmark = [
+    pytest.mark.lite,
+    pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed"),
+]
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+def microphone(path: Path, silence_s: float) -> Path:
+    """The phrase then silence, at 48 kHz (Chromium loops the file)."""
+    audio = np.concatenate(
+        [
+            np.zeros(12000, np.float32),
+            resample(speech(), 24000, 48000),
+            np.zeros(int(48000 * silence_s), np.float32),
+        ]
+    )
+    soundfile.write(path, audio, 48000, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture
+async def browser_page(tmp_path):
+    async def open_page(mic_silence_s: float = 6.0):
+        from playwright.async_api import async_playwright
+
+        playwright = await async_playwright().start()
+        mic = microphone(tmp_path / "mic.wav", mic_silence_s)
+        browser = await playwright.chromium.launch(
+            executable_path=shutil.which("chromium"),
+            args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={mic}"],
+        )
+        page = await browser.new_page(viewport={"width": 1200, "height": 800})
+        opened.append((playwright, browser))
+        return page
+
+    opened: list = []
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    yield open_page
+    for playwright, browser in opened:
+        await browser.close()
+        await playwright.stop()
+
+
+async def test_spoken_exchange_shows_transcripts_plays_audio_and_measures_latency(lite_stack, browser_page):
+    lite_stack.script(reply="The weather is lovely today, enjoy it.")
+    page = await browser_page()
+    await page.goto(f"{lite_stack.orchestrator.http}/?token={lite_stack.token}")
+    await page.wait_for_selector("#status li.ready[data-service=llm]")
+    await page.screenshot(path=SCREENSHOTS / "1-ready.png")
+    await page.click("#talk")
+    await page.wait_for_selector(".turn.assistant:not(.pending)", timeout=60_000)
+    # The phrase went through Chromium's capture, the worklet's resampling and pocketsphinx:
+    # what it heard is checked in the STT tests; here it must be some words.
+    assert (await page.inner_text(".turn.user")).strip()
+    assert "lovely" in await page.inner_text(".turn.assistant")
+    first = await page.evaluate("Math.max(0, ...window.unmutePlayed.values())")
+    await page.wait_for_timeout(500)
+    later = await page.evaluate("Math.max(0, ...window.unmutePlayed.values())")
+    assert later > first > 0 or later > 0  # the playback worklet is playing the reply
+    latencies = await page.evaluate("window.unmuteLatencies")
+    assert latencies and 0 < latencies[0]["ms"] < 30_000
+    assert (await page.inner_text('td[data-stage="browser"]')).endswith("ms")
+    await page.screenshot(path=SCREENSHOTS / "2-conversation.png")
+
+
+async def test_barge_in_stops_playback_and_marks_the_reply(lite_stack, browser_page):
+    long_reply = " ".join(f"Part {n} of a long answer that goes on and on." for n in range(1, 12))
+    lite_stack.script(reply=long_reply, token_delay_s=0.05)
+    page = await browser_page(mic_silence_s=2.5)  # the phrase comes back while the reply plays
+    await page.goto(f"{lite_stack.orchestrator.http}/?token={lite_stack.token}")
+    await page.click("#talk")
+    tag = await page.wait_for_selector(".turn.assistant .tag", timeout=90_000)
+    assert await tag.inner_text() == "interrupted"
+    # The client reported what it played; the page strikes through the rest of the reply.
+    cut = await page.wait_for_selector(".turn.assistant .unheard", timeout=10_000)
+    assert (await cut.inner_text()).strip()
+    item = await page.evaluate("document.querySelector('.turn.assistant').dataset.item")
+    played = await page.evaluate(f"window.unmutePlayed.get('{item}') || 0")
+    await page.wait_for_timeout(1000)
+    # Flushed: at most a few 128-sample render quanta played after the clear.
+    assert await page.evaluate(f"window.unmutePlayed.get('{item}') || 0") - played <= 24000 * 0.1
+    await page.screenshot(path=SCREENSHOTS / "3-barge-in.png")
+
+
+@pytest.mark.parametrize("token", ["wrong-token", None])
+async def test_wrong_or_missing_token_shows_an_access_error(lite_stack, browser_page, token):
+    page = await browser_page()
+    url = lite_stack.orchestrator.http + (f"/?token={token}" if token else "/")
+    response = await page.goto(url)
+    assert response.status == 401
+    assert "Access token required" in await page.inner_text("h1")
+    await page.screenshot(path=SCREENSHOTS / f"4-access-{'wrong' if token else 'missing'}.png")
+
+
+@pytest.fixture
+def fragile_stack(sphinx_stt, api_key, tmp_path_factory):
+    """The lite stack with a TTS the test can kill and restart."""
+    import secrets
+
+    from tests.conftest import Stack, start_llm, start_orchestrator
+    from tests.servers import Restartable
+
+    tts = Restartable(
+        ("services.tts", ["--engine", "espeak", "--batch-size", "2"]), api_key, tmp_path_factory.mktemp("tts")
+    )
+    token = secrets.token_urlsafe(16)
+    try:
+        with (
+            start_llm(api_key, tmp_path_factory.mktemp("llm")) as llm,
+            start_orchestrator(sphinx_stt, tts.proc, llm, token, tmp_path_factory.mktemp("orch")) as orch,
+        ):
+            yield Stack(sphinx_stt, tts.proc, llm, orch, token), tts
+    finally:
+        tts.close()
+
+
+async def test_a_killed_backend_shows_an_error_and_the_page_recovers(fragile_stack, browser_page):
+    stack, tts = fragile_stack
+    stack.script(reply="Short answer.")
+    page = await browser_page(mic_silence_s=3.0)  # the phrase repeats: one turn every few seconds
+    await page.goto(f"{stack.orchestrator.http}/?token={stack.token}")
+    await page.click("#talk")
+    await page.wait_for_selector(".turn.assistant:not(.pending)", timeout=60_000)
+    tts.kill()
+    error = await page.wait_for_selector("#error:not([hidden])", timeout=60_000)
+    assert "TTS" in await error.inner_text()
+    await page.screenshot(path=SCREENSHOTS / "5-backend-down.png")
+    answered = await page.locator(".turn.assistant").count()
+    tts.restart()
+    # Recovered: a later turn is answered again, on the same page and session.
+    await page.wait_for_function(
+        f"document.querySelectorAll('.turn.assistant:not(.pending)').length > {answered}", timeout=90_000
+    )
+    assert await page.inner_text("#talk") == "Stop"  # the session was never dropped
+    await page.screenshot(path=SCREENSHOTS / "6-recovered.png")
