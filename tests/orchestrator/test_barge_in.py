@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 
 import httpx
 import pytest
@@ -21,6 +22,15 @@ def open_tts_streams(stack) -> float:
     return float(re.search(r"^py_open_channels (\S+)$", text, re.M).group(1))
 
 
+def wait_for_request_with_history(stack) -> list[dict]:
+    for _ in range(100):
+        for messages in reversed(stack.llm_requests()):
+            if any(m["role"] == "assistant" and m["content"].startswith("Sentence") for m in messages):
+                return messages
+        time.sleep(0.05)
+    raise AssertionError("no LLM request carried the interrupted reply")
+
+
 async def test_barge_in_cancels_flushes_and_truncates(lite_stack):
     lite_stack.script(reply=LONG_REPLY, token_delay_s=0.1)
     cancelled_before = lite_stack.llm_stats()["cancelled"]
@@ -35,19 +45,31 @@ async def test_barge_in_cancels_flushes_and_truncates(lite_stack):
         await client.send_audio(speech(seconds_of_silence_after=0.2))
         await client.wait_type("input_audio_buffer.speech_started", start)
         clear = await client.wait_type("unmute_slurm.output_audio.clear", start)
-        done = await client.wait_for(lambda e: e["type"] == "response.done"
-                                     and e["response"]["id"] == created["response"]["id"], start)  # fmt: skip
+        done = await client.wait_for(
+            lambda e: e["type"] == "response.done" and e["response"]["id"] == created["response"]["id"], start
+        )
         assert clear["item_id"] == item_id
         assert done["response"]["status"] == "cancelled"
         # The client played 700 ms before it flushed: it says so.
-        await client.send({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0,
-                           "audio_end_ms": 700, "event_id": "trunc-1"})  # fmt: skip
+        await client.send(
+            {
+                "type": "conversation.item.truncate",
+                "item_id": item_id,
+                "content_index": 0,
+                "audio_end_ms": 700,
+                "event_id": "trunc-1",
+            }
+        )
         truncated = await client.wait_type("conversation.item.truncated", start)
         assert truncated["item_id"] == item_id and truncated["audio_end_ms"] == 700
         # The interrupting speech becomes the next turn; its LLM request shows the history.
         await client.send_audio(speech(seconds_of_silence_after=1.5)[-24000:])
-        await client.wait_for(lambda e: e["type"] == "response.created" and e["response"]["id"]
-                               != created["response"]["id"], start)  # fmt: skip
+        await client.wait_for(
+            lambda e: e["type"] == "response.created" and e["response"]["id"] != created["response"]["id"],
+            start,
+        )
+        # The LLM request of that turn goes out just after response.created: wait for it.
+        next_request = await asyncio.to_thread(wait_for_request_with_history, lite_stack)
     except TimeoutError:
         raise AssertionError(f"events so far: {client.types()}") from None
     finally:
@@ -56,11 +78,14 @@ async def test_barge_in_cancels_flushes_and_truncates(lite_stack):
     # LLM: the interrupted stream was cancelled (the scripted server saw the hang-up).
     await asyncio.sleep(0.3)
     assert lite_stack.llm_stats()["cancelled"] > cancelled_before
-    # TTS: no stream left open.
+    # TTS: every stream of this session (and of any earlier test's) is closed once it ends.
+    for _ in range(50):
+        if open_tts_streams(lite_stack) == 0:
+            break
+        await asyncio.sleep(0.1)
     assert open_tts_streams(lite_stack) == 0
-    # History: the assistant turn holds only the words heard in 700 ms, a prefix of the reply.
-    messages = lite_stack.llm_requests()[-1]
-    assistant = [m["content"] for m in messages if m["role"] == "assistant"]
-    assert assistant, messages
+    # History: the next turn's LLM request holds, for this assistant turn, only the words
+    # heard in 700 ms: a prefix of the reply.
+    assistant = [m["content"] for m in next_request if m["role"] == "assistant"]
     heard = assistant[-1].split()
     assert 1 <= len(heard) <= 4 and LONG_REPLY.split()[: len(heard)] == heard, heard

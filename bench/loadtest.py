@@ -1,0 +1,208 @@
+"""Load and latency benchmark against any running deployment (local, containers, SLURM job).
+
+N simulated Realtime clients each stream a spoken phrase (the espeak-ng fixture) at real
+time, then silence, and let the server's turn detection end the turn; replies are
+consumed at real-time pace (a client "plays" what it receives). Per turn it records:
+
+- STT first word: first speech sample sent -> first transcription delta;
+- end of speech -> final transcript (`transcription.completed`);
+- LLM time to first token and TTS time to first audio (the server's `unmute_slurm.latency`);
+- voice to voice: end of speech sent -> first audio delta received.
+
+It prints a Markdown table of p50/p90/p99 per session count, error counts and sessions
+that completed, and writes the table and a PNG plot (latency vs concurrent sessions).
+
+    python bench/loadtest.py --sessions 1 4 16                   # URL and token from .env
+    python bench/loadtest.py --url ws://127.0.0.1:3004 --token ... --turns 3 --out bench/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import websockets
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from services.common.audio import SAMPLE_RATE, resample  # noqa: E402
+
+CHUNK_S = 0.1
+METRICS = {
+    "stt_first_word": "STT first word",
+    "transcript": "end of speech → final transcript",
+    "llm_first_token": "LLM time to first token",
+    "tts_first_audio": "TTS time to first audio",
+    "voice_to_voice": "voice to voice",
+}
+
+
+@dataclass
+class Results:
+    samples: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in METRICS})
+    errors: int = 0
+    sessions_ok: int = 0
+
+
+def phrase() -> np.ndarray:
+    pcm, rate = soundfile.read(ROOT / "tests/fixtures/weather_16k.wav", dtype="float32")
+    return resample(pcm, rate, SAMPLE_RATE)
+
+
+def pcm16_event(pcm: np.ndarray) -> str:
+    data = (np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes()
+    return json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(data).decode()})
+
+
+async def one_turn(ws, audio: np.ndarray, speech_samples: int, results: Results) -> None:
+    """Stream one phrase + silence in real time, read until response.done, play the reply out."""
+    marks: dict[str, float] = {}
+    playing_until = 0.0
+
+    async def read() -> None:
+        nonlocal playing_until
+        async for raw in ws:
+            event = json.loads(raw)
+            kind, now = event["type"], time.monotonic()
+            if kind == "conversation.item.input_audio_transcription.delta":
+                marks.setdefault("first_word", now)
+            elif kind == "conversation.item.input_audio_transcription.completed":
+                marks.setdefault("transcript", now)
+            elif kind == "response.output_audio.delta":
+                marks.setdefault("first_audio", now)
+                seconds = len(base64.b64decode(event["delta"])) / 2 / SAMPLE_RATE
+                playing_until = max(playing_until, now) + seconds  # played in real time
+            elif kind == "unmute_slurm.latency":
+                for key in ("llm_first_token", "tts_first_audio"):
+                    if event["stages_ms"].get(key) is not None:
+                        results.samples[key].append(event["stages_ms"][key])
+            elif kind == "error":
+                results.errors += 1
+            elif kind == "response.done":
+                return
+
+    reader = asyncio.create_task(read())
+    step = int(SAMPLE_RATE * CHUNK_S)
+    started = time.monotonic()
+    for i, start in enumerate(range(0, len(audio), step)):
+        if start <= speech_samples < start + step:
+            marks["speech_end"] = time.monotonic()
+        await ws.send(pcm16_event(audio[start : start + step]))
+        await asyncio.sleep(max(0.0, started + (i + 1) * CHUNK_S - time.monotonic()))
+    await asyncio.wait_for(reader, 60)
+    await asyncio.sleep(max(0.0, playing_until - time.monotonic()))  # hear the reply out
+    if "first_word" in marks:
+        results.samples["stt_first_word"].append((marks["first_word"] - started) * 1000)
+    if "transcript" in marks:
+        results.samples["transcript"].append((marks["transcript"] - marks["speech_end"]) * 1000)
+    if "first_audio" in marks:
+        results.samples["voice_to_voice"].append((marks["first_audio"] - marks["speech_end"]) * 1000)
+
+
+async def client(url: str, token: str, turns: int, speech: np.ndarray, results: Results) -> None:
+    """One simulated user: `turns` spoken turns on one session."""
+    audio = np.concatenate([speech, np.zeros(int(SAMPLE_RATE * 2.5), np.float32)])
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        async with websockets.connect(f"{url}/v1/realtime", additional_headers=headers, max_size=None) as ws:
+            for _ in range(turns):
+                await one_turn(ws, audio, len(speech), results)
+        results.sessions_ok += 1
+    except (OSError, TimeoutError, websockets.WebSocketException):
+        results.errors += 1
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def table(rows: dict[int, Results]) -> str:
+    lines = [
+        "| sessions | metric | p50 (ms) | p90 (ms) | p99 (ms) | turns |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for n, res in rows.items():
+        for key, label in METRICS.items():
+            v = res.samples[key]
+            cells = [percentile(v, q) for q in (50, 90, 99)]
+            text = " | ".join("-" if c is None else f"{c:.0f}" for c in cells)
+            lines.append(f"| {n} | {label} | {text} | {len(v)} |")
+        lines.append(f"| {n} | errors / sessions completed | {res.errors} | | | {res.sessions_ok}/{n} |")
+    return "\n".join(lines)
+
+
+def plot(rows: dict[int, Results], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    counts = list(rows)
+    for key, label in METRICS.items():
+        p50 = [percentile(rows[n].samples[key], 50) or np.nan for n in counts]
+        p90 = [percentile(rows[n].samples[key], 90) or np.nan for n in counts]
+        line = ax.plot(counts, p50, marker="o", label=label)[0]
+        ax.plot(counts, p90, linestyle="--", color=line.get_color(), alpha=0.6)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(counts, [str(c) for c in counts])
+    ax.set_xlabel("concurrent sessions")
+    ax.set_ylabel("ms (solid p50, dashed p90)")
+    ax.set_title("Unmute latency vs load")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def env_value(key: str) -> str | None:
+    env = ROOT / ".env"
+    if env.exists():
+        for line in env.read_text().splitlines():
+            if line.startswith(f"{key}="):
+                return line.split("=", 1)[1] or None
+    return None
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    speech = phrase()
+    rows: dict[int, Results] = {}
+    for n in args.sessions:
+        results = Results()
+        await asyncio.gather(*(client(args.url, args.token, args.turns, speech, results) for _ in range(n)))
+        rows[n] = results
+        samples = sum(len(v) for v in results.samples.values())
+        print(f"{n} sessions done: {samples} samples, {results.errors} errors", file=sys.stderr)
+    text = table(rows)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "loadtest.md").write_text(text + "\n")
+    plot(rows, args.out / "loadtest.png")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    port = env_value("ORCHESTRATOR_PORT") or "3004"
+    parser.add_argument("--url", default=f"ws://127.0.0.1:{port}", help="orchestrator WebSocket base URL")
+    parser.add_argument(
+        "--token", default=env_value("ACCESS_TOKEN"), help="ACCESS_TOKEN (default: from .env)"
+    )
+    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--turns", type=int, default=2, help="turns per session")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
