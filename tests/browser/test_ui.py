@@ -5,6 +5,7 @@ Screenshots of each state are written to artifacts/screenshots/ (kept by CI).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -59,13 +60,22 @@ async def browser_page(tmp_path):
             args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={mic}"],
         )
         page = await browser.new_page(viewport={"width": 1200, "height": 800})
-        opened.append((playwright, browser))
+        opened.append((playwright, browser, page))
         return page
 
     opened: list = []
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     yield open_page
-    for playwright, browser in opened:
+    from playwright.async_api import Error as PlaywrightError
+
+    for playwright, browser, page in opened:
+        # Hang up like a user would, so the server ends the session now rather than after
+        # the browser process is gone, then close the browser.
+        with contextlib.suppress(PlaywrightError):
+            await page.evaluate(
+                "(b => b && b.textContent === 'Stop' && b.click())(document.querySelector('#talk'))"
+            )
+            await page.wait_for_timeout(300)
         await browser.close()
         await playwright.stop()
 

@@ -36,9 +36,11 @@ async def test_two_sessions_do_not_interfere(lite_stack):
         next(e for e in c.events if e["type"] == "session.created")["session"]["id"] for c in (a, b)
     }
     assert len(session_ids) == 2
-    # Each LLM request held one user turn: histories are per session.
-    for messages in lite_stack.llm_requests()[-2:]:
-        assert [m["role"] for m in messages] == ["system", "user"]
+    # Each session's LLM request held its own single user turn: histories are per session.
+    for client in (a, b):
+        heard = next(e for e in client.events if e["type"].endswith("transcription.completed"))["transcript"]
+        mine = [m for m in lite_stack.llm_requests() if m[-1] == {"role": "user", "content": heard}]
+        assert mine and [m["role"] for m in mine[-1]] == ["system", "user"], mine
 
 
 async def test_history_grows_per_turn_within_a_session(lite_stack):
