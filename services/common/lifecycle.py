@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from fastapi import FastAPI, WebSocket
+from pydantic import SecretStr
 
+from services.common.auth import authorize_websocket
 from services.common.protocol import Error
 from services.common.settings import ServiceSettings
 
@@ -33,7 +35,7 @@ class StepLoop(Protocol):
 
     async def run(self) -> None: ...
 
-    async def aclose(self, task: asyncio.Task[None]) -> None: ...
+    def close_all(self) -> None: ...
 
 
 E = TypeVar("E", bound=Engine)
@@ -41,11 +43,10 @@ L = TypeVar("L", bound=StepLoop)
 
 
 @dataclass
-class ModelState(Generic[E, L]):
-    """Loading status and, once ready, the engine and its step loop."""
+class ModelState(Generic[L]):
+    """Loading status and, once ready, the step loop (which owns the engine)."""
 
     status: str = "loading model"
-    engine: E | None = None
     loop: L | None = None
     task: asyncio.Task[None] | None = None
 
@@ -59,7 +60,7 @@ class ModelState(Generic[E, L]):
 
 
 def model_lifespan(
-    state: ModelState[E, L], load: Callable[[], E], make_loop: Callable[[E], L]
+    state: ModelState[L], load: Callable[[], E], make_loop: Callable[[E], L]
 ) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
     """A FastAPI lifespan that loads in the background, so /health answers during loading."""
 
@@ -74,7 +75,6 @@ def model_lifespan(
             # A service that cannot serve must exit, so compose/SLURM see the failure at once.
             signal.raise_signal(signal.SIGTERM)
             return
-        state.engine = engine
         state.loop = make_loop(engine)
         state.task = asyncio.create_task(state.loop.run(), name=f"{engine.name}-step-loop")
         state.status = "ready"
@@ -90,19 +90,31 @@ def model_lifespan(
             with contextlib.suppress(BaseException):
                 await loader
             if state.loop is not None and state.task is not None:
-                await state.loop.aclose(state.task)
+                state.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await state.task
+                state.loop.close_all()
 
     return lifespan
 
 
-async def refuse_not_ready(ws: WebSocket, status: str) -> None:
-    """Answer a stream that arrives before the model is ready: one `Error`, then close (1013)."""
-    await ws.accept()
-    await ws.send_bytes(Error(message=f"service not ready: {status}").pack())
-    await ws.close(code=1013)
+async def admit_stream(ws: WebSocket, key: SecretStr, state: ModelState[L]) -> L | None:
+    """The step loop for a new moshi-server stream, or None once it has been answered.
+
+    A wrong key gets 401 before the upgrade; a stream that arrives before the model is
+    ready gets one `Error` and a close (1013).
+    """
+    if not await authorize_websocket(ws, key):
+        return None
+    if state.loop is None:
+        await ws.accept()
+        await ws.send_bytes(Error(message=f"service not ready: {state.status}").pack())
+        await ws.close(code=1013)
+        return None
+    return state.loop
 
 
-def serve(app: FastAPI, settings: ServiceSettings, state: ModelState[Any, Any] | None, name: str) -> None:
+def serve(app: FastAPI, settings: ServiceSettings, state: ModelState[Any] | None, name: str) -> None:
     """Run uvicorn; exit non-zero when the model failed to load."""
     import uvicorn
 

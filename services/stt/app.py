@@ -8,8 +8,8 @@ from collections.abc import Callable
 from fastapi import FastAPI, HTTPException, Request, WebSocket
 
 from services.common.audio import SAMPLE_RATE
-from services.common.auth import authorize_websocket, require_http_key
-from services.common.lifecycle import ModelState, model_lifespan, refuse_not_ready
+from services.common.auth import require_http_key
+from services.common.lifecycle import ModelState, admit_stream, model_lifespan
 from services.common.routes import service_routes
 from services.stt.batcher import SttBatcher
 from services.stt.engines import load_engine
@@ -30,7 +30,7 @@ def build_app(settings: SttSettings, engine_factory: EngineFactory = load_engine
             "SERVICE_API_KEY is not set: set it in the environment or .env (make env writes one)"
         )
     key = settings.service_api_key
-    state: ModelState[SttEngine, SttBatcher] = ModelState()
+    state: ModelState[SttBatcher] = ModelState()
     lifespan = model_lifespan(
         state,
         load=lambda: engine_factory(settings),
@@ -43,12 +43,10 @@ def build_app(settings: SttSettings, engine_factory: EngineFactory = load_engine
     @app.websocket("/api/asr-streaming")
     async def asr_streaming(ws: WebSocket) -> None:
         """moshi-server-compatible streaming transcription."""
-        if not await authorize_websocket(ws, key):
+        loop = await admit_stream(ws, key, state)
+        if loop is None:
             return
-        if state.loop is None:
-            await refuse_not_ready(ws, state.status)
-            return
-        await AsrSession(ws, state.loop, settings).run()
+        await AsrSession(ws, loop, settings).run()
 
     @app.post("/v1/transcribe")
     async def transcribe_file(request: Request) -> Transcription:

@@ -10,7 +10,6 @@ outbox. Steps follow each other as fast as compute allows, so audio queued ahead
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -80,10 +79,6 @@ class SttBatcher:
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stt-step")
         self.step_idx = 0
-
-    @property
-    def used_slots(self) -> int:
-        return len(self._slots)
 
     def open(self) -> Slot | None:
         """Take a free slot for a new stream, or None when all are in use."""
@@ -162,10 +157,7 @@ class SttBatcher:
         while slot.markers and slot.markers[0][0] <= slot.frames_done:
             slot.outbox.put_nowait(MarkerOut(id=slot.markers.popleft()[1]))
 
-    async def aclose(self, task: asyncio.Task[None]) -> None:
-        """Stop the loop and wake every connection."""
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    def close_all(self) -> None:
+        """End every stream (the step loop has been stopped)."""
         for slot in list(self._slots.values()):
             self.close(slot)

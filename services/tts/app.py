@@ -7,8 +7,8 @@ from collections.abc import Callable
 from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
-from services.common.auth import authorize_websocket, require_http_key
-from services.common.lifecycle import ModelState, model_lifespan, refuse_not_ready
+from services.common.auth import require_http_key
+from services.common.lifecycle import ModelState, admit_stream, model_lifespan
 from services.common.routes import service_routes
 from services.tts.batcher import TtsBatcher
 from services.tts.engines import load_engine
@@ -27,7 +27,7 @@ def build_app(settings: TtsSettings, engine_factory: EngineFactory = load_engine
             "SERVICE_API_KEY is not set: set it in the environment or .env (make env writes one)"
         )
     key = settings.service_api_key
-    state: ModelState[TtsEngine, TtsBatcher] = ModelState()
+    state: ModelState[TtsBatcher] = ModelState()
     lifespan = model_lifespan(state, load=lambda: engine_factory(settings), make_loop=TtsBatcher)
     app = FastAPI(title="Unmute TTS", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.model = state
@@ -41,17 +41,15 @@ def build_app(settings: TtsSettings, engine_factory: EngineFactory = load_engine
     @app.websocket("/api/tts_streaming")
     async def tts_streaming(ws: WebSocket) -> None:
         """moshi-server-compatible streaming synthesis."""
-        if not await authorize_websocket(ws, key):
-            return
-        if state.loop is None:
-            await refuse_not_ready(ws, state.status)
+        loop = await admit_stream(ws, key, state)
+        if loop is None:
             return
         try:
-            query, start = parse_query(dict(ws.query_params), state.loop.engine, settings)
+            query, start = parse_query(dict(ws.query_params), loop.engine, settings)
         except QueryError as exc:
             await ws.send_denial_response(PlainTextResponse(str(exc), status_code=400))
             return
-        await TtsSession(ws, state.loop, settings, query, start).run()
+        await TtsSession(ws, loop, settings, query, start).run()
 
     @app.post("/synthesize")
     async def synthesize_route(body: SynthesizeRequest, request: Request) -> StreamingResponse:

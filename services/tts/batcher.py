@@ -10,7 +10,6 @@ make progress (every stream is waiting for words).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -169,10 +168,7 @@ class TtsBatcher:
             self._free.append(slot.index)
             slot.outbox.put_nowait(None)
 
-    async def aclose(self, task: asyncio.Task[None]) -> None:
-        """Stop the loop and end every stream."""
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    def close_all(self) -> None:
+        """End every stream (the step loop has been stopped)."""
         for slot in list(self._slots.values()):
             self.close(slot)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from services.common.audio import FRAME_SIZE
 from services.common.protocol import EndWord, Word
 
 # Pause horizons of the prs vector, as moshi-server's end-of-turn heads define them.
@@ -49,7 +50,7 @@ class SttEngine(abc.ABC):
     ) -> list[FrameResult | None]:
         """Advance every active slot by one frame.
 
-        `frames` is [batch_size, 1920] (rows of inactive slots are ignored), `active` marks
+        `frames` is [batch_size, FRAME_SIZE] (rows of inactive slots are ignored), `active` marks
         the slots that have a frame, and `reset` lists slots that start a new stream with
         this frame (their state is cleared first). Returns one result per slot, None for
         inactive ones.
@@ -59,7 +60,7 @@ class SttEngine(abc.ABC):
         """Run the model once on silence, so the first client does not pay for lazy init."""
         active = np.zeros(self.batch_size, dtype=bool)
         active[0] = True
-        frames = np.zeros((self.batch_size, 1920), dtype=np.float32)
+        frames = np.zeros((self.batch_size, FRAME_SIZE), dtype=np.float32)
         self.step(frames, active, reset=[0])
         for _ in range(3):
             self.step(frames, active, reset=[])
