@@ -9,6 +9,7 @@ Events prefixed ``unmute_slurm.`` are this project's extensions.
 from __future__ import annotations
 
 import secrets
+import typing
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -129,23 +130,19 @@ class ConversationItemTruncate(_Event):
     audio_end_ms: int = Field(ge=0)
 
 
-ClientEvent = Annotated[
-    Union[  # noqa: UP007
-        SessionUpdate,
-        InputAudioBufferAppend,
-        InputAudioBufferCommit,
-        InputAudioBufferClear,
-        ResponseCreate,
-        ResponseCancel,
-        ConversationItemTruncate,
-    ],
-    Field(discriminator="type"),
-]
-CLIENT_EVENT_TYPES = frozenset(
-    m.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
-    for m in ClientEvent.__origin__.__args__  # type: ignore[attr-defined]
+CLIENT_EVENTS: tuple[type[_Event], ...] = (
+    SessionUpdate,
+    InputAudioBufferAppend,
+    InputAudioBufferCommit,
+    InputAudioBufferClear,
+    ResponseCreate,
+    ResponseCancel,
+    ConversationItemTruncate,
 )
-_client_adapter: TypeAdapter[Any] = TypeAdapter(ClientEvent)
+CLIENT_EVENT_TYPES = frozenset(typing.get_args(m.model_fields["type"].annotation)[0] for m in CLIENT_EVENTS)
+_client_adapter: TypeAdapter[Any] = TypeAdapter(
+    Annotated[Union[CLIENT_EVENTS], Field(discriminator="type")]  # noqa: UP007
+)
 
 
 class EventError(ValueError):

@@ -156,3 +156,33 @@ async def test_audio_faster_than_ten_times_real_time_is_slowed_down(lite_stack):
         assert error["error"]["code"] == "rate_limited" and "nothing is dropped" in error["error"]["message"]
     finally:
         await client.close()
+
+
+async def test_sessions_beyond_the_cap_are_refused_clearly(sphinx_stt, espeak_tts, api_key, tmp_path_factory):
+    from tests.conftest import start_llm, start_orchestrator
+
+    token = "cap-test-token"
+    with (
+        start_llm(api_key, tmp_path_factory.mktemp("llm")) as llm,
+        start_orchestrator(
+            sphinx_stt, espeak_tts, llm, token, tmp_path_factory.mktemp("orch"), ORCHESTRATOR_MAX_SESSIONS="1"
+        ) as orch,
+    ):
+        first = await RealtimeTestClient.connect(orch.ws, token)
+        try:
+            await first.wait_type("session.created")
+            second = await RealtimeTestClient.connect(orch.ws, token)
+            busy = await second.wait_type("error")
+            assert (
+                busy["error"]["code"] == "server_busy" and "1 sessions are in use" in busy["error"]["message"]
+            )
+            await asyncio.wait_for(second.ws.wait_closed(), 5)
+            assert second.ws.close_code == 1013
+        finally:
+            await first.close()
+        # The slot is back once the first session ends.
+        third = await RealtimeTestClient.connect(orch.ws, token)
+        try:
+            assert (await third.wait_type("session.created"))["session"]["id"]
+        finally:
+            await third.close()
