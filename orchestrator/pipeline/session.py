@@ -29,12 +29,14 @@ from orchestrator.pipeline.latency import TurnLatency
 from orchestrator.pipeline.speech_text import SpeechWords
 from orchestrator.pipeline.turns import TurnDetector, TurnEvent
 from orchestrator.realtime.events import Session, TurnDetection, error_event, new_id, server_event
-from services.common.audio import SAMPLE_RATE
+from services.common.audio import FRAME_SECONDS, SAMPLE_RATE
 from services.common.protocol import AudioOut, EndWord, Error, MarkerOut, Step, TextOut, Word
 
 logger = logging.getLogger(__name__)
 
-FLUSH_TIMEOUT_S = 3.0  # a Marker flush pushes ~0.5 s of silence through; 3 s means the STT is stuck
+# A Marker flush pushes ~0.5 s of silence through after whatever audio is still queued;
+# beyond that backlog, 3 s more means the STT is stuck.
+FLUSH_TIMEOUT_S = 3.0
 CONNECT_BUFFER_S = 30.0  # audio kept while the STT stream is being (re)connected
 RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 EXTENSION = "unmute_slurm"
@@ -113,6 +115,8 @@ class VoiceSession:
         self._stt_down: str | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._held_audio: list[np.ndarray] = []  # arrived before the STT stream was up
+        self._stt_sent_s = 0.0  # audio sent on the current STT stream ...
+        self._stt_done_s = 0.0  # ... and how much of it the STT has stepped through (Steps)
 
     @property
     def id(self) -> str:
@@ -127,8 +131,10 @@ class VoiceSession:
             try:
                 stt = await SttStream.open(self.backends.stt_url, self.backends.service_key)
                 held, self._held_audio = self._held_audio, []
+                self._stt_sent_s = self._stt_done_s = 0.0
                 for pcm in held:
                     await stt.send_audio(pcm)
+                    self._stt_sent_s += pcm.size / SAMPLE_RATE
                 self.stt = stt
                 if self._stt_down is not None:
                     logger.info("STT back", extra={"session": self.id})
@@ -203,6 +209,7 @@ class VoiceSession:
         # On failure the STT loop sees the same loss, reports it once, and reconnects.
         with contextlib.suppress(BackendError):
             await self.stt.send_audio(pcm)
+            self._stt_sent_s += pcm.size / SAMPLE_RATE
 
     def commit(self) -> None:
         """Manual end of turn (`input_audio_buffer.commit`)."""
@@ -256,6 +263,7 @@ class VoiceSession:
     def _on_stt(self, message: object) -> None:
         vad = self.session.audio.input.turn_detection is not None
         if isinstance(message, Step):
+            self._stt_done_s += FRAME_SECONDS
             event = self.turns.on_step(message.prs) if vad else None
             if event is TurnEvent.SPEECH_STARTED:
                 self._speech_started()
@@ -356,7 +364,9 @@ class VoiceSession:
         self._markers[self._marker_seq] = future
         try:
             await self.stt.send_marker(self._marker_seq)
-            await asyncio.wait_for(future, FLUSH_TIMEOUT_S)
+            # A client may commit seconds of audio sent in one burst: the STT has to get
+            # through that backlog first, so it counts on top of the stuck-STT margin.
+            await asyncio.wait_for(future, FLUSH_TIMEOUT_S + max(0.0, self._stt_sent_s - self._stt_done_s))
         except TimeoutError:
             self._error(
                 BackendTimeout("STT", f"flush took over {FLUSH_TIMEOUT_S:.0f} s"), "using the words so far"
