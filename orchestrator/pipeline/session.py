@@ -115,6 +115,7 @@ class VoiceSession:
         self._stt_down: str | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._held_audio: list[np.ndarray] = []  # arrived before the STT stream was up
+        self._stt_up = asyncio.Event()  # set while the STT stream is connected
         self._stt_sent_s = 0.0  # audio sent on the current STT stream ...
         self._stt_done_s = 0.0  # ... and how much of it the STT has stepped through (Steps)
 
@@ -136,6 +137,7 @@ class VoiceSession:
                     await stt.send_audio(pcm)
                     self._stt_sent_s += pcm.size / SAMPLE_RATE
                 self.stt = stt
+                self._stt_up.set()
                 if self._stt_down is not None:
                     logger.info("STT back", extra={"session": self.id})
                 self._stt_down, attempt = None, 0
@@ -143,6 +145,7 @@ class VoiceSession:
                     self._on_stt(message)
             except BackendError as exc:
                 self.stt = None
+                self._stt_up.clear()
                 self._fail_markers()
                 if self._stt_down is None:
                     self._stt_down = str(exc)
@@ -357,6 +360,11 @@ class VoiceSession:
 
     async def _flush_stt(self) -> None:
         """Send a Marker and wait until the STT has transcribed everything before it."""
+        if self.stt is None and self._stt_down is None:
+            # A turn committed while the stream is still connecting: its audio is held and
+            # goes out on connect, so wait for that rather than skip the flush.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stt_up.wait(), FLUSH_TIMEOUT_S)
         if self.stt is None:
             return
         self._marker_seq += 1
