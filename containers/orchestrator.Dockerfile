@@ -8,11 +8,6 @@
 ARG BASE_IMAGE=python:3.11.14-slim-bookworm
 FROM ${BASE_IMAGE}
 
-LABEL org.opencontainers.image.title="unmute-slurm-orchestrator" \
-      org.opencontainers.image.description="OpenAI-Realtime voice orchestrator and browser UI" \
-      org.opencontainers.image.source="https://github.com/unmute-slurm/unmute-slurm" \
-      org.opencontainers.image.licenses="MIT"
-
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     VIRTUAL_ENV=/opt/venv \
@@ -46,3 +41,8 @@ EXPOSE 3004
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-m", "services.common.healthcheck", "--service", "orchestrator", "--timeout", "4"]
 ENTRYPOINT ["python", "-m", "orchestrator"]
+# Last, so that the per-image labels do not split the layers stt and tts share.
+LABEL org.opencontainers.image.title="unmute-slurm-orchestrator" \
+      org.opencontainers.image.description="OpenAI-Realtime voice orchestrator and browser UI" \
+      org.opencontainers.image.source="https://github.com/unmute-slurm/unmute-slurm" \
+      org.opencontainers.image.licenses="MIT"

@@ -8,18 +8,16 @@
 ARG BASE_IMAGE=python:3.11.14-slim-bookworm
 FROM ${BASE_IMAGE}
 
-LABEL org.opencontainers.image.title="unmute-slurm-tts" \
-      org.opencontainers.image.description="Kyutai TTS (moshi) and espeak-ng behind moshi-server's protocol" \
-      org.opencontainers.image.source="https://github.com/unmute-slurm/unmute-slurm" \
-      org.opencontainers.image.licenses="MIT"
-
+# NO_TORCH_COMPILE: torch.compile's Triton backend builds a C launcher at run time and these
+# images carry no compiler on purpose, so moshi's compiled helpers stay eager.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     HF_HOME=/data/hf \
-    HF_HUB_OFFLINE=1
+    HF_HUB_OFFLINE=1 \
+    NO_TORCH_COMPILE=1
 
 # A site behind a TLS-inspecting proxy passes its CA bundle as a build secret, which is
 # never stored in a layer:
@@ -47,3 +45,8 @@ EXPOSE 3003
 HEALTHCHECK --interval=10s --timeout=5s --start-period=600s --retries=3 \
     CMD ["python", "-m", "services.common.healthcheck", "--service", "tts", "--timeout", "4"]
 ENTRYPOINT ["python", "-m", "services.tts"]
+# Last, so that the per-image labels do not split the layers stt and tts share.
+LABEL org.opencontainers.image.title="unmute-slurm-tts" \
+      org.opencontainers.image.description="Kyutai TTS (moshi) and espeak-ng behind moshi-server's protocol" \
+      org.opencontainers.image.source="https://github.com/unmute-slurm/unmute-slurm" \
+      org.opencontainers.image.licenses="MIT"

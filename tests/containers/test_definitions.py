@@ -51,10 +51,18 @@ def test_breaking_parity_is_caught(tmp_path, change, field):
 
 
 def test_stt_and_tts_share_their_heavy_layer():
-    stt = (ROOT / "containers/stt.Dockerfile").read_text()
-    tts = (ROOT / "containers/tts.Dockerfile").read_text()
-    shared = tts[tts.index("COPY containers/requirements/tts.txt") : tts.index("chown 1000 /data/hf")]
-    assert shared in stt and from_def(ROOT / "apptainer/stt.def").locks == ("tts.txt", "stt.txt")
+    """Builders reuse a layer only when every instruction up to it is the same: stt must
+    repeat tts's instructions exactly, through the torch + moshi install, before its own."""
+
+    def instructions(name: str) -> list[str]:
+        text = (ROOT / f"containers/{name}.Dockerfile").read_text()
+        return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+    tts, stt = instructions("tts"), instructions("stt")
+    heavy_end = next(i for i, line in enumerate(tts) if "chown 1000 /data/hf" in line)
+    assert stt[: heavy_end + 1] == tts[: heavy_end + 1]
+    assert "--require-hashes -r /tmp/tts.txt" in "\n".join(tts[: heavy_end + 1])
+    assert from_def(ROOT / "apptainer/stt.def").locks == ("tts.txt", "stt.txt")
 
 
 def run(*cmd: str) -> subprocess.CompletedProcess[str]:
