@@ -23,6 +23,14 @@ from tests.servers import ServiceProcess, start_service
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--deployment-env",
+        default=None,
+        help="env file (.env, or a SLURM job's job.env) of a running deployment for tests/deployment",
+    )
+
+
 @pytest.fixture(scope="session")
 def api_key() -> str:
     return secrets.token_urlsafe(24)

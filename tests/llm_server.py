@@ -95,7 +95,10 @@ def build_app() -> FastAPI:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    uvicorn.run(build_app(), host="127.0.0.1", port=parser.parse_args().port, log_level="warning")
+    # 0.0.0.0 only inside a container, where the port is reached over the container network.
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args()
+    uvicorn.run(build_app(), host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.realtime_client import RealtimeTestClient, append_event, speech
+from tests.deployment.suite import run_deployment_suite
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,7 +131,7 @@ class Job:
         subprocess.run(["scancel", self.id], check=False)
 
 
-async def test_job_serves_a_turn_then_scancel_stops_everything(tmp_path):
+def test_job_passes_the_deployment_suite_then_scancel_stops_everything(tmp_path):
     job = Job(tmp_path)
     job.submit()
     try:
@@ -141,20 +141,10 @@ async def test_job_serves_a_turn_then_scancel_stops_everything(tmp_path):
         port = job.ports["ORCHESTRATOR_PORT"]
         assert tunnel.group(1) == tunnel.group(3) == str(port)
         assert stat.S_IMODE(job.output.stat().st_mode) == 0o600  # the token is in there
-        # The same kind of client the container and lite-stack tests use, against the job.
-        client = await RealtimeTestClient.connect(f"ws://127.0.0.1:{port}", token)
-        try:
-            await client.send(
-                {"type": "session.update", "session": {"audio": {"input": {"turn_detection": None}}}}
-            )
-            await client.send(append_event(speech(0.5)))
-            await client.send({"type": "input_audio_buffer.commit"})
-            await client.send({"type": "response.create"})
-            done = await client.wait_type("response.done", wait_s=60)
-        finally:
-            await client.close()
-        assert done["response"]["status"] == "completed"
-        assert done["response"]["output"][0]["content"][0]["transcript"].startswith("You said:")
+        job_env = job.workdir / "job" / "job.env"
+        assert f"ACCESS_TOKEN={token}\n" in job_env.read_text()  # the printed URL opens this job
+        # The suite a user runs against their own job (README), against this one.
+        run_deployment_suite(job_env)
         assert job.processes(), "the services run inside the job directory"
     finally:
         job.cancel()

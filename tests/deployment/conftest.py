@@ -1,0 +1,52 @@
+"""Where the deployment under test is: the `.env` (or a SLURM job's env file) named by
+``--deployment-env``. Without it, the suite skips: it needs services someone started."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class Deployment(BaseSettings):
+    """Ports and secrets of a running deployment, as its env file states them."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
+
+    host: str = Field("127.0.0.1", validation_alias="UNMUTE_HOST")
+    stt_port: int = Field(3001, validation_alias="STT_PORT")
+    tts_port: int = Field(3003, validation_alias="TTS_PORT")
+    orchestrator_port: int = Field(3004, validation_alias="ORCHESTRATOR_PORT")
+    service_api_key: SecretStr = Field(validation_alias="SERVICE_API_KEY")
+    access_token: SecretStr | None = Field(None, validation_alias="ACCESS_TOKEN")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file describes the deployment; a stray SERVICE_API_KEY exported in the shell
+        # (another deployment's) must not override it. UNMUTE_HOST may come from either.
+        return init_settings, dotenv_settings, env_settings
+
+    def http(self, port: int) -> str:
+        return f"http://{self.host}:{port}"
+
+    def ws(self, port: int) -> str:
+        return f"ws://{self.host}:{port}"
+
+
+@pytest.fixture(scope="session")
+def deployment(request: pytest.FixtureRequest) -> Deployment:
+    path = request.config.getoption("deployment_env")
+    if path is None:
+        pytest.skip("no deployment to test: pass --deployment-env PATH (a .env or a SLURM job's job.env)")
+    if not Path(path).is_file():
+        pytest.fail(f"--deployment-env {path}: no such file")
+    return Deployment(_env_file=path)
