@@ -12,7 +12,7 @@ PIP := $(VENV)/bin/pip
 export NO_TORCH_COMPILE := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help venv install-lite install-dev env demo tiny test lint format bench locks slurm chromium prefetch sif clean
+.PHONY: help venv install-lite install-dev env demo tiny test integration lint format bench locks slurm chromium images prefetch sif clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,7 +44,7 @@ tiny: ## build the tiny random-weight checkpoints into build/tiny and an HF cach
 lint: ## ruff lint and format check, shellcheck
 	$(VENV)/bin/ruff check services orchestrator tests bench
 	$(VENV)/bin/ruff format --check services orchestrator tests bench
-	$(VENV)/bin/shellcheck scripts/*.sh .ci/run slurm/instances.sbatch slurm/prefetch slurm/build tests/slurm/*.sh
+	$(VENV)/bin/shellcheck scripts/*.sh .ci/run slurm/instances.sbatch slurm/prefetch slurm/build tests/slurm/*.sh tests/containers/*.sh
 
 format: ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix services orchestrator tests bench
@@ -61,8 +61,17 @@ chromium: ## install Debian's chromium for the browser tests (root only)
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "no chromium and not root: browser tests will be skipped"; fi
 
-test: install-dev lint slurm chromium ## what CI runs: install, lint, SLURM and chromium for their tests, all tests
+# The container tests run the images built here. Podman builds need root in CI's VM (vfs
+# storage, a debootstrapped base); elsewhere those tests skip unless the images exist.
+images: ## build the stt, tts and orchestrator images with Podman from a local Debian base (root only)
+	@if [ "$$(id -u)" = 0 ]; then tests/containers/images.sh; else echo "not root: container tests need images built by tests/containers/images.sh"; fi
+
+test: install-dev lint slurm chromium images ## what CI runs: install, lint, SLURM, chromium and the images for their tests, all tests
 	$(PY) -m pytest
+
+ENV_FILE ?= .env
+integration: ## the deployment suite against running services described by ENV_FILE (default .env)
+	$(PY) -m pytest tests/deployment --deployment-env $(ENV_FILE)
 
 bench: ## STT batching and TTS latency benchmarks on the tiny models and lite engines (Markdown tables)
 	$(PY) bench/stt_batching.py
