@@ -86,6 +86,9 @@ build_images() {
   for service in "${SERVICES[@]}"; do
     started=$SECONDS
     log "building localhost/unmute-slurm/$service:$IMAGE_TAG"
+    # Nothing of an older build is reused (no layer cache), and under vfs it costs its
+    # full size on disk while the new one is built: drop it first.
+    podman_cmd rmi --force "localhost/unmute-slurm/$service:$IMAGE_TAG" >/dev/null 2>&1 || true
     # --format docker keeps the Dockerfile's HEALTHCHECK (OCI image configs have none);
     # --isolation chroot because an unprivileged VM cannot nest runc's namespaces;
     # --layers=false because vfs stores every intermediate step as a full copy of the
@@ -96,8 +99,6 @@ build_images() {
       die "building $service failed (see the build output above)"
     log "built $service in $((SECONDS - started)) s"
   done
-  # A rebuild leaves the previous image untagged: gigabytes each under vfs.
-  podman_cmd image prune --force >/dev/null
 }
 
 sizes() {
