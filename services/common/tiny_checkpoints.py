@@ -108,23 +108,25 @@ def _seed(seed: int) -> None:
     np.random.seed(seed)
 
 
-def _train_tokenizer(out: Path) -> int:
+def train_tokenizer(out: Path, lines: list[str], vocab_size: int, *, exact: bool = False) -> int:
+    """A sentencepiece model with Kyutai's special ids (0 unk, 1 bos, 2 eos, 3 pad), trained on
+    `lines`; with `exact`, exactly `vocab_size` pieces, else at most. Returns its vocabulary size."""
     import sentencepiece as spm
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus.txt"
-        corpus.write_text("\n".join(_CORPUS * 4) + "\n")
+        corpus.write_text("\n".join(lines) + "\n")
         spm.SentencePieceTrainer.train(
             input=str(corpus),
             model_prefix=str(Path(tmp) / "tokenizer"),
-            vocab_size=128,
+            vocab_size=vocab_size,
             model_type="unigram",
             character_coverage=1.0,
             unk_id=0,
             bos_id=1,
             eos_id=2,
             pad_id=3,
-            hard_vocab_limit=False,
+            hard_vocab_limit=exact,
             num_threads=1,
             minloglevel=2,
         )
@@ -132,7 +134,8 @@ def _train_tokenizer(out: Path) -> int:
     return spm.SentencePieceProcessor(model_file=str(out)).vocab_size()
 
 
-def _mimi_config() -> dict:
+def tiny_mimi_config() -> dict:
+    """Mimi's real layout (1920-sample frames, 32 codebooks) at toy widths."""
     from moshi.models import loaders
 
     cfg = deepcopy(loaders._mimi_config)
@@ -203,7 +206,8 @@ def _file_names() -> dict:
     )
 
 
-def _stt_config(text_card: int, *, heads: bool, delay_s: float, prefix_s: float) -> dict:
+def tiny_stt_config(text_card: int, *, heads: bool, delay_s: float, prefix_s: float) -> dict:
+    """config.json of a tiny STT, with the keys of Kyutai's STT repos."""
     cfg: dict = dict(
         _LM_COMMON,
         text_card=text_card,
@@ -274,11 +278,10 @@ def _write_stt(directory: Path, text_card: int, mimi_cfg: dict, *, heads: bool, 
     from moshi.models import loaders
 
     directory.mkdir(parents=True, exist_ok=True)
-    cfg = _stt_config(text_card, heads=heads, delay_s=0.5, prefix_s=prefix_s)
+    cfg = tiny_stt_config(text_card, heads=heads, delay_s=0.5, prefix_s=prefix_s)
     (directory / "config.json").write_text(json.dumps(cfg, indent=2))
     _write_mimi(directory, mimi_cfg)
-    lm_kwargs = {k: v for k, v in cfg.items() if k not in _NON_LM_KEYS}
-    lm = loaders.get_moshi_lm(None, lm_kwargs=lm_kwargs, dtype=torch.float32)
+    lm = loaders.get_moshi_lm(None, lm_kwargs=lm_kwargs(cfg), dtype=torch.float32)
     mimi = loaders.get_mimi(directory / "mimi.safetensors", mimi_cfg, num_codebooks=32)
     _relabel_stt_text_tokens(lm, mimi)
     _save(lm.state_dict(), directory / "model.safetensors", torch.bfloat16)  # as Kyutai ships them
@@ -298,7 +301,13 @@ _NON_LM_KEYS = {
 }
 
 
-def _tts_config(text_card: int) -> dict:
+def lm_kwargs(config: dict) -> dict:
+    """The keys of a config.json that moshi's LM constructor takes (the rest are for its loaders)."""
+    return {k: v for k, v in config.items() if k not in _NON_LM_KEYS}
+
+
+def tiny_tts_config(text_card: int) -> dict:
+    """config.json of a tiny TTS, with the keys of kyutai/tts-1.6b-en_fr."""
     values = [f"{v:.1f}" for v in np.arange(1.0, 4.01, 0.5)]
     return dict(
         _LM_COMMON,
@@ -338,11 +347,10 @@ def _write_tts(directory: Path, voices: Path, text_card: int, mimi_cfg: dict) ->
     from moshi.models import loaders
 
     directory.mkdir(parents=True, exist_ok=True)
-    cfg = _tts_config(text_card)
+    cfg = tiny_tts_config(text_card)
     (directory / "config.json").write_text(json.dumps(cfg, indent=2))
     _write_mimi(directory, mimi_cfg)
-    lm_kwargs = {k: v for k, v in cfg.items() if k not in _NON_LM_KEYS}
-    lm = loaders.get_moshi_lm(None, lm_kwargs=lm_kwargs, dtype=torch.float32)
+    lm = loaders.get_moshi_lm(None, lm_kwargs=lm_kwargs(cfg), dtype=torch.float32)
     _save(lm.state_dict(), directory / "model.safetensors", torch.bfloat16)
 
     # A real voice is the unquantised Mimi latent of ~10 s of speech (scripts/tts_make_voice.py).
@@ -393,8 +401,8 @@ def build_tiny_checkpoints(out: Path, hf_home: Path | None = None, seed: int = 0
     for d in (result.stt_dir, result.stt_noheads_dir, result.tts_dir, result.voices_dir):
         d.mkdir(parents=True, exist_ok=True)
     tokenizer = out / "tokenizer.model"
-    text_card = _train_tokenizer(tokenizer)
-    mimi_cfg = _mimi_config()
+    text_card = train_tokenizer(tokenizer, _CORPUS * 4, 128)
+    mimi_cfg = tiny_mimi_config()
     _write_stt(result.stt_dir, text_card, mimi_cfg, heads=True, prefix_s=0.0)
     _write_stt(result.stt_noheads_dir, text_card, mimi_cfg, heads=False, prefix_s=0.24)
     _write_tts(result.tts_dir, result.voices_dir, text_card, mimi_cfg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,32 +12,24 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def run_bench(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a benchmark script from the repository root as a user would; fail with its stderr."""
+    result = subprocess.run(
+        [sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 @pytest.mark.lite
 def test_loadtest_writes_table_and_plot(lite_stack, tmp_path):
     lite_stack.script(reply="Fine, thanks.")
     out = tmp_path / "results"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "bench/loadtest.py",
-            "--url",
-            lite_stack.orchestrator.ws,
-            "--token",
-            lite_stack.token,
-            "--sessions",
-            "1",
-            "--turns",
-            "1",
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    run_bench(
+        "bench/loadtest.py",
+        *("--url", lite_stack.orchestrator.ws, "--token", lite_stack.token),
+        *("--sessions", "1", "--turns", "1", "--out", str(out)),
     )
-    assert result.returncode == 0, result.stderr[-2000:]
     table = (out / "loadtest.md").read_text()
     assert "| 1 | voice to voice |" in table and "| 1 | errors / sessions completed | 0 |" in table
     assert (out / "loadtest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -48,13 +41,22 @@ def test_stt_and_tts_benchmarks_run_on_the_tiny_models():
         ("bench/stt_batching.py", ["--batch", "1", "2", "--steps", "3", "--warmup", "1"]),
         ("bench/tts_latency.py", ["--batch", "1", "--repeat", "1"]),
     ):
-        result = subprocess.run(
-            [sys.executable, script, *args],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr[-2000:]
+        result = run_bench(script, *args)
         assert "|---:|" in result.stdout or "|---|" in result.stdout
+
+
+@pytest.mark.moshi
+def test_gpu_capacity_runs_the_service_engines_on_tiny_configs(tmp_path):
+    """`--tiny` is the CPU check of bench/gpu_capacity.py; the GPU run uses the same code."""
+    out = tmp_path / "capacity.json"
+    args = ["--tiny", "--stt-batch", "1", "2", "--tts-batch", "1", "2", "--steps", "3", "--contention-s", "1"]
+    run_bench("bench/gpu_capacity.py", *args, "--out", str(out))
+    data = json.loads(out.read_text())
+    assert [row["batch"] for row in data["stt"]["tiny-stt"]] == [1, 2]
+    tts = data["tts"]["tiny-tts"]
+    assert [row["batch"] for row in tts] == [1, 2]
+    # The tiny TTS's delay (4 steps) plus its largest codebook delay (2): audio on the 7th step.
+    assert all(row["first_audio_steps"] == 7 and row["median_ms"] > 0 for row in tts)
+    assert set(data["contention"]) == {"stt", "tts"}
+    assert all(c["slowdown"] > 0 for c in data["contention"].values())
+    assert "## tiny-stt" in out.with_suffix(".md").read_text()

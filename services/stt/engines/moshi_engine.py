@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from moshi.models import LMGen
+from moshi.models.loaders import CheckpointInfo
 from moshi.utils.compile import no_compile
 
 from services.common.audio import FRAME_RATE, frames_for
@@ -58,12 +59,16 @@ class MoshiSttEngine(SttEngine):
 
     name = "moshi"
 
-    def __init__(self, model: str, batch_size: int, device: str = "auto", dtype: str = "auto") -> None:
+    def __init__(
+        self, model: str | CheckpointInfo, batch_size: int, device: str = "auto", dtype: str = "auto"
+    ) -> None:
+        """`model` is a repo id or directory, or a resolved checkpoint; one without weight files
+        gets random weights (bench/gpu_capacity.py measures real model sizes that way)."""
         self.batch_size = batch_size
         self.device = resolve_device(device)
-        info = load_checkpoint_info(model)
+        info = model if isinstance(model, CheckpointInfo) else load_checkpoint_info(model)
         overrides = {}
-        heads = _extra_heads_in_weights(info.moshi_weights)
+        heads = _extra_heads_in_weights(info.moshi_weights) if info.moshi_weights else 0
         if heads and not (info.lm_config or {}).get("extra_heads_num_heads"):
             # The candle repo ships head weights its config does not declare.
             overrides = {"extra_heads_num_heads": heads, "extra_heads_dim": 6}
@@ -94,7 +99,7 @@ class MoshiSttEngine(SttEngine):
         logger.info(
             "moshi STT loaded",
             extra={
-                "model": model,
+                "model": model if isinstance(model, str) else "random weights",
                 "device": str(self.device),
                 "batch_size": batch_size,
                 "delay_s": self.delay_s,

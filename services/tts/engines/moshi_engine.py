@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from moshi.models import LMGen
+from moshi.models.loaders import CheckpointInfo
 from moshi.models.tts import Entry, State, TTSModel, script_to_entries
 from moshi.modules.transformer import StreamingMultiheadAttention
 from moshi.utils.compile import no_compile
@@ -71,10 +72,12 @@ class MoshiTtsEngine(TtsEngine):
 
     name = "moshi"
 
-    def __init__(self, settings: TtsSettings) -> None:
+    def __init__(self, settings: TtsSettings, checkpoint: CheckpointInfo | None = None) -> None:
+        """The model is `settings.model`, unless a resolved `checkpoint` is given; one without
+        weight files gets random weights (bench/gpu_capacity.py measures real sizes that way)."""
         self.batch_size = settings.batch_size
         self.device = resolve_device(settings.device)
-        info = load_checkpoint_info(settings.model)
+        info = checkpoint or load_checkpoint_info(settings.model)
         self.tts = TTSModel.from_checkpoint_info(
             info,
             n_q=settings.n_q,
