@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The GPU run of bench/gpu_capacity.py as one prepared command, for a GPU machine that has
+# python3 with a CUDA torch but no network (a lent benchmark node, an air-gapped cluster).
+#
+#   bench/gpu_run.sh fetch          here, with PyPI: the wheels that machine lacks -> .whl/
+#   bench/gpu_run.sh run [OUT_DIR]  there: install them over its torch, run, write results
+#
+# The versions are the stt image's lock (containers/requirements/stt.txt); moshi goes in
+# with --no-deps, so the machine's own torch, numpy and onnxruntime are used as they are.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WHEELS=$ROOT/.whl
+LOCK=$ROOT/containers/requirements/stt.txt
+# What bench/gpu_capacity.py imports beyond torch and the usual scientific stack.
+PACKAGES=(moshi sphn pydantic pydantic-core pydantic-settings python-dotenv annotated-types
+  typing-inspection soundfile soxr silero-vad)
+TARGET_PYTHON=${TARGET_PYTHON:-3.12}
+
+log() { printf '[gpu_run %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+pinned() {
+  local name=$1 line
+  line=$(grep -E "^$name==" "$LOCK") || die "$name is not pinned in $LOCK"
+  echo "${line%% *}"
+}
+
+fetch() {
+  local specs=() platforms=(--platform manylinux2014_x86_64) name n
+  for name in "${PACKAGES[@]}"; do specs+=("$(pinned "$name")"); done
+  # pip matches manylinux tags exactly: offer every glibc version the target can run.
+  for n in $(seq 17 39); do platforms+=(--platform "manylinux_2_${n}_x86_64"); done
+  rm -rf "$WHEELS" && mkdir -p "$WHEELS"
+  log "downloading ${#specs[@]} wheels for CPython $TARGET_PYTHON into $WHEELS"
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$WHEELS" \
+    --python-version "$TARGET_PYTHON" --implementation cp "${platforms[@]}" \
+    "${specs[@]}" || die "pip download failed"
+  du -sh "$WHEELS" >&2
+}
+
+run() {
+  local out=${1:-$ROOT/bench/results} site=/tmp/unmute-gpu-site
+  [[ -d $WHEELS ]] || die "no $WHEELS: run '$0 fetch' where PyPI is reachable, and bring .whl/ along"
+  python3 -c 'import torch; assert torch.cuda.is_available()' || die "python3 has no CUDA torch here"
+  python3 -m pip install --quiet --no-index --no-deps --no-compile --target "$site" "$WHEELS"/*.whl ||
+    die "installing the wheels failed"
+  export PYTHONPATH=$site:$ROOT PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+  mkdir -p "$out"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu_capacity-nvidia-smi.txt"
+  log "running bench/gpu_capacity.py"
+  python3 "$ROOT/bench/gpu_capacity.py" --out "$out/gpu_capacity.json" 2>&1 | tee "$out/gpu_capacity.log"
+}
+
+case ${1:-} in
+  fetch) fetch ;;
+  run) shift && run "$@" ;;
+  *) die "usage: $0 fetch | run [OUT_DIR]" ;;
+esac
