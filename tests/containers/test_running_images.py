@@ -133,25 +133,21 @@ def test_image_runs_as_non_root_without_build_tools(stack: ComposeProject, servi
 
 @pytest.mark.parametrize("service", MODEL_IMAGES)
 def test_model_images_load_moshi_without_network(stack: ComposeProject, hf_cache: Path, service: str) -> None:
-    """A fresh container with no network at all imports moshi and resolves the checkpoint offline."""
+    """A fresh container with no network at all loads the checkpoint's LM and Mimi from the cache."""
     repo = STT_REPO if service == "stt" else TTS_REPO
-    script = (
-        "import os, moshi, huggingface_hub; "
-        "assert os.environ['HF_HUB_OFFLINE'] == '1'; "
-        f"print(huggingface_hub.hf_hub_download({repo!r}, 'config.json'))"
+    script = "; ".join(
+        [
+            "import os, torch",
+            "from services.common.checkpoint import load_checkpoint_info",
+            "assert os.environ['HF_HUB_OFFLINE'] == '1'",
+            f"info = load_checkpoint_info({repo!r})",
+            "info.get_moshi(device='cpu', dtype=torch.float32), info.get_mimi(device='cpu')",
+            "print(info.moshi_weights)",
+        ]
     )
     result = podman(
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--volume",
-        f"{hf_cache}:/data/hf:ro",
-        "--entrypoint",
-        "python",
-        image(service),
-        "-c",
-        script,
+        *("run", "--rm", "--network", "none", "--volume", f"{hf_cache}:/data/hf:ro"),
+        *("--workdir", "/app", "--entrypoint", "python", image(service), "-c", script),
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
