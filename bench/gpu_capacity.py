@@ -21,6 +21,7 @@ import multiprocessing as mp
 import platform
 import random
 import string
+import sys
 import tempfile
 import time
 from copy import deepcopy
@@ -426,7 +427,7 @@ def main() -> None:
         else f"CPU ({platform.processor() or platform.machine()})",
         "software": f"torch {torch.__version__}, moshi {moshi.__version__}, "
         f"Python {platform.python_version()}",
-        "command": "python bench/gpu_capacity.py" + (" --tiny" if tiny else ""),
+        "command": " ".join(["python", "bench/gpu_capacity.py", *sys.argv[1:]]),
         "stt": {},
         "tts": {},
     }
