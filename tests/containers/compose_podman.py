@@ -3,9 +3,8 @@ environment (interpolated from the `.env`), env_file, ports on 127.0.0.1, volume
 healthchecks, one network where each service is reachable by its name, and start order by
 `depends_on: service_healthy`. Only what CI must differ in is passed in as overrides.
 
-CI has no compose implementation it can trust with healthcheck conditions (Debian's
-podman-compose 1.0 ignores them), so this reads compose.yaml itself: the file stays the one
-description of how the services run.
+CI has no Docker Compose (it needs Docker), so this reads compose.yaml itself rather than
+adding another tool: the file stays the one description of how the services run.
 """
 
 from __future__ import annotations
