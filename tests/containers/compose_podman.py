@@ -66,7 +66,6 @@ class Override:
     command: list[str] | None = None
     environment: dict[str, str] = field(default_factory=dict)
     extra_volumes: list[str] = field(default_factory=list)
-    read_only_cache: bool = True  # proves the services never write into the shared HF cache
 
 
 class ComposeProject:
@@ -97,8 +96,8 @@ class ComposeProject:
             source, target, *mode = interpolate(volume, self.env).split(":")
             if source.startswith("."):
                 source = str((ROOT / source).resolve())
-            if target == "/data/hf" and override.read_only_cache:
-                mode = ["ro"]
+            if target == "/data/hf":
+                mode = ["ro"]  # CI proves the services never write into the shared HF cache
             args += ["--volume", ":".join([source, target, *mode])]
         if spec.get("ipc"):
             args += ["--ipc", spec["ipc"]]
