@@ -25,11 +25,7 @@ EngineFactory = Callable[[SttSettings], SttEngine]
 
 def build_app(settings: SttSettings, engine_factory: EngineFactory = load_engine) -> FastAPI:
     """Create the app; the model loads in the background so /health answers at once."""
-    if settings.service_api_key is None:
-        raise ValueError(
-            "SERVICE_API_KEY is not set: set it in the environment or .env (make env writes one)"
-        )
-    key = settings.service_api_key
+    key = settings.required_api_key()
     state: ModelState[SttBatcher] = ModelState()
     lifespan = model_lifespan(
         state,

@@ -22,11 +22,7 @@ EngineFactory = Callable[[TtsSettings], TtsEngine]
 
 def build_app(settings: TtsSettings, engine_factory: EngineFactory = load_engine) -> FastAPI:
     """Create the app; the model loads in the background so /health answers at once."""
-    if settings.service_api_key is None:
-        raise ValueError(
-            "SERVICE_API_KEY is not set: set it in the environment or .env (make env writes one)"
-        )
-    key = settings.service_api_key
+    key = settings.required_api_key()
     state: ModelState[TtsBatcher] = ModelState()
     lifespan = model_lifespan(state, load=lambda: engine_factory(settings), make_loop=TtsBatcher)
     app = FastAPI(title="Unmute TTS", lifespan=lifespan, docs_url=None, redoc_url=None)
