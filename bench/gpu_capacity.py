@@ -43,6 +43,7 @@ from services.common.tiny_checkpoints import (
     train_tokenizer,
 )
 from services.stt.engines.moshi_engine import MoshiSttEngine
+from services.stt.settings import SttSettings
 from services.tts.engines.base import SlotInput, StreamStart
 from services.tts.engines.moshi_engine import MoshiTtsEngine
 from services.tts.settings import TtsSettings
@@ -156,11 +157,6 @@ def tts_engine(model: Model, batch: int, device: str) -> MoshiTtsEngine:
     return MoshiTtsEngine(settings, model.info)
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def _release(device: str) -> None:
     gc.collect()
     if device.startswith("cuda"):
@@ -218,18 +214,25 @@ class TtsLoad:
         return self.steps_to_first_audio is not None
 
 
+def _timed_steps(
+    load: SttLoad | TtsLoad, steps: int | None = None, seconds: float | None = None
+) -> list[float]:
+    """Wall seconds of each step, for `steps` steps or for `seconds` of stepping."""
+    times: list[float] = []
+    end = time.monotonic() + seconds if seconds is not None else None
+    while (end is not None and time.monotonic() < end) or (steps is not None and len(times) < steps):
+        start = time.perf_counter()
+        load.step()
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def measure_stt(model: Model, batch: int, device: str, steps: int, warmup: int) -> StepStats:
     _release(device)
     try:
         load = SttLoad(model, batch, device)
-        for _ in range(warmup):  # CUDA graphs are captured on the first steps
-            load.step()
-        times = []
-        for _ in range(steps):
-            start = time.perf_counter()
-            load.step()
-            times.append(time.perf_counter() - start)
-        return _stats(batch, times, device)
+        _timed_steps(load, warmup)  # CUDA graphs are captured on the first steps
+        return _stats(batch, _timed_steps(load, steps), device)
     except torch.OutOfMemoryError:
         return StepStats(batch, error="out of memory")
     finally:
@@ -250,20 +253,14 @@ def measure_tts(model: Model, batch: int, device: str, steps: int, warmup: int) 
         load = TtsLoad(model, batch, device)
         # The first steps capture CUDA graphs and run lazy init, as the service's warm-up does;
         # then every slot starts a new stream, and time to first audio is timed from there.
-        for _ in range(warmup):
-            load.step()
+        _timed_steps(load, warmup)
         load.start()
-        _sync(device)
         start = time.perf_counter()
         while not load.step():
             pass
         first_audio_ms = 1000 * (time.perf_counter() - start)
-        times = []
-        for _ in range(steps):  # steady state: every slot generating and decoding audio
-            start = time.perf_counter()
-            load.step()
-            times.append(time.perf_counter() - start)
-        stats = _stats(batch, times, device)
+        # Steady state: every slot generating and decoding audio.
+        stats = _stats(batch, _timed_steps(load, steps), device)
         return TtsStats(
             **asdict(stats),
             first_audio_ms=round(first_audio_ms, 1),
@@ -281,42 +278,36 @@ def measure_tts(model: Model, batch: int, device: str, steps: int, warmup: int) 
 
 @dataclass(frozen=True)
 class Contender:
-    """One engine of the contention run, in its own process."""
+    """One engine of the contention run, in its own process (the model is pickled across)."""
 
-    kind: str
-    tiny: bool
+    model: Model
     batch: int
     device: str
     seconds: float
 
 
 def _contend(job: Contender, barrier, results) -> None:
-    kind, batch, device = job.kind, job.batch, job.device
-    with tempfile.TemporaryDirectory() as tmp:
-        (model,) = models(job.tiny, Path(tmp), only=_DEFAULT_MODEL[job.tiny][kind])
-        load = SttLoad(model, batch, device) if kind == "stt" else TtsLoad(model, batch, device)
-        for _ in range(20):
-            load.step()
-        barrier.wait()
-        times, end = [], time.monotonic() + job.seconds
-        while time.monotonic() < end:
-            start = time.perf_counter()
-            load.step()
-            times.append(time.perf_counter() - start)
-        barrier.wait()  # both were loaded for the whole window
-        results.put((kind, asdict(_stats(batch, times, device))))
+    kind = job.model.kind
+    load = (
+        SttLoad(job.model, job.batch, job.device)
+        if kind == "stt"
+        else TtsLoad(job.model, job.batch, job.device)
+    )
+    _timed_steps(load, 20)
+    barrier.wait()
+    times = _timed_steps(load, seconds=job.seconds)
+    barrier.wait()  # both were loaded for the whole window
+    results.put((kind, asdict(_stats(job.batch, times, job.device))))
 
 
-def measure_contention(tiny: bool, device: str, batches: dict[str, int], seconds: float) -> dict[str, Any]:
+def measure_contention(defaults: dict[str, tuple[Model, int]], device: str, seconds: float) -> dict[str, Any]:
     """Each engine alone, then both at once (separate processes, as the services run)."""
     ctx = mp.get_context("spawn")  # CUDA cannot be forked
     out: dict[str, Any] = {}
     for together in (("stt",), ("tts",), ("stt", "tts")):
         barrier, results = ctx.Barrier(len(together)), ctx.Queue()
         procs = [
-            ctx.Process(
-                target=_contend, args=(Contender(k, tiny, batches[k], device, seconds), barrier, results)
-            )
+            ctx.Process(target=_contend, args=(Contender(*defaults[k], device, seconds), barrier, results))
             for k in together
         ]
         for p in procs:
@@ -331,10 +322,12 @@ def measure_contention(tiny: bool, device: str, batches: dict[str, int], seconds
     return out
 
 
-_DEFAULT_MODEL = {
-    True: {"stt": "tiny-stt", "tts": "tiny-tts"},
-    False: {"stt": "stt-1b-en_fr", "tts": "tts-1.6b-en_fr"},
-}
+def _default_models(tiny: bool) -> dict[str, str]:
+    """The models the services load by default (tiny: their tiny stand-ins)."""
+    if tiny:
+        return {"stt": "tiny-stt", "tts": "tiny-tts"}
+    settings = {"stt": SttSettings, "tts": TtsSettings}
+    return {kind: cls.model_fields["model"].default.split("/")[-1] for kind, cls in settings.items()}
 
 
 # ---- report -------------------------------------------------------------------------------
@@ -433,26 +426,24 @@ def main() -> None:
         "stt": {},
         "tts": {},
     }
+    default_names = _default_models(tiny)
     with tempfile.TemporaryDirectory() as tmp:
+        defaults: dict[str, tuple[Model, int]] = {}
         for model in models(tiny, Path(tmp)):
             rows: list[StepStats] = []
-            batches = stt_batches if model.kind == "stt" else tts_batches
-            for batch in batches:
-                measure = measure_stt if model.kind == "stt" else measure_tts
+            measure = measure_stt if model.kind == "stt" else measure_tts
+            for batch in stt_batches if model.kind == "stt" else tts_batches:
                 stats = measure(model, batch, device, steps, warmup=5 if tiny else 20)
                 print(f"{model.name} batch {batch}: {stats}", flush=True)
                 rows.append(stats)
                 if stats.error or (stats.p99_ms or 0) > 4 * REAL_TIME_MS:
                     break  # larger batches only get slower
             result[model.kind][model.name] = [asdict(r) for r in rows]
-    defaults = {}
-    for kind in ("stt", "tts"):
-        rows = result[kind][_DEFAULT_MODEL[tiny][kind]]
-        cls = StepStats if kind == "stt" else TtsStats
-        defaults[kind] = _largest_real_time([cls(**r) for r in rows]) or 1
-    result["real_time_batch"] = defaults
-    if contention_s > 0:
-        result["contention"] = measure_contention(tiny, device, defaults, contention_s)
+            if model.name == default_names[model.kind]:
+                defaults[model.kind] = (model, _largest_real_time(rows) or 1)
+        result["real_time_batch"] = {kind: batch for kind, (_, batch) in defaults.items()}
+        if contention_s > 0:
+            result["contention"] = measure_contention(defaults, device, contention_s)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

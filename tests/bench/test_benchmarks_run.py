@@ -60,3 +60,21 @@ def test_gpu_capacity_runs_the_service_engines_on_tiny_configs(tmp_path):
     assert set(data["contention"]) == {"stt", "tts"}
     assert all(c["slowdown"] > 0 for c in data["contention"].values())
     assert "## tiny-stt" in out.with_suffix(".md").read_text()
+
+
+@pytest.mark.moshi
+def test_published_architectures_build_with_the_stated_parameter_counts():
+    """bench/architectures.json is what the GPU numbers rest on: each config must build with
+    moshi's own loader (on the meta device: no memory) and have the parameters it states."""
+    import copy
+
+    import torch
+    from moshi.models import loaders
+
+    from services.common.tiny_checkpoints import lm_kwargs
+
+    published = json.loads((ROOT / "bench/architectures.json").read_text())["models"]
+    for name, entry in published.items():
+        config = lm_kwargs(copy.deepcopy(entry["config"]))
+        lm = loaders.get_moshi_lm(None, lm_kwargs=config, device="meta", dtype=torch.bfloat16)
+        assert sum(p.numel() for p in lm.parameters()) == entry["parameters"], name
