@@ -154,7 +154,7 @@ class ComposeProject:
     @staticmethod
     def remove_leftovers() -> None:
         """Containers of an earlier run that was killed before it could clean up."""
-        podman("rm", "--force", "--time", "10", "--filter", f"label={LABEL}", check=False)
+        podman("rm", "--force", "--time", "0", "--filter", f"label={LABEL}", check=False)
         for network in podman("network", "ls", "--format", "{{.Name}}").stdout.split():
             if network.startswith("unmute-ci-"):
                 podman("network", "rm", "--force", network, check=False)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from services.common.tiny_checkpoints import STT_REPO, TTS_REPO, TTS_VOICES_REPO
-from tests.containers.compose_podman import ROOT, ComposeProject, Override, podman
+from tests.containers.compose_podman import LABEL, ROOT, ComposeProject, Override, podman
 from tests.deployment.suite import run_deployment_suite
 from tests.llm_server import MODEL as SCRIPTED_MODEL
 from tests.servers import free_port
@@ -107,6 +107,18 @@ def stack(env_file: Path) -> Iterator[ComposeProject]:
         yield project
     finally:
         project.down()
+
+
+def test_leftovers_of_a_killed_run_are_removed() -> None:
+    """A run killed before its teardown leaves labelled containers and a network behind."""
+    podman("network", "create", "unmute-ci-killed")
+    podman(
+        *("run", "--detach", "--label", f"{LABEL}=killed", "--network", "unmute-ci-killed"),
+        *("--entrypoint", "sleep", "localhost/debian-base:bookworm", "600"),
+    )
+    ComposeProject.remove_leftovers()
+    assert podman("ps", "--all", "--quiet", "--filter", f"label={LABEL}").stdout.strip() == ""
+    assert "unmute-ci-killed" not in podman("network", "ls", "--format", "{{.Name}}").stdout.split()
 
 
 def test_every_container_reports_healthy(stack: ComposeProject) -> None:

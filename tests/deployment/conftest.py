@@ -35,6 +35,10 @@ class Deployment(BaseSettings):
         # (another deployment's) must not override it. UNMUTE_HOST may come from either.
         return init_settings, dotenv_settings, env_settings
 
+    @property
+    def token(self) -> str | None:
+        return self.access_token.get_secret_value() if self.access_token else None
+
     def http(self, port: int) -> str:
         return f"http://{self.host}:{port}"
 

@@ -27,7 +27,7 @@ def test_service_reports_ready(deployment: Deployment, service: str) -> None:
 def test_orchestrator_sees_every_backend_ready(deployment: Deployment) -> None:
     status = httpx.get(
         f"{deployment.http(deployment.orchestrator_port)}/api/status",
-        headers=_bearer(deployment),
+        headers={"Authorization": f"Bearer {deployment.token}"} if deployment.token else {},
         timeout=10,
     )
     assert status.status_code == 200, status.text
@@ -88,8 +88,7 @@ async def test_tts_round_trip(deployment: Deployment) -> None:
 
 async def test_realtime_spoken_turn(deployment: Deployment) -> None:
     """A spoken phrase, committed by the client: transcript, reply text and reply audio."""
-    token = deployment.access_token.get_secret_value() if deployment.access_token else None
-    client = await RealtimeTestClient.connect(deployment.ws(deployment.orchestrator_port), token)
+    client = await RealtimeTestClient.connect(deployment.ws(deployment.orchestrator_port), deployment.token)
     try:
         await client.send(
             {"type": "session.update", "session": {"audio": {"input": {"turn_detection": None}}}}
@@ -108,8 +107,3 @@ async def test_realtime_spoken_turn(deployment: Deployment) -> None:
     assert done["response"]["output"][0]["content"][0]["transcript"].strip()
     audio = client.audio_bytes()
     assert len(audio) % 2 == 0 and len(audio) > 0.3 * 24000 * 2, "less than 0.3 s of reply audio"
-
-
-def _bearer(deployment: Deployment) -> dict[str, str]:
-    token = deployment.access_token
-    return {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
