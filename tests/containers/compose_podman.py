@@ -41,6 +41,11 @@ def interpolate(value: str, env: Mapping[str, str]) -> str:
     return _VARIABLE.sub(replace, value)
 
 
+def compose_services(compose_file: Path = ROOT / "compose.yaml") -> dict[str, Any]:
+    """compose.yaml's `services`, as written (not interpolated)."""
+    return yaml.safe_load(compose_file.read_text())["services"]
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """KEY=value lines, as .env.example documents them (no quotes, no expansion)."""
     pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
@@ -74,7 +79,7 @@ class ComposeProject:
     def __init__(self, env_file: Path, run_id: str, compose_file: Path = ROOT / "compose.yaml") -> None:
         self.env_file = env_file
         self.env = read_env_file(env_file)
-        self.spec: dict[str, Any] = yaml.safe_load(compose_file.read_text())["services"]
+        self.spec = compose_services(compose_file)
         self.run_id = run_id
         self.network = f"unmute-ci-{run_id}"
         self.started: list[str] = []

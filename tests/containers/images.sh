@@ -19,7 +19,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SUITE=${DEBIAN_SUITE:-bookworm}
 BASE_IMAGE=localhost/debian-base:$SUITE
-IMAGE_TAG=${IMAGE_TAG:-dev}
+# The names compose.yaml gives the images, so that compose runs what was built here.
+image_name() { echo "localhost/unmute-slurm/$1:dev"; }
 ROOTFS=${ROOTFS_DIR:-/var/tmp/unmute-rootfs-$SUITE}
 CA_BUNDLE=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 # Podman's default nofile ulimit is refused inside this kind of VM; a project file keeps
@@ -85,17 +86,17 @@ build_images() {
   local service started
   for service in "${SERVICES[@]}"; do
     started=$SECONDS
-    log "building localhost/unmute-slurm/$service:$IMAGE_TAG"
+    log "building $(image_name "$service")"
     # Nothing of an older build is reused (no layer cache), and under vfs it costs its
     # full size on disk while the new one is built: drop it first.
-    podman_cmd rmi --force "localhost/unmute-slurm/$service:$IMAGE_TAG" >/dev/null 2>&1 || true
+    podman_cmd rmi --force "$(image_name "$service")" >/dev/null 2>&1 || true
     # --format docker keeps the Dockerfile's HEALTHCHECK (OCI image configs have none);
     # --isolation chroot because an unprivileged VM cannot nest runc's namespaces;
     # --layers=false because vfs stores every intermediate step as a full copy of the
     # multi-GB tree (a cached build filled 54 GB): each image is one layer over the base.
     podman_cmd build --format docker --isolation chroot --network host --layers=false "${secret[@]}" \
       --build-arg "BASE_IMAGE=$BASE_IMAGE" -f "$ROOT/containers/$service.Dockerfile" \
-      -t "localhost/unmute-slurm/$service:$IMAGE_TAG" "$ROOT" ||
+      -t "$(image_name "$service")" "$ROOT" ||
       die "building $service failed (see the build output above)"
     log "built $service in $((SECONDS - started)) s"
   done
@@ -106,8 +107,8 @@ sizes() {
   echo "| image | size |"
   echo "|---|---|"
   for service in "${SERVICES[@]}"; do
-    echo "| unmute-slurm/$service:$IMAGE_TAG | $(podman_cmd image inspect --format '{{.Size}}' \
-      "localhost/unmute-slurm/$service:$IMAGE_TAG" | numfmt --to=si --suffix=B) |"
+    echo "| $(image_name "$service") | $(podman_cmd image inspect --format '{{.Size}}' \
+      "$(image_name "$service")" | numfmt --to=si --suffix=B) |"
   done
 }
 

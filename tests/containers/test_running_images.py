@@ -6,7 +6,6 @@ images themselves are checked: non-root, no build tools, offline."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import tempfile
@@ -16,14 +15,14 @@ from pathlib import Path
 import pytest
 
 from services.common.tiny_checkpoints import STT_REPO, TTS_REPO, TTS_VOICES_REPO
-from tests.containers.compose_podman import LABEL, ROOT, ComposeProject, Override, podman
+from tests.containers.compose_podman import LABEL, ROOT, ComposeProject, Override, compose_services, podman
 from tests.deployment.suite import run_deployment_suite
 from tests.llm_server import MODEL as SCRIPTED_MODEL
 from tests.servers import free_port
 
-IMAGE_TAG = os.environ.get("IMAGE_TAG", "dev")
 SERVICES = ["stt", "tts", "llm", "orchestrator"]
 MODEL_IMAGES = ["stt", "tts"]
+COMPOSE_SERVICES = compose_services()
 BUILD_TOOLS = ["gcc", "cc", "g++", "c++", "clang", "make", "cmake", "ld", "as", "git"]
 
 pytestmark = [
@@ -35,7 +34,8 @@ pytestmark = [
 
 
 def image(service: str) -> str:
-    return f"localhost/unmute-slurm/{service}:{IMAGE_TAG}"
+    """The image compose.yaml runs for `service` (tests/containers/images.sh builds it)."""
+    return COMPOSE_SERVICES[service]["image"]
 
 
 @pytest.fixture(scope="module", autouse=True)
