@@ -59,16 +59,17 @@ def moshi_stt(tiny, api_key: str, tmp_path_factory: pytest.TempPathFactory) -> I
         yield proc
 
 
+def lite_service(module: str, engine: str, api_key: str, factory: pytest.TempPathFactory):
+    """A service on its CPU lite engine with 4 slots (skipped where that engine is not installed)."""
+    pytest.importorskip({"sphinx": "pocketsphinx", "espeak": "espeakng_loader"}[engine])
+    args = ["--engine", engine, "--batch-size", "4"]
+    return start_service(module, args, api_key, factory.mktemp(engine))
+
+
 @pytest.fixture(scope="session")
 def sphinx_stt(api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """The STT service on the pocketsphinx lite engine, 4 slots."""
-    pytest.importorskip("pocketsphinx")
-    with start_service(
-        "services.stt",
-        ["--engine", "sphinx", "--batch-size", "4"],
-        api_key,
-        tmp_path_factory.mktemp("stt-sphinx"),
-    ) as proc:
+    with lite_service("services.stt", "sphinx", api_key, tmp_path_factory) as proc:
         yield proc
 
 
@@ -86,13 +87,7 @@ def moshi_tts(tiny, api_key: str, tmp_path_factory: pytest.TempPathFactory) -> I
 @pytest.fixture(scope="session")
 def espeak_tts(api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """The TTS service on the espeak-ng lite engine, 4 slots."""
-    pytest.importorskip("espeakng_loader")
-    with start_service(
-        "services.tts",
-        ["--engine", "espeak", "--batch-size", "4"],
-        api_key,
-        tmp_path_factory.mktemp("tts-espeak"),
-    ) as proc:
+    with lite_service("services.tts", "espeak", api_key, tmp_path_factory) as proc:
         yield proc
 
 
