@@ -151,8 +151,13 @@ def stt_engine(model: Model, batch: int, device: str) -> MoshiSttEngine:
 
 def tts_engine(model: Model, batch: int, device: str) -> MoshiTtsEngine:
     assert model.voices is not None
-    settings = TtsSettings(
-        model=model.name, voice_repo=str(model.voices), voice=VOICE, batch_size=batch, device=device
+    settings = TtsSettings(  # the service's defaults, not whatever a local .env says
+        _env_file=None,
+        model=model.name,
+        voice_repo=str(model.voices),
+        voice=VOICE,
+        batch_size=batch,
+        device=device,
     )
     return MoshiTtsEngine(settings, model.info)
 
