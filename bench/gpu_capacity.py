@@ -410,6 +410,9 @@ def main() -> None:
         "--contention-s", type=float, default=None, help="seconds of the contention run (0: skip)"
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON path (Markdown beside it)")
+    parser.add_argument(
+        "--keep-going", action="store_true", help="measure every batch size, even far past real time"
+    )
     args = parser.parse_args()
 
     tiny = args.tiny
@@ -441,8 +444,8 @@ def main() -> None:
                 stats = measure(model, batch, device, steps, warmup=5 if tiny else 20)
                 print(f"{model.name} batch {batch}: {stats}", flush=True)
                 rows.append(stats)
-                if stats.error or (stats.p99_ms or 0) > 4 * REAL_TIME_MS:
-                    break  # larger batches only get slower
+                if stats.error or (not args.keep_going and (stats.p99_ms or 0) > 4 * REAL_TIME_MS):
+                    break  # larger batches only get slower: save the GPU's time
             result[model.kind][model.name] = [asdict(r) for r in rows]
             if model.name == default_names[model.kind]:
                 defaults[model.kind] = (model, _largest_real_time(rows) or 1)

@@ -50,6 +50,7 @@ def test_gpu_capacity_runs_the_service_engines_on_tiny_configs(tmp_path):
     """`--tiny` is the CPU check of bench/gpu_capacity.py; the GPU run uses the same code."""
     out = tmp_path / "capacity.json"
     args = ["--tiny", "--stt-batch", "1", "2", "--tts-batch", "1", "2", "--steps", "3", "--contention-s", "1"]
+    args.append("--keep-going")  # a busy CI machine can be 4x past real time at batch 1
     run_bench("bench/gpu_capacity.py", *args, "--out", str(out))
     data = json.loads(out.read_text())
     assert [row["batch"] for row in data["stt"]["tiny-stt"]] == [1, 2]
