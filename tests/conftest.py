@@ -108,6 +108,11 @@ class Stack:
     def llm_requests(self) -> list:
         return httpx.get(f"{self.llm.http}/requests").json()
 
+    def llm_requests_for(self, instructions: str) -> list:
+        """The LLM requests of the session(s) whose instructions (system prompt) are these: other
+        sessions on this shared stack, or one a test left talking, cannot be mistaken for them."""
+        return [m for m in self.llm_requests() if m[0] == {"role": "system", "content": instructions}]
+
     def llm_stats(self) -> dict:
         return httpx.get(f"{self.llm.http}/stats").json()
 

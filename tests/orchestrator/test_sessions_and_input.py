@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import uuid
 
 import httpx
 import numpy as np
@@ -16,11 +17,22 @@ from tests.realtime_client import RealtimeTestClient, append_event, speech
 pytestmark = pytest.mark.lite
 
 
+async def mark_session(client: RealtimeTestClient, instructions: str) -> None:
+    """Give a session its own system prompt, by which its LLM requests are found."""
+    await client.send(
+        {"type": "session.update", "session": {"type": "realtime", "instructions": instructions}}
+    )
+    await client.wait_type("session.updated")
+
+
 async def test_two_sessions_do_not_interfere(lite_stack):
     lite_stack.script(reply="Each of you gets an answer.")
     a = await RealtimeTestClient.connect(lite_stack.orchestrator.ws, lite_stack.token)
     b = await RealtimeTestClient.connect(lite_stack.orchestrator.ws, lite_stack.token)
+    marks = {a: f"Session A {uuid.uuid4()}", b: f"Session B {uuid.uuid4()}"}
     try:
+        for client, mark in marks.items():
+            await mark_session(client, mark)
         silence = np.zeros(24000 * 2, np.float32)
         # A speaks; B stays silent: only A's session may transcribe and answer.
         await asyncio.gather(a.send_audio(speech(1.5)), b.send_audio(silence))
@@ -36,25 +48,28 @@ async def test_two_sessions_do_not_interfere(lite_stack):
         next(e for e in c.events if e["type"] == "session.created")["session"]["id"] for c in (a, b)
     }
     assert len(session_ids) == 2
-    # Each session's LLM request held its own single user turn: histories are per session.
-    for client in (a, b):
+    # Each session's one LLM request held its own single user turn: histories are per session.
+    for client, mark in marks.items():
         heard = next(e for e in client.events if e["type"].endswith("transcription.completed"))["transcript"]
-        mine = [m for m in lite_stack.llm_requests() if m[-1] == {"role": "user", "content": heard}]
-        assert mine and [m["role"] for m in mine[-1]] == ["system", "user"], mine
+        (request,) = lite_stack.llm_requests_for(mark)
+        assert request[1:] == [{"role": "user", "content": heard}]
 
 
 async def test_history_grows_per_turn_within_a_session(lite_stack):
     lite_stack.script(reply="Noted.")
+    mark = f"History {uuid.uuid4()}"
     client = await RealtimeTestClient.connect(lite_stack.orchestrator.ws, lite_stack.token)
     try:
-        for turn in range(2):
+        await mark_session(client, mark)
+        for _ in range(2):
             start = len(client.events)
             await client.send_audio(speech(1.5))
             await client.wait_type("response.done", start)
-            assert turn >= 0
     finally:
         await client.close()
-    assert [m["role"] for m in lite_stack.llm_requests()[-1]] == ["system", "user", "assistant", "user"]
+    first, second = lite_stack.llm_requests_for(mark)
+    assert [m["role"] for m in first] == ["system", "user"]
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "user"]
 
 
 async def test_access_token_is_required(lite_stack):
