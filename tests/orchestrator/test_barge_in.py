@@ -22,13 +22,19 @@ def open_tts_streams(stack) -> float:
     return float(re.search(r"^py_open_channels (\S+)$", text, re.M).group(1))
 
 
-def wait_for_request_with_history(stack) -> list[dict]:
-    for _ in range(100):
-        for messages in reversed(stack.llm_requests()):
-            if any(m["role"] == "assistant" and m["content"].startswith("Sentence") for m in messages):
+def wait_for_request_with_history(stack, assistant_text: str) -> list[dict]:
+    """The first LLM request whose history holds this assistant message.
+
+    Matching the text, not just "the latest request that mentions the reply": the
+    interrupting speech can end a turn of its own before the client's truncate arrives,
+    and that request carries the server's own estimate of what was heard.
+    """
+    for _ in range(600):
+        for messages in stack.llm_requests():
+            if {"role": "assistant", "content": assistant_text} in messages:
                 return messages
         time.sleep(0.05)
-    raise AssertionError("no LLM request carried the interrupted reply")
+    raise AssertionError(f"no LLM request carried the truncated reply {assistant_text!r}")
 
 
 async def test_barge_in_cancels_flushes_and_truncates(lite_stack):
@@ -69,7 +75,9 @@ async def test_barge_in_cancels_flushes_and_truncates(lite_stack):
             start,
         )
         # The LLM request of that turn goes out just after response.created: wait for it.
-        next_request = await asyncio.to_thread(wait_for_request_with_history, lite_stack)
+        next_request = await asyncio.to_thread(
+            wait_for_request_with_history, lite_stack, truncated["transcript"]
+        )
     except TimeoutError:
         raise AssertionError(f"events so far: {client.types()}") from None
     finally:
@@ -86,6 +94,6 @@ async def test_barge_in_cancels_flushes_and_truncates(lite_stack):
     assert open_tts_streams(lite_stack) == 0
     # History: the next turn's LLM request holds, for this assistant turn, only the words
     # heard in 700 ms: a prefix of the reply.
-    assistant = [m["content"] for m in next_request if m["role"] == "assistant"]
-    heard = assistant[-1].split()
+    assert next_request[-1]["role"] == "user"
+    heard = truncated["transcript"].split()
     assert 1 <= len(heard) <= 4 and LONG_REPLY.split()[: len(heard)] == heard, heard
