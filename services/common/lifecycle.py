@@ -1,5 +1,6 @@
 """What every model service does around its model: load it off the event loop, warm it
-up, run its step loop, report readiness, stop cleanly, and exit if loading fails."""
+up, run its step loop, report readiness, stop cleanly, and exit non-zero if loading or a
+step fails."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pydantic import SecretStr
 from services.common.auth import authorize_websocket
 from services.common.protocol import Error
 from services.common.settings import ServiceSettings
+from services.common.steploop import StepFailed, StepLoop
 
 logger = logging.getLogger(__name__)
 
@@ -30,25 +32,22 @@ class Engine(Protocol):
     def warmup(self) -> None: ...
 
 
-class StepLoop(Protocol):
-    """A batcher that owns an engine and steps it."""
-
-    async def run(self) -> None: ...
-
-    def close_all(self) -> None: ...
-
-
 E = TypeVar("E", bound=Engine)
-L = TypeVar("L", bound=StepLoop)
+L = TypeVar("L", bound=StepLoop[Any])
+
+#: How long a failed step loop waits for sessions to send their streams' Error before the
+#: process stops (a client that does not read must not hold the exit up).
+FAILURE_FLUSH_S = 5.0
+#: ... and at least this long, so probes see /ready answer 503 with the reason before it goes.
+FAILURE_GRACE_S = 1.0
 
 
 @dataclass
 class ModelState(Generic[L]):
-    """Loading status and, once ready, the step loop (which owns the engine)."""
+    """Loading status and, while the service can take streams, the step loop (which owns the engine)."""
 
     status: str = "loading model"
     loop: L | None = None
-    task: asyncio.Task[None] | None = None
 
     def readiness(self) -> str | None:
         """None when ready, else why not (for /ready)."""
@@ -57,6 +56,18 @@ class ModelState(Generic[L]):
     @property
     def failed(self) -> bool:
         return self.status.startswith("failed")
+
+
+async def _run_step_loop(state: ModelState[L], loop: L) -> None:
+    """Run the loop; if a step fails, refuse new work, let clients read their Error, then stop."""
+    try:
+        await loop.run()
+    except StepFailed as exc:
+        state.status = f"failed: {exc}"
+        state.loop = None
+        await asyncio.gather(loop.flush_failed(FAILURE_FLUSH_S), asyncio.sleep(FAILURE_GRACE_S))
+        # The same exit as a failed load: uvicorn stops, serve() exits non-zero.
+        signal.raise_signal(signal.SIGTERM)
 
 
 def model_lifespan(
@@ -75,25 +86,25 @@ def model_lifespan(
             # A service that cannot serve must exit, so compose/SLURM see the failure at once.
             signal.raise_signal(signal.SIGTERM)
             return
-        state.loop = make_loop(engine)
-        state.task = asyncio.create_task(state.loop.run(), name=f"{engine.name}-step-loop")
+        loop = make_loop(engine)
+        state.loop = loop
         state.status = "ready"
         logger.info("ready", extra={"engine": engine.name, "slots": engine.batch_size})
+        # This task owns the step loop for the life of the service; lifespan cancels it.
+        try:
+            await _run_step_loop(state, loop)
+        finally:
+            loop.close_all()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loader = asyncio.create_task(_load(), name="model-load")
+        service = asyncio.create_task(_load(), name="model-load-and-step")
         try:
             yield
         finally:
-            loader.cancel()
+            service.cancel()
             with contextlib.suppress(BaseException):
-                await loader
-            if state.loop is not None and state.task is not None:
-                state.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await state.task
-                state.loop.close_all()
+                await service
 
     return lifespan
 

@@ -10,6 +10,7 @@ Reference: ../shared/reference/moshi-server-protocol.md (sections 0-2).
 
 from __future__ import annotations
 
+import reprlib
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import msgpack
@@ -26,7 +27,9 @@ class ProtocolError(ValueError):
 
 def _validate_pcm(value: Any) -> Pcm:
     try:
-        return to_pcm(value)
+        # Numbers beyond float32 become inf, which to_pcm refuses; numpy need not warn first.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return to_pcm(value)
     except AudioFormatError as exc:
         raise ValueError(str(exc)) from None
 
@@ -185,15 +188,21 @@ class MessageParser:
         """Parse a frame, raising `ProtocolError` with a client-facing explanation."""
         if len(data) > self.max_bytes:
             raise ProtocolError(f"message too large: {len(data)} bytes (limit {self.max_bytes})")
+        # msgpack bounds every length by the frame's size (max_bytes, checked above) and the
+        # nesting by its fixed stack (1024 levels); ints are at most 64-bit. Either failure
+        # is a ValueError subclass, as are bad UTF-8 and trailing bytes.
         try:
             raw = msgpack.unpackb(data, raw=False, strict_map_key=True)
-        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        except msgpack.StackError:
+            raise ProtocolError("not a msgpack message: nested too deeply") from None
+        except ValueError as exc:
             raise ProtocolError(f"not a msgpack message: {exc}") from None
         if not isinstance(raw, dict):
             raise ProtocolError(f"message must be a msgpack map, got {type(raw).__name__}")
         kind = raw.get("type")
-        if kind not in self._types:
-            raise ProtocolError(f"unknown message type {kind!r}; expected one of {', '.join(self._types)}")
+        if not isinstance(kind, str) or kind not in self._types:
+            shown = reprlib.repr(kind)  # a hostile `type` can be a 2 MB structure: echo a short view
+            raise ProtocolError(f"unknown message type {shown}; expected one of {', '.join(self._types)}")
         try:
             return self._adapter.validate_python(raw)
         except ValidationError as exc:

@@ -1,9 +1,9 @@
-"""The STT step loop: B fixed slots, one batched model step per round, run off the event loop.
+"""The STT batcher: B fixed slots, one batched model step per round of the shared step loop.
 
 Each connection holds one slot. Its audio goes into the slot's `FrameBuffer`; whenever
 any slot has a whole frame, the loop gathers one frame from every such slot, runs the
-engine in a dedicated worker thread, and puts the resulting messages in each slot's
-outbox. Steps follow each other as fast as compute allows, so audio queued ahead
+engine in the step thread (services.common.steploop), and puts the resulting messages in
+each slot's outbox. Steps follow each other as fast as compute allows, so audio queued ahead
 (a file, a flush) is processed faster than real time.
 """
 
@@ -13,17 +13,21 @@ import asyncio
 import logging
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from services.common.audio import FRAME_SIZE, FrameBuffer, Pcm
-from services.common.protocol import MarkerOut, Step, WireMessage
+from services.common.protocol import Error, MarkerOut, Step, WireMessage
+from services.common.steploop import Batch, StepLoop
 from services.stt import metrics
 from services.stt.engines.base import FrameResult, SttEngine
 
 logger = logging.getLogger(__name__)
+
+#: Markers one stream may have waiting for their flush; each costs no memory beyond its
+#: entry (silence is only queued for new audio), the cap keeps a flood from growing the deque.
+MAX_PENDING_MARKERS = 256
 
 
 @dataclass(eq=False)
@@ -38,7 +42,9 @@ class Slot:
     frames_taken: int = 0  # client/flush frames handed to the engine
     frames_done: int = 0  # ... and whose results came back
     hidden_left: int = 0
-    markers: deque[tuple[int, int]] = field(default_factory=deque)
+    markers: deque[tuple[int, int]] = field(default_factory=deque)  # (frames_done target, id)
+    audio_since_flush: bool = False
+    flushed_to: int = 0  # frames_taken once the latest flush's silence is through
     needs_reset: bool = True
     _space: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -68,16 +74,15 @@ class Slot:
             await self._space.wait()
 
 
-class SttBatcher:
-    """Owns the engine, the slots and the step loop."""
+class SttBatcher(StepLoop[Slot]):
+    """Owns the engine and the slots; says what each step of the shared loop is."""
 
     def __init__(self, engine: SttEngine, max_buffered_samples: int) -> None:
+        super().__init__("stt")
         self.engine = engine
         self.max_buffered_samples = max_buffered_samples
         self._free: list[int] = list(range(engine.batch_size))[::-1]
-        self._slots: dict[int, Slot] = {}
-        self._wake = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stt-step")
+        self._frames = np.zeros((engine.batch_size, FRAME_SIZE), dtype=np.float32)
         self.step_idx = 0
 
     def open(self) -> Slot | None:
@@ -89,7 +94,7 @@ class SttBatcher:
         self._slots[slot.index] = slot
         metrics.CONNECTS.inc()
         metrics.OPEN_STREAMS.set(len(self._slots))
-        self._wake.set()
+        self.wake()
         return slot
 
     def close(self, slot: Slot) -> None:
@@ -103,49 +108,67 @@ class SttBatcher:
     def push_audio(self, slot: Slot, pcm: Pcm) -> None:
         """Queue client samples for the slot."""
         slot.buffer.push(pcm)
+        if pcm.size:
+            slot.audio_since_flush = True
         if slot.buffer.full_frames:
-            self._wake.set()
+            self.wake()
 
     def push_marker(self, slot: Slot, marker_id: int) -> None:
-        """Flush: everything sent so far plus the model delay in silence, then echo the marker."""
-        slot.buffer.pad_to_frame()
-        slot.buffer.push(np.zeros(self.engine.delay_frames * FRAME_SIZE, dtype=np.float32))
-        slot.markers.append((slot.frames_taken + slot.buffer.full_frames, marker_id))
-        self._wake.set()
+        """Flush: everything sent so far plus the model delay in silence, then echo the marker.
 
-    async def run(self) -> None:
-        """The step loop; runs until cancelled."""
-        loop = asyncio.get_running_loop()
-        batch = self.engine.batch_size
-        frames = np.zeros((batch, FRAME_SIZE), dtype=np.float32)
-        try:
-            while True:
-                ready = [s for s in self._slots.values() if s.has_frame()]
-                if not ready:
-                    self._wake.clear()
-                    await self._wake.wait()
-                    continue
-                active = np.zeros(batch, dtype=bool)
-                hidden = {}
-                reset = []
-                for slot in ready:
-                    frames[slot.index], hidden[slot.index] = slot.take_frame()
-                    active[slot.index] = True
-                    if slot.needs_reset:
-                        reset.append(slot.index)
-                        slot.needs_reset = False
-                started = time.perf_counter()
-                results = await loop.run_in_executor(self._executor, self.engine.step, frames, active, reset)
-                metrics.STEP_SECONDS.observe(time.perf_counter() - started)
-                metrics.STEP_OCCUPANCY.observe(len(ready))
-                metrics.FRAMES.inc(len(ready))
-                for slot in ready:
-                    result = results[slot.index]
-                    if result is not None and self._slots.get(slot.index) is slot:
-                        self._deliver(slot, result, hidden[slot.index])
-                self.step_idx += 1
-        finally:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        A marker with no audio since the previous flush needs no silence of its own: it is
+        echoed with (or right after) the markers before it. At most `MAX_PENDING_MARKERS`
+        wait per stream; one more is answered with an `Error` and not echoed.
+        """
+        if len(slot.markers) >= MAX_PENDING_MARKERS:
+            metrics.PROTOCOL_ERRORS.labels("markers").inc()
+            slot.outbox.put_nowait(
+                Error(
+                    message=f"Marker {marker_id} ignored: {MAX_PENDING_MARKERS} Markers are already "
+                    "waiting for their audio to be processed"
+                )
+            )
+            return
+        if slot.audio_since_flush:
+            slot.buffer.pad_to_frame()
+            slot.buffer.push(np.zeros(self.engine.delay_frames * FRAME_SIZE, dtype=np.float32))
+            slot.audio_since_flush = False
+            slot.flushed_to = slot.frames_taken + slot.buffer.full_frames
+        if slot.flushed_to <= slot.frames_done and not slot.markers:
+            slot.outbox.put_nowait(MarkerOut(id=marker_id))
+            return
+        slot.markers.append((slot.flushed_to, marker_id))
+        self.wake()
+
+    def next_step(self) -> Batch[list[FrameResult | None]] | None:
+        """One frame from every slot that has one."""
+        ready = [s for s in self._slots.values() if s.has_frame()]
+        if not ready:
+            return None
+        active = np.zeros(self.engine.batch_size, dtype=bool)
+        hidden = {}
+        reset = []
+        for slot in ready:
+            self._frames[slot.index], hidden[slot.index] = slot.take_frame()
+            active[slot.index] = True
+            if slot.needs_reset:
+                reset.append(slot.index)
+                slot.needs_reset = False
+        started = time.perf_counter()
+
+        def deliver(results: list[FrameResult | None]) -> bool:
+            metrics.STEP_SECONDS.observe(time.perf_counter() - started)
+            metrics.STEP_OCCUPANCY.observe(len(ready))
+            metrics.FRAMES.inc(len(ready))
+            for slot in ready:
+                result = results[slot.index]
+                if result is not None and self._slots.get(slot.index) is slot:
+                    self._deliver(slot, result, hidden[slot.index])
+            self.step_idx += 1
+            return True
+
+        frames = self._frames
+        return Batch(compute=lambda: self.engine.step(frames, active, reset), deliver=deliver)
 
     def _deliver(self, slot: Slot, result: FrameResult, hidden: bool) -> None:
         for event in result.events:
@@ -156,8 +179,3 @@ class SttBatcher:
         slot.outbox.put_nowait(Step(step_idx=self.step_idx, prs=result.prs, buffered_pcm=len(slot.buffer)))
         while slot.markers and slot.markers[0][0] <= slot.frames_done:
             slot.outbox.put_nowait(MarkerOut(id=slot.markers.popleft()[1]))
-
-    def close_all(self) -> None:
-        """End every stream (the step loop has been stopped)."""
-        for slot in list(self._slots.values()):
-            self.close(slot)

@@ -8,6 +8,7 @@ import logging
 
 from fastapi import WebSocket, WebSocketDisconnect
 
+from services.common.audio import FRAME_SIZE
 from services.common.protocol import (
     STT_CLIENT_MESSAGES,
     AudioIn,
@@ -73,9 +74,9 @@ class AsrSession:
                 return
             if msg["type"] == "websocket.disconnect":
                 return
-            await self.pacer.take()
             data = msg.get("bytes")
             if data is None:
+                await self.pacer.take()
                 self._reject(
                     slot,
                     "text_frame",
@@ -85,13 +86,20 @@ class AsrSession:
             try:
                 parsed = self.parser.parse(data)
             except ProtocolError as exc:
+                await self.pacer.take()
                 self._reject(slot, "invalid", str(exc))
                 continue
+            if not (isinstance(parsed, AudioIn) and parsed.pcm.size >= FRAME_SIZE):
+                # Audio of a frame or more is paced by the read-ahead limit below; pacing it
+                # per message too would hold a fast file sender's keepalive pings behind it.
+                await self.pacer.take()
             if isinstance(parsed, AudioIn):
                 self.batcher.push_audio(slot, parsed.pcm)
-                await slot.wait_for_space()
             elif isinstance(parsed, MarkerIn):
                 self.batcher.push_marker(slot, parsed.id)
+            # Every kind passes the same gate: the socket is read at once until the stream
+            # is max_buffered_s ahead of the model (so pings are answered), then waits.
+            await slot.wait_for_space()
 
     async def _send_loop(self, slot: Slot) -> None:
         while (message := await slot.outbox.get()) is not None:

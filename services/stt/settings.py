@@ -34,7 +34,15 @@ class SttSettings(ServiceSettings):
         120.0, gt=0, description="Close a stream that sent no audio for this long (moshi-server: 120 s)."
     )
     max_buffered_s: float = Field(
-        60.0, gt=0, description="Audio a stream may queue ahead of the model before its reads pause."
+        300.0,
+        gt=0,
+        description=(
+            "Audio a stream may queue ahead of the model before its reads pause. Up to this much, the "
+            "socket is read at once, so the client's keepalive pings are answered even when it sends a "
+            "whole file at full speed (Kyutai's stt_from_file --rtf 1000); past it, the reads wait "
+            "for the model and so do the pings queued behind the audio. Memory bound: 96 kB per "
+            "second per slot (300 s x 8 slots = 230 MB)."
+        ),
     )
     transcribe_max_s: float = Field(600.0, gt=0, description="Longest file POST /v1/transcribe accepts.")
     transcribe_wait_s: float = Field(

@@ -1,10 +1,10 @@
-"""The TTS step loop: B fixed slots, one batched engine step per round, off the event loop.
+"""The TTS batcher: B fixed slots, one batched engine step per round of the shared step loop.
 
 Sessions add words and `Eos` to their slot's pending input; the loop hands everything
-pending to the engine in one step (run in a dedicated worker thread) and routes the
-frames and timed words that come out to each slot's outbox. A `None` in the outbox
-means the stream is over (the session then closes). The loop sleeps when no slot can
-make progress (every stream is waiting for words).
+pending to the engine in one step (run in the step thread, services.common.steploop) and
+routes the frames and timed words that come out to each slot's outbox. A `None` in the
+outbox means the stream is over (the session then closes). The loop sleeps when no slot
+can make progress (every stream is waiting for words).
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from services.common.protocol import AudioOut, Error, WireMessage
+from services.common.steploop import Batch, StepLoop
 from services.tts import metrics
-from services.tts.engines.base import SlotInput, SlotOutput, StreamStart, TtsEngine
+from services.tts.engines.base import SlotInput, SlotOutput, StepResult, StreamStart, TtsEngine
 from services.tts.text import Word
 
 logger = logging.getLogger(__name__)
@@ -40,16 +40,14 @@ class TtsSlot:
         return self.pending
 
 
-class TtsBatcher:
-    """Owns the engine, the slots and the step loop."""
+class TtsBatcher(StepLoop[TtsSlot]):
+    """Owns the engine and the slots; says what each step of the shared loop is."""
 
     def __init__(self, engine: TtsEngine) -> None:
+        super().__init__("tts")
         self.engine = engine
         self._free: list[int] = list(range(engine.batch_size))[::-1]
-        self._slots: dict[int, TtsSlot] = {}
         self._stopping: set[int] = set()  # left by their client, to be stopped in the engine
-        self._wake = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts-step")
 
     @property
     def used_slots(self) -> int:
@@ -70,19 +68,19 @@ class TtsBatcher:
         """Begin generation in the slot with this voice and CFG."""
         slot._input().start = start
         slot.started = True
-        self._wake.set()
+        self.wake()
 
     def push_words(self, slot: TtsSlot, words: list[Word]) -> None:
         """Queue words for the slot (after `start`)."""
         if words and slot.first_word_at is None:
             slot.first_word_at = time.perf_counter()
         slot._input().words.extend(words)
-        self._wake.set()
+        self.wake()
 
     def push_eos(self, slot: TtsSlot) -> None:
         """No more words will come for this stream."""
         slot._input().eos = True
-        self._wake.set()
+        self.wake()
 
     def close(self, slot: TtsSlot) -> None:
         """The client is gone; the engine drops the stream at the next step."""
@@ -90,66 +88,42 @@ class TtsBatcher:
             del self._slots[slot.index]
             if slot.started:
                 self._stopping.add(slot.index)
-                self._wake.set()
+                self.wake()
             else:
                 self._free.append(slot.index)
             metrics.OPEN_STREAMS.set(self.used_slots)
         slot.outbox.put_nowait(None)
 
-    def _take_inputs(self) -> tuple[list[SlotInput], dict[int, TtsSlot]]:
+    def next_step(self) -> Batch[StepResult]:
+        """Everything pending, including streams to stop; a step runs even without new input,
+        because the engine may still have audio to generate."""
         inputs = [SlotInput(index, stop=True) for index in self._stopping]
         for slot in self._slots.values():
             if slot.pending is not None:
                 inputs.append(slot.pending)
                 slot.pending = None
-        return inputs, dict(self._slots)
+        owners = dict(self._slots)
+        stopped = set(self._stopping)
+        started = time.perf_counter()
 
-    async def run(self) -> None:
-        """The step loop; runs until cancelled."""
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                inputs, owners = self._take_inputs()
-                stopped = set(self._stopping)
-                started = time.perf_counter()
-                try:
-                    result = await loop.run_in_executor(self._executor, self.engine.step, inputs)
-                except Exception:
-                    # A bug or a device error must not leave clients hanging: end every
-                    # stream with an error, have the engine drop them, keep serving.
-                    logger.exception("TTS engine step failed")
-                    self._fail_all(owners)
-                    await asyncio.sleep(0.1)  # never spin on a broken device
-                    continue
-                if result.progressed:
-                    metrics.STEP_SECONDS.observe(time.perf_counter() - started)
-                for index in stopped:
-                    self._stopping.discard(index)
-                    self._free.append(index)
-                for index, output in result.outputs.items():
-                    slot = owners.get(index)
-                    if slot is not None and self._slots.get(index) is slot:
-                        self._deliver(slot, output)
-                metrics.OPEN_STREAMS.set(self.used_slots)
-                if (
-                    not result.progressed
-                    and not self._stopping
-                    and all(s.pending is None for s in self._slots.values())
-                ):
-                    self._wake.clear()
-                    await self._wake.wait()
-        finally:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        def deliver(result: StepResult) -> bool:
+            if result.progressed:
+                metrics.STEP_SECONDS.observe(time.perf_counter() - started)
+            for index in stopped:
+                self._stopping.discard(index)
+                self._free.append(index)
+            for index, output in result.outputs.items():
+                slot = owners.get(index)
+                if slot is not None and self._slots.get(index) is slot:
+                    self._deliver(slot, output)
+            metrics.OPEN_STREAMS.set(self.used_slots)
+            return (
+                result.progressed
+                or bool(self._stopping)
+                or any(s.pending is not None for s in self._slots.values())
+            )
 
-    def _fail_all(self, owners: dict[int, TtsSlot]) -> None:
-        for index, slot in owners.items():
-            if self._slots.get(index) is slot:
-                slot.outbox.put_nowait(
-                    Error(message="internal error in the TTS engine; the stream was ended")
-                )
-                del self._slots[index]
-                slot.outbox.put_nowait(None)
-                self._stopping.add(index)
+        return Batch(compute=lambda: self.engine.step(inputs), deliver=deliver)
 
     def _deliver(self, slot: TtsSlot, output: SlotOutput) -> None:
         if output.error is not None:
@@ -167,8 +141,3 @@ class TtsBatcher:
             del self._slots[slot.index]
             self._free.append(slot.index)
             slot.outbox.put_nowait(None)
-
-    def close_all(self) -> None:
-        """End every stream (the step loop has been stopped)."""
-        for slot in list(self._slots.values()):
-            self.close(slot)

@@ -30,7 +30,10 @@ _FILLERS = re.compile(r"^(<s>|</s>|<sil>|\[.*\]|\(.*\))$")
 class _SphinxStream:
     """One slot: resampler, endpointer and (reused) decoder."""
 
-    def __init__(self, decoder: Decoder) -> None:
+    def __init__(self, decoder: Decoder, cmn: str) -> None:
+        # The decoder adapts its cepstral mean to what it hears; a stream must not inherit the
+        # previous one's (after full-scale noise, speech was no longer recognised).
+        decoder.set_cmn(cmn)
         self.decoder = decoder
         self.endpointer = Endpointer(window=ENDPOINT_WINDOW_S, vad_mode=Vad.LOOSE, sample_rate=RATE)
         self.resampler = soxr.ResampleStream(SAMPLE_RATE, RATE, 1, dtype="int16")
@@ -70,7 +73,11 @@ class _SphinxStream:
         self.decoder.end_utt()
         self.in_utterance = False
         events: list[Word | EndWord] = []
-        for seg in self.decoder.seg():
+        segments = self.decoder.seg()
+        if segments is None:
+            # pocketsphinx found no hypothesis at all (noise, or too little speech): no words.
+            return events
+        for seg in segments:
             word = re.sub(r"\(\d+\)$", "", seg.word)
             if _FILLERS.match(word):
                 continue
@@ -98,12 +105,11 @@ class SphinxSttEngine(SttEngine):
         # Words come out once the endpointer has seen ENDPOINT_WINDOW_S of silence;
         # twice that is enough for a Marker's flush to always close the utterance.
         self.delay_frames = math.ceil(2 * ENDPOINT_WINDOW_S * FRAME_RATE) + 1
-        self._spare: list[Decoder] = []
+        # A decoder loads the acoustic model (~0.3 s): one per slot is built here, at load time,
+        # and reused by every stream of that slot, so a new stream never stalls the step.
+        self._decoders = [Decoder(samprate=RATE, loglevel="FATAL") for _ in range(batch_size)]
+        self._initial_cmn = self._decoders[0].get_cmn(update=False)
         self._streams: list[_SphinxStream | None] = [None] * batch_size
-
-    def _decoder(self) -> Decoder:
-        # A decoder loads the acoustic model (~0.3 s); they are kept and reused across streams.
-        return self._spare.pop() if self._spare else Decoder(samprate=RATE, loglevel="FATAL")
 
     def step(
         self, frames: npt.NDArray[np.float32], active: npt.NDArray[np.bool_], reset: Sequence[int]
@@ -113,8 +119,7 @@ class SphinxSttEngine(SttEngine):
             old = self._streams[b]
             if old is not None:
                 old.close()
-                self._spare.append(old.decoder)
-            self._streams[b] = _SphinxStream(self._decoder())
+            self._streams[b] = _SphinxStream(self._decoders[b], self._initial_cmn)
         results: list[FrameResult | None] = []
         for b in range(self.batch_size):
             stream = self._streams[b]

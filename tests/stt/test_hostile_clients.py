@@ -1,0 +1,192 @@
+"""Faults found by driving the STT from outside (issue 13): a step that fails, noise that
+decodes to nothing, a Marker flood, and a fast file sender whose keepalive must get through."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import httpx
+import msgpack
+import numpy as np
+import psutil
+import pytest
+import soundfile
+import websockets
+
+from services.common.audio import SAMPLE_RATE, resample
+from tests.servers import start_service
+from tests.stt.failing_stt import TRIGGER
+from tests.stt.test_sphinx import EXPECTED, PHRASE
+from tests.stt_client import FRAME, audio_msg, connect, marker_msg, speechlike, transcribe_stream
+
+pytestmark = pytest.mark.lite
+
+
+async def _recv(ws, wait_s: float = 30.0) -> dict:
+    return msgpack.unpackb(await asyncio.wait_for(ws.recv(), wait_s))
+
+
+class StepWatch:
+    """A healthy stream paced in real time beside the test; records when each Step arrived."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.url, self.key = url, key
+        self.times: list[float] = []
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        audio = speechlike(3.0, seed=5)
+        async with connect(self.url, self.key) as ws:
+            assert (await _recv(ws))["type"] == "Ready"
+
+            async def send() -> None:
+                i = 0
+                while not self._stop.is_set():
+                    await ws.send(audio_msg(audio[i % len(audio) : i % len(audio) + FRAME]))
+                    i += FRAME
+                    await asyncio.sleep(FRAME / 24000)
+
+            sender = asyncio.create_task(send())
+            try:
+                while not self._stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        if (await _recv(ws, 0.2))["type"] == "Step":
+                            self.times.append(time.monotonic())
+            finally:
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sender
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def largest_gap(self) -> float:
+        assert len(self.times) > 10, "the healthy stream got (almost) no Steps"
+        return max(np.diff(self.times))
+
+
+def square_noise(seconds: float) -> np.ndarray:
+    """The fuzzer's input: +-1.0 square-wave noise (random sign held for a few samples)."""
+    rng = np.random.default_rng(13)
+    blocks = np.where(rng.random(int(seconds * 24000) // 8 + 1) < 0.5, -1.0, 1.0)
+    return np.repeat(blocks, 8)[: int(seconds * 24000)].astype(np.float32)
+
+
+async def test_full_scale_noise_is_transcribed_to_nothing_and_the_service_goes_on(sphinx_stt):
+    url, key = sphinx_stt.ws, sphinx_stt.api_key
+    noise = await transcribe_stream(url, key, square_noise(14.4), chunk=24000)
+    assert noise.types[0] == "Ready" and noise.types[-1] == "Marker"
+    # The next stream takes the same slot (and decoder): it must not inherit the noise.
+    pcm, rate = soundfile.read(PHRASE, dtype="float32")
+    later = await transcribe_stream(url, key, resample(pcm, rate, SAMPLE_RATE), chunk=4000)
+    assert later.of("Step") and later.types[-1] == "Marker"
+    assert EXPECTED & {w.lower() for w, _ in later.words}, later.words
+
+
+async def test_marker_flood_keeps_memory_bounded_and_the_neighbour_flowing(sphinx_stt):
+    url, key = sphinx_stt.ws, sphinx_stt.api_key
+    service = psutil.Process(sphinx_stt.process.pid)
+    watch = StepWatch(url, key)
+    watcher = asyncio.create_task(watch.run())
+    await asyncio.sleep(1.0)
+    rss_before = service.memory_info().rss
+    echoed: list[int] = []
+    refused: list[str] = []
+    async with connect(url, key) as ws:
+        assert (await _recv(ws))["type"] == "Ready"
+        await ws.send(audio_msg(np.zeros(FRAME // 2, np.float32)))
+
+        async def flood() -> None:
+            for i in range(2000):
+                await ws.send(marker_msg(i))
+
+        async def read() -> None:
+            while len(echoed) + len(refused) < 2000:
+                msg = await _recv(ws)
+                if msg["type"] == "Marker":
+                    echoed.append(msg["id"])
+                elif msg["type"] == "Error":
+                    refused.append(msg["message"])
+
+        await asyncio.gather(flood(), read())
+    rss_after = service.memory_info().rss
+    watch.stop()
+    await watcher
+    # Each marker used to queue the model delay in silence (69 kB on sphinx): 2000 -> 138 MB.
+    assert rss_after - rss_before < 40e6, (rss_before, rss_after)
+    # Every marker comes back, in order, or is refused with a clear Error past the cap.
+    assert echoed == sorted(echoed) and len(echoed) >= 256
+    assert all("Markers are already waiting" in m for m in refused)
+    assert watch.largest_gap() < 1.0
+
+
+async def test_a_fast_file_sender_keeps_its_keepalive(sphinx_stt):
+    """Kyutai's stt_from_file_rust_server.py --rtf 1000, with the keepalive tightened to 2 s
+    (the script's websockets default is 20 s) so that a starved pong shows in a short test."""
+    # 100 s, over the old 60 s read-ahead; mostly silence, which sphinx decodes fastest.
+    pcm = np.concatenate([speechlike(10.0, seed=9), np.zeros(90 * 24000, np.float32)])
+    received: list[dict] = []
+    async with websockets.connect(
+        f"{sphinx_stt.ws}/api/asr-streaming",
+        additional_headers={"kyutai-api-key": sphinx_stt.api_key},
+        ping_interval=2,
+        ping_timeout=2,
+    ) as ws:
+
+        async def send() -> None:
+            await ws.send(audio_msg(np.zeros(24000, np.float32)))
+            for start in range(0, len(pcm), FRAME):
+                await ws.send(audio_msg(pcm[start : start + FRAME]))
+            for _ in range(5):
+                await ws.send(audio_msg(np.zeros(24000, np.float32)))
+            await ws.send(msgpack.packb({"type": "Marker", "id": 0}, use_single_float=True))
+
+        sender = asyncio.create_task(send())
+        async for raw in ws:
+            received.append(msgpack.unpackb(raw))
+            if received[-1]["type"] == "Marker":
+                break
+        await sender
+    assert received[-1] == {"type": "Marker", "id": 0}
+    steps = [m for m in received if m["type"] == "Step"]
+    assert len(steps) >= (len(pcm) + 6 * 24000) // FRAME
+
+
+async def test_a_failing_step_ends_every_stream_turns_ready_503_and_exits_non_zero(api_key, tmp_path):
+    args = ["--batch-size", "3"]
+    with start_service("tests.stt.failing_stt", args, api_key, tmp_path) as service:
+        clients = [connect(service.ws, api_key) for _ in range(2)]
+        async with clients[0] as bystander, clients[1] as culprit:
+            for ws in (bystander, culprit):
+                assert (await _recv(ws))["type"] == "Ready"
+            await bystander.send(audio_msg(speechlike(0.5)))
+            assert (await _recv(bystander))["type"] == "Step"
+            readiness: list[tuple[int, dict]] = []
+
+            async def poll_ready() -> None:
+                async with httpx.AsyncClient(base_url=service.http, timeout=2) as http:
+                    with contextlib.suppress(httpx.HTTPError):
+                        while True:
+                            response = await http.get("/ready")
+                            readiness.append((response.status_code, response.json()))
+                            await asyncio.sleep(0.02)
+
+            poller = asyncio.create_task(poll_ready())
+            await culprit.send(audio_msg(np.full(FRAME, TRIGGER, np.float32)))
+            for ws in (bystander, culprit):
+                messages = []
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    while True:
+                        messages.append(await _recv(ws))
+                errors = [m for m in messages if m["type"] == "Error"]
+                assert errors and "internal error in the stt engine" in errors[0]["message"], messages
+        assert await asyncio.to_thread(service.process.wait, 30) != 0
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
+    failed = [body for status, body in readiness if status == 503]
+    assert failed and "step error: RuntimeError: simulated device fault" in failed[0]["reason"]
+    log = service.log_text()
+    assert "simulated device fault" in log and "Traceback" in log
