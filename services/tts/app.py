@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from services.common.auth import require_http_key
 from services.common.lifecycle import ModelState, admit_stream, model_lifespan
@@ -24,10 +25,23 @@ def build_app(settings: TtsSettings, engine_factory: EngineFactory = load_engine
     """Create the app; the model loads in the background so /health answers at once."""
     key = settings.required_api_key()
     state: ModelState[TtsBatcher] = ModelState()
-    lifespan = model_lifespan(state, load=lambda: engine_factory(settings), make_loop=TtsBatcher)
+
+    def load() -> TtsEngine:
+        engine = engine_factory(settings)
+        engine.use_aliases(settings.voice_aliases(engine.name))
+        return engine
+
+    lifespan = model_lifespan(state, load=load, make_loop=TtsBatcher)
     app = FastAPI(title="Unmute TTS", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.model = state
     app.include_router(service_routes("tts", state.readiness))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 naming each problem, without echoing the input: a NaN or infinite value in it
+        cannot be written as JSON, and FastAPI's own answer would then fail with a 500."""
+        detail = [{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     def ready_batcher() -> TtsBatcher:
         if state.loop is None:
@@ -55,8 +69,15 @@ def build_app(settings: TtsSettings, engine_factory: EngineFactory = load_engine
 
     @app.get("/v1/voices")
     async def voices() -> dict[str, object]:
-        """The voices this server can use, and the one used when none is asked for."""
+        """The voices this server can use, the one used when none is asked for, the aliases
+        (OpenAI's voice names) and the voice each stands for, and the ``voice+variant`` variants."""
         engine = ready_batcher().engine
-        return {"engine": engine.name, "default": engine.default_voice, "voices": engine.voices()}
+        return {
+            "engine": engine.name,
+            "default": engine.default_voice,
+            "voices": engine.voices(),
+            "aliases": dict(engine.aliases),
+            "variants": engine.variants(),
+        }
 
     return app

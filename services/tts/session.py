@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Literal
+import math
+from typing import Annotated, Literal, Self
 
+import msgpack
 import numpy as np
+import numpy.typing as npt
 from fastapi import WebSocket, WebSocketDisconnect
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from services.common.protocol import (
-    TTS_CLIENT_MESSAGES,
     AudioOut,
     Eos,
     Error,
@@ -25,7 +27,7 @@ from services.common.protocol import (
 from services.common.ratelimit import MessagePacer
 from services.tts import metrics
 from services.tts.batcher import TtsBatcher, TtsSlot
-from services.tts.engines.base import StreamStart, TtsEngine
+from services.tts.engines.base import StreamStart, TtsEngine, VoiceError
 from services.tts.settings import TtsSettings
 from services.tts.text import split_words
 
@@ -34,6 +36,39 @@ logger = logging.getLogger(__name__)
 NO_FREE_CHANNELS = "no free channels"
 EOS_FRAME = b"\x00"  # moshi-server's binary end-of-stream marker
 MAX_VOICE_VALUES = 512 * 2000  # a 512-d embedding of 2000 frames (160 s of reference audio)
+MAX_VOICE_NAME = 256
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+EmbeddingValue = Annotated[float, Field(allow_inf_nan=False, ge=-_FLOAT32_MAX, le=_FLOAT32_MAX)]
+
+
+class VoiceEmbeddingIn(VoiceIn):
+    """A `Voice` message whose every field is checked before use: a [1, dim, frames] embedding
+    of finite float32 values, no bigger than `MAX_VOICE_VALUES`, with as many values as its shape."""
+
+    embeddings: list[EmbeddingValue] = Field(max_length=MAX_VOICE_VALUES)
+    shape: tuple[Literal[1], PositiveInt, PositiveInt]
+
+    @model_validator(mode="after")
+    def _shape_fits_values(self) -> Self:
+        size = math.prod(self.shape)
+        if size != len(self.embeddings):
+            raise ValueError(f"shape {list(self.shape)} needs {size} values, got {len(self.embeddings)}")
+        return self
+
+    def array(self) -> npt.NDArray[np.float32]:
+        """The embedding as a float32 array of its shape."""
+        return np.asarray(self.embeddings, dtype=np.float32).reshape(self.shape)
+
+
+CLIENT_MESSAGES = (TextIn, Eos, VoiceEmbeddingIn)
+
+
+def describe(exc: ValidationError) -> str:
+    """A client-facing summary of what failed validation."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors(include_url=False)
+    )
 
 
 class StreamQuery(BaseModel):
@@ -45,7 +80,7 @@ class StreamQuery(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    voice: str | None = None
+    voice: str | None = Field(None, max_length=MAX_VOICE_NAME)
     format: Literal["PcmMessagePack", "Pcm"] = "PcmMessagePack"
     cfg_alpha: float | None = Field(None, ge=0.0, le=10.0)
 
@@ -61,8 +96,7 @@ def parse_query(
     try:
         query = StreamQuery.model_validate(params)
     except ValidationError as exc:
-        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors(include_url=False))
-        raise QueryError(f"bad query: {problems} (formats: PcmMessagePack, Pcm)") from None
+        raise QueryError(f"bad query: {describe(exc)} (formats: PcmMessagePack, Pcm)") from None
     try:
         return query, stream_start(engine, settings, query.voice, query.cfg_alpha)
     except ValueError as exc:
@@ -72,8 +106,9 @@ def parse_query(
 def stream_start(
     engine: TtsEngine, settings: TtsSettings, voice: str | None, cfg: float | None
 ) -> StreamStart:
-    """The voice and CFG a stream asked for (or the defaults), checked against the engine."""
-    voice = voice or engine.default_voice
+    """The voice (or the voice its alias stands for) and CFG a stream asked for, or the defaults,
+    checked against what the engine can load."""
+    voice = engine.resolve_voice(voice) if voice else engine.default_voice
     cfg = cfg if cfg is not None else settings.cfg_alpha
     engine.check_voice(voice)
     engine.check_cfg_alpha(cfg)
@@ -96,7 +131,7 @@ class TtsSession:
         self.settings = settings
         self.raw_pcm = query.format == "Pcm"
         self.start = start
-        self.parser = MessageParser(TTS_CLIENT_MESSAGES, settings.max_message_bytes)
+        self.parser = MessageParser(CLIENT_MESSAGES, settings.max_message_bytes)
         self.pacer = MessagePacer(settings.max_messages_per_second)
         self.chars = 0
         self.eos = False
@@ -143,9 +178,10 @@ class TtsSession:
                 return
             await self.pacer.take()
             if msg.get("text") is not None:
-                self._on_text(slot, msg["text"])  # moshi-server reads text frames as Text
-                continue
-            data = msg.get("bytes") or b""
+                # moshi-server reads a text frame as a Text message: it gets the same checks.
+                data = msgpack.packb({"type": "Text", "text": msg["text"]})
+            else:
+                data = msg.get("bytes") or b""
             if data == EOS_FRAME:
                 self._on_eos(slot)
                 continue
@@ -158,7 +194,7 @@ class TtsSession:
                 self._on_text(slot, parsed.text)
             elif isinstance(parsed, Eos):
                 self._on_eos(slot)
-            elif isinstance(parsed, VoiceIn):
+            elif isinstance(parsed, VoiceEmbeddingIn):
                 self._on_voice(slot, parsed)
 
     def _begin(self, slot: TtsSlot) -> None:
@@ -189,24 +225,17 @@ class TtsSession:
         self._begin(slot)
         self.batcher.push_eos(slot)
 
-    def _on_voice(self, slot: TtsSlot, voice: VoiceIn) -> None:
+    def _on_voice(self, slot: TtsSlot, voice: VoiceEmbeddingIn) -> None:
         if slot.started:
             self._error(slot, "voice_late", "Voice must come before the first Text")
             return
-        shape = voice.shape
-        values = np.asarray(voice.embeddings, dtype=np.float32)
-        if (
-            len(shape) != 3
-            or shape[0] != 1
-            or int(np.prod(shape)) != values.size
-            or values.size > MAX_VOICE_VALUES
-        ):
-            self._error(slot, "voice", f"Voice needs a [1, dim, frames] embedding, got shape {shape}")
+        embedding = voice.array()
+        try:
+            self.batcher.engine.check_embedding(embedding)
+        except VoiceError as exc:
+            self._error(slot, "voice", f"cannot use this Voice: {exc}")
             return
-        if not np.isfinite(values).all():
-            self._error(slot, "voice", "Voice embedding contains NaN or infinite values")
-            return
-        self.start = StreamStart(voice=values.reshape(shape), cfg_alpha=self.start.cfg_alpha)
+        self.start = StreamStart(voice=embedding, cfg_alpha=self.start.cfg_alpha)
 
     async def _send_loop(self, slot: TtsSlot) -> None:
         while (message := await slot.outbox.get()) is not None:

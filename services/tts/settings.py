@@ -2,12 +2,61 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import BeforeValidator, Field
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from services.common.settings import ServiceSettings
+
+
+def parse_aliases(value: object) -> object:
+    """``alias:voice,alias:voice`` (a plain `.env` value: no quotes, no JSON) into a mapping."""
+    if not isinstance(value, str):
+        return value
+    table: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        alias, colon, voice = (text.strip() for text in item.partition(":"))
+        if not (colon and alias and voice):
+            raise ValueError(f"voice alias {item!r} is not alias:voice")
+        table[alias] = voice
+    return table
+
+
+VoiceAliases = Annotated[dict[str, str], NoDecode, BeforeValidator(parse_aliases)]
+
+# OpenAI's voice names, so clients that send them (LiveKit's default is marin) get speech:
+# expresso voices of kyutai/tts-voices for moshi, English voices and variants for espeak.
+MOSHI_VOICE_ALIASES = {
+    "alloy": "expresso/ex04-ex01_narration_001_channel1_605s.wav",
+    "ash": "expresso/ex03-ex01_desire_004_channel2_580s.wav",
+    "ballad": "expresso/ex03-ex01_sleepy_001_channel1_619s.wav",
+    "coral": "expresso/ex04-ex02_calm_001_channel2_336s.wav",
+    "echo": "expresso/ex03-ex01_calm_001_channel1_1143s.wav",
+    "fable": "vctk/p226_023.wav",
+    "nova": "expresso/ex04-ex02_happy_001_channel1_118s.wav",
+    "onyx": "expresso/ex04-ex01_sympathetic-sad_008_channel2_453s.wav",
+    "sage": "vctk/p228_023.wav",
+    "shimmer": "expresso/ex04-ex02_desire_001_channel2_694s.wav",
+    "verse": "expresso/ex03-ex01_laughing_001_channel1_188s.wav",
+    "marin": "expresso/ex01-ex02_default_001_channel2_198s.wav",
+    "cedar": "expresso/ex03-ex01_happy_001_channel1_334s.wav",
+}
+ESPEAK_VOICE_ALIASES = {
+    "alloy": "en-us+f2",
+    "ash": "en-us+m3",
+    "ballad": "en-gb-x-rp+m2",
+    "coral": "en-us+f4",
+    "echo": "en-us+m1",
+    "fable": "en-gb-x-rp",
+    "nova": "en-us+f3",
+    "onyx": "en-us+m2",
+    "sage": "en-gb+f2",
+    "shimmer": "en-us+f5",
+    "verse": "en-us-nyc+m5",
+    "marin": "en-us+f1",
+    "cedar": "en-us",
+}
 
 
 class TtsSettings(ServiceSettings):
@@ -28,6 +77,14 @@ class TtsSettings(ServiceSettings):
     voice_repo: str = Field(
         "kyutai/tts-voices", description="HF repo id or local directory holding the voice embeddings."
     )
+    moshi_voice_aliases: VoiceAliases = Field(
+        MOSHI_VOICE_ALIASES,
+        description="alias:voice,... for moshi; an alias whose voice is missing uses the default voice.",
+    )
+    espeak_voice_aliases: VoiceAliases = Field(
+        ESPEAK_VOICE_ALIASES,
+        description="alias:voice,... for espeak; an alias whose voice is missing uses the default voice.",
+    )
     batch_size: int = Field(4, ge=1, le=256, description="Concurrent streams (fixed model slots).")
     device: str = Field("auto", description="cuda, cpu, or auto (cuda when available).")
     dtype: Literal["auto", "bfloat16", "float32"] = Field(
@@ -42,3 +99,7 @@ class TtsSettings(ServiceSettings):
     synthesize_wait_s: float = Field(
         30.0, ge=0, description="How long POST /synthesize waits for a free slot."
     )
+
+    def voice_aliases(self, engine: str) -> dict[str, str]:
+        """The alias table of this engine."""
+        return self.moshi_voice_aliases if engine == "moshi" else self.espeak_voice_aliases

@@ -13,16 +13,16 @@ from pydantic import BaseModel, Field
 from services.common.audio import SAMPLE_RATE
 from services.common.protocol import AudioOut, Error
 from services.tts.batcher import TtsBatcher, TtsSlot
-from services.tts.session import stream_start
+from services.tts.session import MAX_VOICE_NAME, stream_start
 from services.tts.settings import TtsSettings
 from services.tts.text import split_words
 
 
 class SynthesizeRequest(BaseModel):
-    """What to say, and optionally with which voice and CFG strength."""
+    """What to say, and optionally with which voice (or alias) and CFG strength."""
 
     text: str
-    voice: str | None = None
+    voice: str | None = Field(None, max_length=MAX_VOICE_NAME)
     cfg_alpha: float | None = Field(None, ge=0.0, le=10.0)
 
 
@@ -51,6 +51,9 @@ async def synthesize(
         start = stream_start(batcher.engine, settings, request.voice, request.cfg_alpha)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
+    words = split_words(text)
+    if not words:
+        raise HTTPException(400, "text has no words to speak")
 
     deadline = time.monotonic() + settings.synthesize_wait_s
     while (slot := batcher.open()) is None:
@@ -58,7 +61,7 @@ async def synthesize(
             raise HTTPException(503, "no free channels", headers={"Retry-After": "5"})
         await asyncio.sleep(0.1)
     batcher.start(slot, start)
-    batcher.push_words(slot, split_words(text))
+    batcher.push_words(slot, words)
     batcher.push_eos(slot)
     return StreamingResponse(
         _pcm_stream(batcher, slot),

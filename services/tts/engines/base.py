@@ -8,14 +8,18 @@ out. All calls happen in one worker thread, never on the event loop.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 import numpy.typing as npt
 
 from services.common.protocol import TextOut
 from services.tts.text import Word
+
+logger = logging.getLogger(__name__)
 
 
 class VoiceError(ValueError):
@@ -67,10 +71,16 @@ class TtsEngine(abc.ABC):
     name: str
     batch_size: int
     default_voice: str
+    #: Other names for voices (OpenAI's ``alloy``, ``marin``...), each naming a voice that loads.
+    aliases: Mapping[str, str] = MappingProxyType({})
 
     @abc.abstractmethod
     def voices(self) -> list[str]:
         """Names of the voices a client may ask for."""
+
+    def variants(self) -> list[str]:
+        """Variants a voice name may carry as ``voice+variant`` (none unless the engine has them)."""
+        return []
 
     def check_voice(self, voice: str) -> None:
         """Raise `VoiceError` unless `voice` can be used."""
@@ -78,6 +88,32 @@ class TtsEngine(abc.ABC):
             raise VoiceError(
                 f"unknown voice {voice!r}; GET /v1/voices lists the {len(self.voices())} available"
             )
+
+    def check_embedding(self, embedding: npt.NDArray[np.float32]) -> None:
+        """Raise `VoiceError` unless a client's [1, dim, frames] voice embedding can be used."""
+        raise VoiceError(f"the {self.name} engine takes no voice embeddings")
+
+    def use_aliases(self, table: Mapping[str, str]) -> None:
+        """Adopt `table` (alias -> voice); an alias whose voice cannot be used gets the default voice."""
+        aliases: dict[str, str] = {}
+        missing: dict[str, str] = {}
+        for alias, voice in table.items():
+            try:
+                self.check_voice(voice)
+                aliases[alias] = voice
+            except VoiceError:
+                missing[alias] = voice
+                aliases[alias] = self.default_voice
+        if missing:
+            logger.warning(
+                "voice aliases name voices this engine cannot load; they use the default voice",
+                extra={"aliases": missing, "default_voice": self.default_voice},
+            )
+        self.aliases = MappingProxyType(aliases)
+
+    def resolve_voice(self, voice: str) -> str:
+        """The voice an alias stands for; any other name is itself."""
+        return self.aliases.get(voice, voice)
 
     def check_cfg_alpha(self, cfg_alpha: float) -> None:  # noqa: B027 (optional hook; most engines take any)
         """Raise `ValueError` unless the engine accepts this CFG strength (default: any)."""

@@ -1,10 +1,10 @@
 """A small ctypes binding of the espeak-ng library shipped by the `espeakng-loader` wheel.
 
-Only what the lite engine needs: initialise in synchronous mode, list voices, select
-one, and synthesise a text into 16-bit samples together with espeak's own word events
-(each carries the sample at which the word starts, so word times are measured, not
-guessed). espeak-ng keeps global state: one `EspeakLibrary` per process, used from one
-thread.
+Only what the lite engine needs: initialise in synchronous mode, list the voices that
+load (with the identifier espeak-ng selects each by) and the voice variants, select one,
+and synthesise a text into 16-bit samples together with espeak's own word events (each
+carries the sample at which the word starts, so word times are measured, not guessed).
+espeak-ng keeps global state: one `EspeakLibrary` per process, used from one thread.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ class _Event(ctypes.Structure):
 class _Voice(ctypes.Structure):
     _fields_ = [
         ("name", ctypes.c_char_p),
-        ("languages", ctypes.c_char_p),
+        # A list of (priority byte, NUL-terminated language) ended by a zero byte: a plain
+        # c_char_p would stop at the first NUL and lose every language after the first.
+        ("languages", ctypes.c_void_p),
         ("identifier", ctypes.c_char_p),
         ("gender", ctypes.c_ubyte),
         ("age", ctypes.c_ubyte),
@@ -64,6 +66,16 @@ class WordMark:
     sample: int
 
 
+def _languages(address: int) -> list[str]:
+    """The language codes of one voice, in espeak-ng's order."""
+    codes = []
+    while ctypes.c_ubyte.from_address(address).value:  # priority byte; zero ends the list
+        code = ctypes.string_at(address + 1)
+        codes.append(code.decode())
+        address += len(code) + 2
+    return codes
+
+
 class EspeakLibrary:
     """The process-wide espeak-ng instance."""
 
@@ -73,6 +85,11 @@ class EspeakLibrary:
         self._lib = ctypes.cdll.LoadLibrary(espeakng_loader.get_library_path())
         self._lib.espeak_Initialize.restype = ctypes.c_int
         self._lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
+        self._lib.espeak_ListVoices.argtypes = [ctypes.POINTER(_Voice)]
+        self._lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        self._lib.espeak_TextToPhonemes.argtypes = [
+            ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int,
+        ]  # fmt: skip
         self._lib.espeak_Synth.argtypes = [
             ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
             ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
@@ -100,17 +117,45 @@ class EspeakLibrary:
             i += 1
         return 0
 
-    def voices(self) -> list[str]:
-        """Language codes of every voice espeak-ng has (``en-us``, ``fr-fr``, ...)."""
-        listing = self._lib.espeak_ListVoices(None)
-        names, i = [], 0
+    def _list(self, spec: _Voice | None) -> list[_Voice]:
+        listing = self._lib.espeak_ListVoices(spec)
+        found, i = [], 0
         while listing[i]:
-            names.append(listing[i].contents.languages[1:].split(b"\0")[0].decode())
+            found.append(listing[i].contents)
             i += 1
-        return sorted(set(names))
+        return found
+
+    def voices(self) -> dict[str, str]:
+        """Every voice by its language code (``en-us``, ``fr-fr``), with the identifier espeak-ng
+        selects it by (``gmw/en-US``, ``roa/fr``): most codes are no voice name of their own."""
+        found: dict[str, str] = {}
+        for voice in self._list(None):
+            found.setdefault(_languages(voice.languages)[0], voice.identifier.decode())
+        return dict(sorted(found.items()))
+
+    def variants(self) -> list[str]:
+        """Names of the voice variants (``f3``, ``m1``...), which any voice takes as ``voice+variant``."""
+        keyword = ctypes.create_string_buffer(b"variant")
+        spec = _Voice(languages=ctypes.cast(keyword, ctypes.c_void_p))
+        return sorted(v.identifier.decode().removeprefix("!v/") for v in self._list(spec))
+
+    def loads(self, identifier: str) -> bool:
+        """Whether espeak-ng can speak with this voice.
+
+        Selecting a voice whose dictionary is missing from the data still succeeds (espeak
+        only prints "Can't read dictionary file"), but it then turns any text into no
+        phonemes at all, so a one-letter text tells the two apart.
+        """
+        self._voice = None  # whatever happens, the next synthesis selects its voice again
+        if self._lib.espeak_SetVoiceByName(identifier.encode()) != 0:
+            return False
+        text = ctypes.create_string_buffer(b"a")
+        cursor = ctypes.c_void_p(ctypes.addressof(text))
+        return bool(self._lib.espeak_TextToPhonemes(ctypes.byref(cursor), _CHARS_UTF8, 0))
 
     def synthesize(self, text: str, voice: str) -> tuple[npt.NDArray[np.int16], list[WordMark]]:
-        """Samples (at `sample_rate`) of `text` spoken by `voice`, and where each word starts."""
+        """Samples (at `sample_rate`) of `text` spoken by `voice` (an identifier, with an optional
+        ``+variant``), and where each word starts."""
         if voice != self._voice:
             if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
                 raise ValueError(f"espeak-ng has no voice {voice!r}")

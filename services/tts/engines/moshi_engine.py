@@ -105,6 +105,8 @@ class MoshiTtsEngine(TtsEngine):
 
         provider = lm.condition_provider
         assert provider is not None and lm.fuser is not None
+        speaker = dict(provider.conditioners.items()).get("speaker_wavs")  # a ModuleDict has no get()
+        self.embedding_dim: int | None = getattr(speaker, "dim", None)
         default = self._attributes(self.default_voice, self.default_cfg)
         conditions = provider.prepare_and_provide([default] * self.batch_size)
         self.lm_gen = LMGen(
@@ -165,6 +167,16 @@ class MoshiTtsEngine(TtsEngine):
                 raise VoiceError(f"model {self.tts.voice_repo!r} has a single built-in voice; got {voice!r}")
             return
         self.catalogue.path(voice)
+
+    def check_embedding(self, embedding: np.ndarray) -> None:
+        """A client's embedding must have the width of this model's voice embeddings."""
+        if self.catalogue is None or self.embedding_dim is None:
+            raise VoiceError("this model has a single built-in voice; it takes no embedding")
+        if embedding.shape[1] != self.embedding_dim:
+            raise VoiceError(
+                f"this model's voice embeddings are [1, {self.embedding_dim}, frames], "
+                f"got {list(embedding.shape)}"
+            )
 
     def check_cfg_alpha(self, cfg_alpha: float) -> None:
         """Distilled models accept only the CFG values they were trained with."""
@@ -273,28 +285,17 @@ class MoshiTtsEngine(TtsEngine):
         outputs: dict[int, SlotOutput] = {}
         reset = torch.zeros(self.batch_size, dtype=torch.bool)
         for item in inputs:
-            slot = self._slots[item.slot]
-            if item.start is not None:
-                try:
-                    self._start(item.slot, item.start.voice, item.start.cfg_alpha)
-                except (VoiceError, ValueError, RuntimeError) as exc:
-                    outputs[item.slot] = SlotOutput(done=True, error=f"cannot use this voice: {exc}")
-                    self._slots[item.slot] = _Slot()
-                    continue
-                self._slots[item.slot] = slot = _Slot(state=self.machine.new_state([]))
-                reset[item.slot] = True
-            if item.stop:
+            try:
+                self._apply(item, outputs, reset)
+            except Exception as exc:
+                # One stream's voice or text must not end the others: only this slot stops.
                 self._slots[item.slot] = _Slot()
-                continue
-            if slot.state is None:
-                continue
-            slot.state.entries.extend(self._entry(slot, w) for w in item.words)
-            if item.eos:
-                slot.eos = True
-                if slot.words_queued == 0:
-                    # Eos before any word: nothing to say, the stream ends at once.
-                    outputs[item.slot] = SlotOutput(done=True)
-                    self._slots[item.slot] = _Slot()
+                if isinstance(exc, VoiceError):
+                    error = f"cannot use this voice: {exc}"
+                else:
+                    logger.exception("TTS input failed; that stream was ended", extra={"slot": item.slot})
+                    error = f"speech synthesis failed for this stream: {exc}"
+                outputs[item.slot] = SlotOutput(done=True, error=error)
         if reset.any():
             self.lm_gen.reset_streaming(reset.to(self.device))
             self.tts.mimi.reset_streaming(reset.to(self.device))
@@ -335,6 +336,30 @@ class MoshiTtsEngine(TtsEngine):
                 out.done = True
                 self._slots[b] = _Slot()
         return StepResult(outputs, progressed=True)
+
+    def _apply(self, item: SlotInput, outputs: dict[int, SlotOutput], reset: torch.Tensor) -> None:
+        """Take one slot's new stream, words and Eos."""
+        slot = self._slots[item.slot]
+        if item.start is not None:
+            self._slots[item.slot] = _Slot()
+            try:
+                self._start(item.slot, item.start.voice, item.start.cfg_alpha)
+            except (ValueError, RuntimeError) as exc:  # e.g. an embedding whose shape the model refuses
+                raise VoiceError(str(exc)) from exc
+            self._slots[item.slot] = slot = _Slot(state=self.machine.new_state([]))
+            reset[item.slot] = True
+        if item.stop:
+            self._slots[item.slot] = _Slot()
+            return
+        if slot.state is None:
+            return
+        slot.state.entries.extend(self._entry(slot, w) for w in item.words)
+        if item.eos:
+            slot.eos = True
+            if slot.words_queued == 0:
+                # Eos before any word: nothing to say, the stream ends at once.
+                outputs[item.slot] = SlotOutput(done=True)
+                self._slots[item.slot] = _Slot()
 
     def _timed_words(self, slot: _Slot, final: bool = False) -> list[TextOut]:
         """Words whose end is now known, timed on the output audio (step / 12.5 s).

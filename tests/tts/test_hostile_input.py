@@ -1,0 +1,164 @@
+"""Malformed and oversized TTS input on the espeak engine: each gets a clear answer and the
+stream (and its neighbours) go on; a long text never holds the other streams up."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import msgpack
+import pytest
+import websockets
+
+from tests.tts_client import EOS, TtsRun, connect, read_all, text_msg
+
+pytestmark = pytest.mark.lite
+
+# About 4000 characters (the per-stream limit) of plain sentences.
+LONG_TEXT = ("The rain in Spain stays mainly in the plain, and nobody minds at all. " * 57)[:3990]
+
+
+def voice_msg(embeddings: list, shape: list) -> bytes:
+    return msgpack.packb({"type": "Voice", "embeddings": embeddings, "shape": shape})
+
+
+@pytest.mark.parametrize(
+    ("embeddings", "shape", "reason"),
+    [
+        ([0.1] * 6, [1, -2, -3], "shape.1: Input should be greater than 0"),  # fault 8: reshape raised
+        ([], [1, 0, 5], "shape.1: Input should be greater than 0"),
+        ([0.1] * 6, [1, 2, 3, 1], "shape: Tuple should have at most 3 items"),
+        ([0.1] * 6, [2, 1, 3], "shape.0: Input should be 1"),
+        ([0.1] * 5, [1, 2, 3], "shape [1, 2, 3] needs 6 values, got 5"),
+        ([], [1, 2**32, 2**32], "needs 18446744073709551616 values, got 0"),  # int64 product wraps to 0
+        ([0.1, float("nan")], [1, 1, 2], "embeddings.1: Input should be a finite number"),
+        ([0.1, 1e39], [1, 1, 2], "embeddings.1: Input should be less than or equal to"),  # inf as float32
+        (["a", 0.1], [1, 1, 2], "embeddings.0: Input should be a valid number"),
+        ([0.1] * 6, "123", "shape: Input should be a valid"),
+        ([0.1] * 6, [1, 2, 3], "the espeak engine takes no voice embeddings"),
+    ],
+)
+async def test_bad_voice_gets_an_error_and_the_stream_goes_on(espeak_tts, embeddings, shape, reason):
+    run = TtsRun()
+    async with connect(espeak_tts.ws, espeak_tts.api_key) as ws:
+        run.messages.append(msgpack.unpackb(await ws.recv()))
+        await ws.send(voice_msg(embeddings, shape))
+        error = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 10))
+        for word in ["hello", "there."]:
+            await ws.send(text_msg(word))
+        await ws.send(EOS)
+        await read_all(ws, run, 30)
+    assert error["type"] == "Error" and reason in error["message"], error
+    assert run.close_code == 1000 and run.of("Error") == []
+    assert [w for w, _, _ in run.words] == ["hello", "there."]
+
+
+async def test_text_frames_get_the_checks_of_text_messages(espeak_tts):
+    run = TtsRun()
+    async with connect(espeak_tts.ws, espeak_tts.api_key) as ws:
+        run.messages.append(msgpack.unpackb(await ws.recv()))
+        await ws.send("x" * 4097)
+        error = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 10))
+        await ws.send("hello")  # moshi-server reads a text frame as Text
+        await ws.send(EOS)
+        await read_all(ws, run, 30)
+    assert "invalid Text message: text: String should have at most 4096 characters" in error["message"]
+    assert run.close_code == 1000 and [w for w, _, _ in run.words] == ["hello"]
+
+
+async def test_overlong_voice_name_is_refused_before_upgrade(espeak_tts):
+    with pytest.raises(websockets.InvalidStatus) as info:
+        async with connect(espeak_tts.ws, espeak_tts.api_key, voice="v" * 300):
+            pass
+    assert info.value.response.status_code == 400
+    assert "voice: String should have at most 256 characters" in info.value.response.body.decode()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        ('{"text": "(( ))"}', 400, "text has no words to speak"),
+        ('{"text": 42}', 422, "text"),
+        ('{"text": "hi", "voice": "%s"}' % ("v" * 300), 422, "voice"),
+        ('{"text": "hi", "voice": ["en-us"]}', 422, "voice"),
+        ('{"text": "hi", "cfg_alpha": NaN}', 422, "cfg_alpha"),
+        ('{"text": "hi", "cfg_alpha": 1e999}', 422, "cfg_alpha"),
+        ('{"text": "hi", "cfg_alpha": %s}' % ("9" * 5000), 400, "error parsing the body"),
+        ("[" * 100_000, 400, "error parsing the body"),
+    ],
+)
+async def test_synthesize_rejects_bad_bodies(espeak_tts, body, status, reason):
+    async with httpx.AsyncClient(base_url=espeak_tts.http) as client:
+        response = await client.post(
+            "/synthesize",
+            content=body,
+            headers={"kyutai-api-key": espeak_tts.api_key, "content-type": "application/json"},
+        )
+    assert response.status_code == status
+    assert reason in response.text
+
+
+def test_long_text_is_spoken_in_bounded_slices():
+    """Fault 10: a 4000-character Text was synthesised in one step, stalling every slot."""
+    from services.tts.engines.base import SlotInput, StreamStart
+    from services.tts.engines.espeak_engine import PHRASE_CHARS, PHRASE_WORDS, EspeakTtsEngine
+    from services.tts.text import split_words
+
+    engine = EspeakTtsEngine(2)
+    result = engine.step(
+        [
+            SlotInput(0, StreamStart("en-us"), split_words(LONG_TEXT), eos=True),
+            SlotInput(1, StreamStart("en-gb"), split_words("one two three. four five six."), eos=True),
+        ]
+    )
+    per_step: dict[int, list[list[str]]] = {0: [], 1: []}
+    finished: dict[int, int] = {}
+    for step in range(1000):
+        for slot, out in result.outputs.items():
+            per_step[slot].append([w.text for w in out.words])
+            if out.done:
+                finished[slot] = step
+        if len(finished) == 2:
+            break
+        result = engine.step([])
+    assert finished[1] <= 3 < finished[0]  # the short stream is not queued behind the long one
+    assert [w for words in per_step[0] for w in words] == LONG_TEXT.split()
+    for words in per_step[0]:
+        assert len(words) <= PHRASE_WORDS and (len(words) <= 1 or len(" ".join(words)) <= PHRASE_CHARS)
+
+
+async def test_long_text_does_not_stall_another_stream(espeak_tts):
+    """Three 4000-character texts at once stalled every other stream by over 2 s; now the
+    neighbour's audio keeps coming: its first audio, and each later gap, is well under a second."""
+    started = asyncio.Event()
+
+    async def long_stream() -> TtsRun:
+        run = TtsRun()
+        async with connect(espeak_tts.ws, espeak_tts.api_key) as ws:
+            run.messages.append(msgpack.unpackb(await ws.recv()))
+            await started.wait()
+            await ws.send(text_msg(LONG_TEXT))
+            await ws.send(EOS)
+            await read_all(ws, run, 120)
+        return run
+
+    async def neighbour() -> list[float]:
+        arrivals = []
+        async with connect(espeak_tts.ws, espeak_tts.api_key) as ws:
+            await ws.recv()
+            started.set()
+            await asyncio.sleep(0.05)  # the long texts go first
+            sent = time.monotonic()
+            await ws.send(text_msg("one two three four five six seven eight nine ten."))
+            await ws.send(EOS)
+            with pytest.raises(websockets.ConnectionClosedOK):
+                while True:
+                    if msgpack.unpackb(await asyncio.wait_for(ws.recv(), 30))["type"] == "Audio":
+                        arrivals.append(time.monotonic() - sent)
+        return arrivals
+
+    *longs, arrivals = await asyncio.gather(long_stream(), long_stream(), long_stream(), neighbour())
+    assert all(run.close_code == 1000 and run.of("Error") == [] for run in longs)
+    gaps = [b - a for a, b in zip([0.0, *arrivals], arrivals, strict=False)]
+    assert arrivals and max(gaps) < 1.0, f"first audio {arrivals[0]:.2f} s, largest gap {max(gaps):.2f} s"
