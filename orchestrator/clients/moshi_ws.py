@@ -4,8 +4,10 @@ for `Ready`, sending msgpack messages, and reading typed messages until the end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
-from typing import ClassVar
+from types import TracebackType
+from typing import ClassVar, Self
 
 import msgpack
 import websockets
@@ -20,7 +22,13 @@ CLOSE_TIMEOUT_S = 1.0  # websockets' 10 s default would stall a cancelled turn
 
 
 async def open_stream(service: str, url: str, api_key: str) -> ClientConnection:
-    """Connect, wait for `Ready`, map every failure to a `BackendError` within the timeout."""
+    """Connect, wait for `Ready`, map every failure to a `BackendError` within the timeout.
+
+    A connection that does not end up handed to the caller is closed here, whatever
+    stopped it (a refusal, a timeout, or the caller's cancellation): each one holds a
+    slot on the service until it is closed.
+    """
+    ws: ClientConnection | None = None
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT_S):
             ws = await websockets.connect(
@@ -31,25 +39,46 @@ async def open_stream(service: str, url: str, api_key: str) -> ClientConnection:
                 compression=None,
             )
             first = msgpack.unpackb(await ws.recv())
-    except TimeoutError:
-        raise BackendTimeout(service, f"no Ready from {url} within {CONNECT_TIMEOUT_S:.0f} s") from None
-    except websockets.InvalidStatus as exc:
-        reason = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""
-        detail = f"refused the stream (HTTP {exc.response.status_code}{': ' + reason if reason else ''})"
-        raise BackendUnavailable(service, detail) from None
-    except (OSError, websockets.WebSocketException) as exc:
-        raise BackendUnavailable(service, f"cannot reach {url}: {exc}") from None
+        if not isinstance(first, dict):
+            raise BackendError(service, f"unexpected first message: {first!r:.200}")
+    except BaseException as exc:
+        if ws is not None:
+            await close_quietly(ws)
+        if isinstance(exc, TimeoutError):
+            raise BackendTimeout(service, f"no Ready from {url} within {CONNECT_TIMEOUT_S:.0f} s") from None
+        if isinstance(exc, websockets.InvalidStatus):
+            body = exc.response.body
+            reason = body.decode(errors="replace").strip() if body else ""
+            detail = f"refused the stream (HTTP {exc.response.status_code}{': ' + reason if reason else ''})"
+            raise BackendUnavailable(service, detail) from None
+        if isinstance(exc, (OSError, websockets.WebSocketException)):
+            raise BackendUnavailable(service, f"cannot reach {url}: {exc}") from None
+        if isinstance(exc, (ValueError, msgpack.UnpackException)):
+            raise BackendError(service, f"unreadable first message: {exc}") from None
+        raise
     if first.get("type") == "Ready":
         return ws
-    await ws.close()
+    await close_quietly(ws)
     message = first.get("message", str(first))
     if message == "no free channels":
         raise BackendAtCapacity(service, "all streams are in use (no free channels)")
     raise BackendError(service, f"unexpected first message: {message}")
 
 
+async def close_quietly(ws: ClientConnection) -> None:
+    """Close cleanly within `CLOSE_TIMEOUT_S`; if even that is interrupted, drop the TCP connection."""
+    try:
+        with contextlib.suppress(Exception):
+            await ws.close()
+    finally:
+        ws.transport.abort()  # a no-op once the close has completed
+
+
 class MoshiStream:
-    """An open stream: send packed messages, read typed ones; losses become `BackendUnavailable`."""
+    """An open stream: send packed messages, read typed ones; losses become `BackendUnavailable`.
+
+    Used as an async context manager, so that the stream is closed on every way out.
+    """
 
     service: ClassVar[str]
     parser: ClassVar[MessageParser]
@@ -75,4 +104,13 @@ class MoshiStream:
             raise BackendUnavailable(self.service, f"connection lost ({exc})") from None
 
     async def close(self) -> None:
-        await self._ws.close()
+        """Close the stream (freeing its slot on the service) even when cancelled meanwhile."""
+        await close_quietly(self._ws)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

@@ -63,8 +63,12 @@ class History:
         while self.messages and self.messages[0].role != "user":
             self.messages.pop(0)  # a conversation starts with the user
 
-    def for_llm(self) -> list[dict[str, str]]:
-        """OpenAI chat messages; empty (fully interrupted) assistant turns are left out."""
-        out = [{"role": "system", "content": self.system_prompt}]
+    def for_llm(self, system_prompt: str | None = None) -> list[dict[str, str]]:
+        """OpenAI chat messages; empty (fully interrupted) assistant turns are left out.
+
+        `system_prompt` replaces the session's for one request (a `response.create` with
+        instructions, as OpenAI defines them).
+        """
+        out = [{"role": "system", "content": system_prompt or self.system_prompt}]
         out += [{"role": m.role, "content": m.content} for m in self.messages if m.content.strip()]
         return out

@@ -67,6 +67,24 @@ class _Response:
     audio_ms: float = 0.0
     playback_start: float | None = None
     status: str = "in_progress"
+    # Set by `response.create` (validated there); None: the session's own settings.
+    instructions: str | None = None
+    max_output_tokens: int | str | None = None
+    voice: str | None = None
+    metadata: dict[str, str] | None = None
+    cancel_reason: str = "turn_detected"  # OpenAI's reasons: turn_detected, client_cancelled
+    failure: dict[str, str] | None = None  # status_details.error of a failed response
+
+    @classmethod
+    def requested(cls, options: dict[str, Any]) -> _Response:
+        """A response with what `response.create` asked for (a validated `response` object)."""
+        output = (options.get("audio") or {}).get("output") or {}
+        return cls(
+            instructions=options.get("instructions"),
+            max_output_tokens=options.get("max_output_tokens"),
+            voice=output.get("voice"),
+            metadata=options.get("metadata"),
+        )
 
     def played_ms(self) -> float:
         """Where the client's playback should be, assuming it plays in real time."""
@@ -105,7 +123,9 @@ class VoiceSession:
         self.input_ms = 0.0
         self._user_item: str | None = None
         self._user_words: list[str] = []
-        self._last_user_item: str | None = None
+        self._user_speaking = False  # a speech_started was sent for the user's current item
+        self._committed_ms = 0.0  # input audio up to the last commit
+        self._last_item: str | None = None  # the conversation's latest item (user or assistant)
         self._speech_end: float | None = None
         self._markers: dict[int, asyncio.Future[None]] = {}
         self._marker_seq = 0
@@ -126,26 +146,18 @@ class VoiceSession:
     # ---- lifecycle -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Keep the STT stream up until the session is cancelled."""
+        """Keep the STT stream up until the session is cancelled.
+
+        The stream is closed on every way out of a connection, cancellation included:
+        one left open would hold an STT slot until the service's idle timeout.
+        """
         attempt = 0
         while True:
             try:
-                stt = await SttStream.open(self.backends.stt_url, self.backends.service_key)
-                held, self._held_audio = self._held_audio, []
-                self._stt_sent_s = self._stt_done_s = 0.0
-                for pcm in held:
-                    await stt.send_audio(pcm)
-                    self._stt_sent_s += pcm.size / SAMPLE_RATE
-                self.stt = stt
-                self._stt_up.set()
-                if self._stt_down is not None:
-                    logger.info("STT back", extra={"session": self.id})
-                self._stt_down, attempt = None, 0
-                async for message in self.stt.events():
-                    self._on_stt(message)
+                async with await SttStream.open(self.backends.stt_url, self.backends.service_key) as stt:
+                    attempt = 0
+                    await self._serve_stt(stt)
             except BackendError as exc:
-                self.stt = None
-                self._stt_up.clear()
                 self._fail_markers()
                 if self._stt_down is None:
                     self._stt_down = str(exc)
@@ -153,16 +165,32 @@ class VoiceSession:
                 await asyncio.sleep(RECONNECT_BACKOFF_S[min(attempt, len(RECONNECT_BACKOFF_S) - 1)])
                 attempt += 1
 
+    async def _serve_stt(self, stt: SttStream) -> None:
+        """Send the audio held while connecting, then handle the stream's messages until it ends."""
+        held, self._held_audio = self._held_audio, []
+        self._stt_sent_s = self._stt_done_s = 0.0
+        for pcm in held:
+            await stt.send_audio(pcm)
+            self._stt_sent_s += pcm.size / SAMPLE_RATE
+        self.stt = stt
+        self._stt_up.set()
+        try:
+            if self._stt_down is not None:
+                logger.info("STT back", extra={"session": self.id})
+            self._stt_down = None
+            async for message in stt.events():
+                self._on_stt(message)
+        finally:
+            self.stt = None
+            self._stt_up.clear()
+
     async def aclose(self) -> None:
-        """Stop everything this session started."""
+        """Stop the turns and responses this session started (`run`'s owner cancels `run`)."""
         for task in (self._turn_task, self.response.task if self.response else None, *self._background):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        if self.stt is not None:
-            with contextlib.suppress(Exception):
-                await self.stt.close()
 
     def _spawn(self, coro: Any, name: str) -> None:
         """Run a short task owned by the session (cancelled with it, never lost)."""
@@ -222,26 +250,39 @@ class VoiceSession:
         """Forget the user's unfinished turn."""
         self._user_words.clear()
         self._user_item = None
+        self._user_speaking = False
         self.turns.reset()
         self.emit(server_event("input_audio_buffer.cleared"))
 
-    def create_response(self) -> None:
-        """`response.create`: answer the conversation once a committed turn's transcript is final."""
+    def create_response(self, options: dict[str, Any] | None = None) -> None:
+        """`response.create`: answer the conversation once a committed turn's transcript is final.
+
+        `options` is the event's validated `response` object: its instructions, token cap,
+        voice and metadata apply to this response only.
+        """
         latency = TurnLatency(speech_end=TurnLatency.now())
         pending = self._turn_task
+        response = _Response.requested(options or {})
 
         async def when_transcribed() -> None:
             if pending is not None:
                 await asyncio.shield(pending)
             latency.transcript = latency.transcript or TurnLatency.now()
-            self._start_response(latency)
+            self._start_response(latency, response)
 
         self._spawn(when_transcribed(), "response-create")
 
-    async def cancel_response(self) -> None:
+    async def cancel_response(self, response_id: str | None = None, event_id: str | None = None) -> None:
         """`response.cancel`: stop the assistant (no flush needed: the client asked)."""
-        if self.response is not None:
-            await self._interrupt(self.response, flush=False)
+        response = self.response
+        active = response is not None and response.task is not None and not response.task.done()
+        if not active or (response_id is not None and response is not None and response.id != response_id):
+            what = f"response {response_id!r} is" if response_id else "no response is"
+            self.emit(error_event("response_cancel_not_active", f"{what} in progress", event_id))
+            return
+        assert response is not None
+        response.cancel_reason = "client_cancelled"
+        await self._interrupt(response, flush=False)
 
     def truncate(self, item_id: str, audio_end_ms: int, event_id: str | None) -> None:
         """Keep in the history only the words of `item_id` whose audio had started by `audio_end_ms`."""
@@ -301,6 +342,7 @@ class VoiceSession:
         return self._user_item
 
     def _speech_started(self) -> None:
+        self._user_speaking = True
         self.emit(
             server_event(
                 "input_audio_buffer.speech_started",
@@ -330,24 +372,40 @@ class VoiceSession:
 
     async def _finish_user_turn(self, latency: TurnLatency) -> None:
         item = self._user_item_id()
-        self.emit(
-            server_event("input_audio_buffer.speech_stopped", item_id=item, audio_end_ms=int(self.input_ms))
-        )
+        if self._user_speaking:  # OpenAI pairs it with speech_started: none without turn detection
+            self._user_speaking = False
+            self.emit(
+                server_event(
+                    "input_audio_buffer.speech_stopped", item_id=item, audio_end_ms=int(self.input_ms)
+                )
+            )
+        audio_s = (self.input_ms - self._committed_ms) / 1000
+        self._committed_ms = self.input_ms
         await self._flush_stt()
         transcript = " ".join(self._user_words).strip()
         self._user_words.clear()
         self._user_item = None
         latency.transcript = TurnLatency.now()
         self.emit(
-            server_event("input_audio_buffer.committed", item_id=item, previous_item_id=self._last_user_item)
+            server_event("input_audio_buffer.committed", item_id=item, previous_item_id=self._last_item)
         )
-        self._last_user_item = item
+        user_item = {
+            "id": item,
+            "object": "realtime.item",
+            "type": "message",
+            "role": "user",
+            "status": "completed",
+            "content": [{"type": "input_audio", "transcript": None}],
+        }
+        self._add_item(user_item)
+        self.emit(server_event("conversation.item.done", item=user_item))
         self.emit(
             server_event(
                 "conversation.item.input_audio_transcription.completed",
                 item_id=item,
                 content_index=0,
                 transcript=transcript,
+                usage={"type": "duration", "seconds": round(max(0.0, audio_s), 3)},
             )
         )
         if not transcript:
@@ -355,8 +413,13 @@ class VoiceSession:
         self.history.add("user", transcript)
         detection = self.session.audio.input.turn_detection
         if detection is not None and detection.create_response:
-            self._start_response(latency)
+            self._start_response(latency, _Response())
         # Without turn detection the client asks with response.create (OpenAI's semantics).
+
+    def _add_item(self, item: dict[str, Any]) -> None:
+        """`conversation.item.added`, chained to the conversation's previous item."""
+        self.emit(server_event("conversation.item.added", previous_item_id=self._last_item, item=item))
+        self._last_item = item["id"]
 
     async def _flush_stt(self) -> None:
         """Send a Marker and wait until the STT has transcribed everything before it."""
@@ -390,11 +453,10 @@ class VoiceSession:
 
     # ---- the assistant's turn --------------------------------------------------------------
 
-    def _start_response(self, latency: TurnLatency) -> None:
+    def _start_response(self, latency: TurnLatency, response: _Response) -> None:
         if self._assistant_speaking():
             assert self.response is not None
             self._spawn(self._interrupt(self.response, flush=True), "interrupt")
-        response = _Response()
         self.response = response
         self._responses[response.item_id] = response
         while len(self._responses) > KEPT_RESPONSES:  # truncation only concerns recent items
@@ -420,12 +482,22 @@ class VoiceSession:
         response.audio_ms = response.played_ms()
 
     async def _respond(self, response: _Response, latency: TurnLatency) -> None:
+        """Run one response, framed by OpenAI's item and content-part events in OpenAI's order."""
+        ids = dict(response_id=response.id, item_id=response.item_id, output_index=0, content_index=0)
         self.emit(server_event("response.created", response=self._response_object(response)))
+        item = self._assistant_item(response, None)
+        self.emit(
+            server_event("response.output_item.added", response_id=response.id, output_index=0, item=item)
+        )
+        self._add_item(item)
+        self.emit(
+            server_event("response.content_part.added", part={"type": "audio", "transcript": ""}, **ids)
+        )
         words: asyncio.Queue[str | None] = asyncio.Queue()
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._think(words, latency))
-                group.create_task(self._speak(response, words, latency))
+                group.create_task(self._think(response, words, latency))
+                group.create_task(self._speak(response, words, latency, ids))
             response.status = "completed"
         except asyncio.CancelledError:
             response.status = "cancelled"
@@ -434,13 +506,16 @@ class VoiceSession:
             for exc in group_error.exceptions:
                 if isinstance(exc, BackendError):
                     self._error(exc, "this reply was cut short; the next turn will try again")
+                    code = exc.event_code
                 else:
                     logger.exception("response failed", exc_info=exc)
                     self.emit(error_event("internal_error", f"the reply failed: {exc}", kind="server_error"))
+                    code = "internal_error"
+                failure = {"type": "server_error", "code": code, "message": str(exc)}
+                response.failure = response.failure or failure
         text = " ".join(response.words_sent)
         heard = text if response.status == "completed" else response.heard_text(response.played_ms())
         self.history.add("assistant", heard, item_id=response.item_id)
-        transcript = dict(response_id=response.id, item_id=response.item_id, output_index=0, content_index=0)
         if latency.first_audio_sent is not None:
             stages = latency.publish(self.id)
             self.emit(
@@ -451,32 +526,65 @@ class VoiceSession:
                     stages_ms=stages,
                 )
             )
-        self.emit(server_event("response.output_audio.done", **transcript))
-        self.emit(server_event("response.output_audio_transcript.done", transcript=text, **transcript))
-        self.emit(server_event("response.done", response=self._response_object(response, text)))
+        self.emit(server_event("response.output_audio.done", **ids))
+        self.emit(server_event("response.output_audio_transcript.done", transcript=text, **ids))
+        self.emit(
+            server_event("response.content_part.done", part={"type": "audio", "transcript": text}, **ids)
+        )
+        item = self._assistant_item(response, text)
+        self.emit(
+            server_event("response.output_item.done", response_id=response.id, output_index=0, item=item)
+        )
+        self.emit(server_event("conversation.item.done", item=item))
+        self.emit(server_event("response.done", response=self._response_object(response, item)))
 
-    def _response_object(self, response: _Response, text: str | None = None) -> dict[str, Any]:
-        output = []
+    @staticmethod
+    def _assistant_item(response: _Response, text: str | None) -> dict[str, Any]:
+        """The response's message item: in progress and empty until `text` is final.
+
+        Items are only ever completed, incomplete or in progress (the response itself
+        says whether it was cancelled or failed).
+        """
+        content: list[dict[str, Any]] = []
+        status = "in_progress"
         if text is not None:
-            item = {"id": response.item_id, "object": "realtime.item", "type": "message", "role": "assistant"}
             content = [{"type": "output_audio", "transcript": text}]
-            output = [{**item, "status": response.status, "content": content}]
+            status = "completed" if response.status == "completed" else "incomplete"
+        return {
+            "id": response.item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "role": "assistant",
+            "status": status,
+            "content": content,
+        }
+
+    @staticmethod
+    def _response_object(response: _Response, item: dict[str, Any] | None = None) -> dict[str, Any]:
+        details: dict[str, Any] | None = None
+        if response.status == "cancelled":
+            details = {"type": "cancelled", "reason": response.cancel_reason}
+        elif response.status == "failed":
+            details = {"type": "failed", "error": response.failure}
         return {
             "id": response.id,
             "object": "realtime.response",
             "status": response.status,
-            "output": output,
+            "status_details": details,
+            "output": [item] if item is not None else [],
             "output_modalities": ["audio"],
+            "metadata": response.metadata,
         }
 
-    async def _think(self, words: asyncio.Queue[str | None], latency: TurnLatency) -> None:
+    async def _think(
+        self, response: _Response, words: asyncio.Queue[str | None], latency: TurnLatency
+    ) -> None:
         """LLM deltas -> whole spoken words on the queue."""
         splitter = SpeechWords()
-        limit = self.session.max_output_tokens
+        limit = response.max_output_tokens or self.session.max_output_tokens
+        messages = self.history.for_llm(system_prompt=response.instructions)
         try:
-            async for delta in self.backends.llm.stream(
-                self.history.for_llm(), None if limit == "inf" else limit
-            ):
+            async for delta in self.backends.llm.stream(messages, None if limit == "inf" else int(limit)):
                 if latency.llm_first_token is None:
                     latency.llm_first_token = TurnLatency.now()
                 for word in splitter.feed(delta):
@@ -487,24 +595,24 @@ class VoiceSession:
             words.put_nowait(None)
 
     async def _speak(
-        self, response: _Response, words: asyncio.Queue[str | None], latency: TurnLatency
+        self,
+        response: _Response,
+        words: asyncio.Queue[str | None],
+        latency: TurnLatency,
+        ids: dict[str, Any],
     ) -> None:
         """Open the TTS (while the LLM starts), send it words, and stream its audio out."""
-        tts = await TtsStream.open(
-            self.backends.tts_url, self.backends.service_key, self.session.audio.output.voice
-        )
-        ids = dict(response_id=response.id, item_id=response.item_id, output_index=0, content_index=0)
-        try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._play(response, tts, latency, ids))
-                while (word := await words.get()) is not None:
-                    await tts.send_word(word)
-                    response.words_sent.append(word)
-                    self.emit(server_event("response.output_audio_transcript.delta", delta=word + " ", **ids))
-                await tts.send_eos()
-        finally:
-            with contextlib.suppress(Exception):
-                await tts.close()
+        voice = response.voice or self.session.audio.output.voice
+        async with (
+            await TtsStream.open(self.backends.tts_url, self.backends.service_key, voice) as tts,
+            asyncio.TaskGroup() as group,
+        ):
+            group.create_task(self._play(response, tts, latency, ids))
+            while (word := await words.get()) is not None:
+                await tts.send_word(word)
+                response.words_sent.append(word)
+                self.emit(server_event("response.output_audio_transcript.delta", delta=word + " ", **ids))
+            await tts.send_eos()
 
     async def _play(
         self, response: _Response, tts: TtsStream, latency: TurnLatency, ids: dict[str, Any]

@@ -1,7 +1,9 @@
 """One `/v1/realtime` WebSocket: validate every client event, feed the session, send its events.
 
 Bad input never ends the connection: each malformed or unsupported event is answered
-with an `error` event naming the offending `event_id`, and the session goes on.
+with an `error` event naming the offending `event_id`, and the session goes on. A fault
+of our own (a bug) is logged and reported as a `server_error` event, and the connection
+is closed with 1011: never dropped without a close frame.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import WebSocket, WebSocketDisconnect
-from pydantic import ValidationError
+from starlette.websockets import WebSocketState
 
 from orchestrator.pipeline.session import Backends, VoiceSession
 from orchestrator.realtime.events import (
@@ -28,6 +30,7 @@ from orchestrator.realtime.events import (
     InputAudioBufferCommit,
     ResponseCancel,
     ResponseCreate,
+    ResponseParams,
     SessionUpdate,
     error_event,
     parse_client_event,
@@ -68,7 +71,7 @@ class RealtimeConnection:
     def __init__(self, ws: WebSocket, backends: Backends, settings: OrchestratorSettings) -> None:
         self.ws = ws
         self.settings = settings
-        self.outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.session = VoiceSession(
             backends,
             self.outbox.put_nowait,
@@ -80,34 +83,46 @@ class RealtimeConnection:
         self.rate = AudioRate(settings.max_realtime_factor)
 
     async def run(self) -> None:
-        """Serve until the client leaves; then stop every task of the session."""
+        """Serve until the client leaves or a task of ours fails; then stop every task of the session."""
         subprotocols = self.ws.scope.get("subprotocols") or []
         await self.ws.accept(subprotocol="realtime" if "realtime" in subprotocols else None)
         self.outbox.put_nowait(server_event("session.created", session=self.session.session.model_dump()))
-        tasks = [
-            asyncio.create_task(self._send_loop(), name=f"send-{self.session.id}"),
-            asyncio.create_task(self.session.run(), name=f"stt-{self.session.id}"),
-        ]
+        receiver = asyncio.create_task(self._receive_loop(), name=f"receive-{self.session.id}")
+        sender = asyncio.create_task(self._send_loop(), name=f"send-{self.session.id}")
+        stt = asyncio.create_task(self.session.run(), name=f"stt-{self.session.id}")
+        failure: BaseException | None = None
         try:
-            await self._receive_loop()
-        except WebSocketDisconnect:
-            pass
+            done, _ = await asyncio.wait({receiver, sender, stt}, return_when=asyncio.FIRST_COMPLETED)
+            failure = next((t.exception() for t in done if not t.cancelled() and t.exception()), None)
         finally:
-            await self.session.aclose()
-            self.outbox.put_nowait(None)
-            for task in tasks:
+            # All at once: the session counts as open until its backend streams are closed.
+            for task in (receiver, stt, sender):
                 task.cancel()
+            await self.session.aclose()
+            for task in (receiver, stt, sender):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        client_gone = self.ws.client_state is not WebSocketState.CONNECTED
+        if failure is not None and not client_gone and not isinstance(failure, WebSocketDisconnect):
+            await self._fail(failure)
+
+    async def _fail(self, failure: BaseException) -> None:
+        """A fault of ours: log it, tell the client, and close with 1011 (never a bare drop)."""
+        logger.error("Realtime session failed", extra={"session": self.session.id}, exc_info=failure)
+        message = f"internal error ({type(failure).__name__}); the session is closed"
+        with contextlib.suppress(Exception):  # the client may be gone by now
+            await self.ws.send_text(json.dumps(error_event("server_error", message, kind="server_error")))
+            await self.ws.close(code=1011)
 
     async def _send_loop(self) -> None:
-        while (event := await self.outbox.get()) is not None:
-            await self.ws.send_text(json.dumps(event))
+        while True:
+            await self.ws.send_text(json.dumps(await self.outbox.get()))
 
     def _reject(self, error: EventError) -> None:
         self.outbox.put_nowait(error_event(error.code, str(error), error.event_id, error.param))
 
     async def _receive_loop(self) -> None:
+        """Client frames until it leaves; bad input is answered with an `error` event and skipped."""
         while True:
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
@@ -136,32 +151,20 @@ class RealtimeConnection:
         return np.clip(pcm, -1.0, 1.0)
 
     async def _dispatch(self, text: str) -> None:
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise EventError("invalid_json", f"not valid JSON: {exc}") from None
-        event = parse_client_event(raw)
+        event = parse_client_event(text, self.settings.max_append_bytes)
         if isinstance(event, InputAudioBufferAppend):
             await self._append(self._decode_append(event))
         elif isinstance(event, SessionUpdate):
-            try:
-                self.session.update(event.session.model_dump(exclude_unset=True))
-            except ValidationError as exc:
-                first = exc.errors(include_url=False)[0]
-                raise EventError(
-                    "invalid_value",
-                    f"invalid session.update: {first['msg']}",
-                    event.event_id,
-                    "session.audio.input.turn_detection",
-                ) from None
+            self.session.update(event.session.model_dump(exclude_unset=True))
         elif isinstance(event, InputAudioBufferCommit):
             self.session.commit()
         elif isinstance(event, InputAudioBufferClear):
             self.session.clear()
         elif isinstance(event, ResponseCreate):
-            self.session.create_response()
+            params = event.response or ResponseParams()
+            self.session.create_response(params.model_dump(exclude_unset=True))
         elif isinstance(event, ResponseCancel):
-            await self.session.cancel_response()
+            await self.session.cancel_response(event.response_id, event.event_id)
         elif isinstance(event, ConversationItemTruncate):
             self.session.truncate(event.item_id, event.audio_end_ms, event.event_id)
 

@@ -9,10 +9,16 @@ Events prefixed ``unmute_slurm.`` are this project's extensions.
 from __future__ import annotations
 
 import secrets
-import typing
 from typing import Annotated, Any, Literal, Union
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+# Limits applied while a client event is parsed, before any field is read. Nesting deeper
+# than the JSON parser's 200 levels and integers of over 4300 digits are refused by the
+# parser itself; NaN and Infinity are not JSON and are refused too.
+MAX_EVENT_OVERHEAD_CHARS = 64 * 1024  # what an event may hold beyond its audio
+MAX_OUTPUT_TOKENS = 4096  # OpenAI's cap on `max_output_tokens`
 
 
 def new_id(prefix: str) -> str:
@@ -20,9 +26,14 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 
 
-class _Event(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    event_id: str | None = None
+class _Model(BaseModel):
+    """Unknown fields are accepted (clients written for OpenAI send more than we use)."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+
+class _Event(_Model):
+    event_id: str | None = Field(None, max_length=512)
 
 
 # ---- session configuration (the subset we honour) -------------------------------------
@@ -82,14 +93,54 @@ class Session(BaseModel):
     max_output_tokens: int | Literal["inf"] = 300
 
 
-class SessionPatch(BaseModel):
+OutputTokens = Annotated[int, Field(ge=1, le=MAX_OUTPUT_TOKENS)] | Literal["inf"]
+Voice = Annotated[str, Field(min_length=1, max_length=200)]
+MetadataKey = Annotated[str, Field(max_length=64)]
+MetadataValue = Annotated[str, Field(max_length=512)]
+
+
+class AudioInputPatch(_Model):
+    format: AudioFormat | None = None
+    turn_detection: TurnDetection | None = None  # explicitly null: manual commits
+
+
+class AudioOutputPatch(_Model):
+    format: AudioFormat | None = None
+    voice: Voice | None = None
+
+
+class AudioPatch(_Model):
+    input: AudioInputPatch | None = None
+    output: AudioOutputPatch | None = None
+
+
+class SessionPatch(_Model):
     """What a `session.update` may change; absent fields stay as they are."""
 
-    model_config = ConfigDict(extra="allow")
     type: Literal["realtime"] | None = None
     instructions: str | None = Field(None, max_length=20_000)
-    audio: dict[str, Any] | None = None
-    max_output_tokens: int | Literal["inf"] | None = None
+    audio: AudioPatch | None = None
+    max_output_tokens: OutputTokens | None = None
+
+
+class ResponseAudioOutput(_Model):
+    format: AudioFormat | None = None
+    voice: Voice | None = None
+
+
+class ResponseAudio(_Model):
+    output: ResponseAudioOutput | None = None
+
+
+class ResponseParams(_Model):
+    """`response.create`'s `response`: what we honour of it; tools and the like are accepted and unused."""
+
+    instructions: str | None = Field(None, max_length=20_000)
+    max_output_tokens: OutputTokens | None = None
+    metadata: dict[MetadataKey, MetadataValue] | None = Field(None, max_length=16)  # OpenAI's limits
+    audio: ResponseAudio | None = None
+    conversation: str | None = Field(None, max_length=200)
+    output_modalities: list[Literal["audio", "text"]] | None = Field(None, max_length=2)
 
 
 # ---- client events ---------------------------------------------------------------------
@@ -115,19 +166,19 @@ class InputAudioBufferClear(_Event):
 
 class ResponseCreate(_Event):
     type: Literal["response.create"]
-    response: dict[str, Any] | None = None
+    response: ResponseParams | None = None
 
 
 class ResponseCancel(_Event):
     type: Literal["response.cancel"]
-    response_id: str | None = None
+    response_id: str | None = Field(None, max_length=512)
 
 
 class ConversationItemTruncate(_Event):
     type: Literal["conversation.item.truncate"]
-    item_id: str
-    content_index: int = 0
-    audio_end_ms: int = Field(ge=0)
+    item_id: str = Field(max_length=512)
+    content_index: int = Field(0, ge=0, le=0)  # one content part per item
+    audio_end_ms: int = Field(ge=0, le=24 * 3600 * 1000)
 
 
 CLIENT_EVENTS: tuple[type[_Event], ...] = (
@@ -139,7 +190,6 @@ CLIENT_EVENTS: tuple[type[_Event], ...] = (
     ResponseCancel,
     ConversationItemTruncate,
 )
-CLIENT_EVENT_TYPES = frozenset(typing.get_args(m.model_fields["type"].annotation)[0] for m in CLIENT_EVENTS)
 _client_adapter: TypeAdapter[Any] = TypeAdapter(
     Annotated[Union[CLIENT_EVENTS], Field(discriminator="type")]  # noqa: UP007
 )
@@ -155,24 +205,34 @@ class EventError(ValueError):
         self.code, self.event_id, self.param = code, event_id, param
 
 
-def parse_client_event(raw: Any) -> Any:
-    """Validate a decoded JSON value as one of the client events we implement."""
-    if not isinstance(raw, dict):
-        raise EventError("invalid_event", "an event must be a JSON object")
-    event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
-    kind = raw.get("type")
-    if kind not in CLIENT_EVENT_TYPES:
-        raise EventError(
-            "unknown_event", f"unknown or unsupported event type {kind!r}", event_id=event_id, param="type"
-        )
+def parse_client_event(text: str, max_audio_chars: int) -> Any:
+    """Parse and validate one JSON text frame as one of the client events we implement.
+
+    Nothing of the event is used before the whole of it has passed the event model; an
+    event that fails is reported with its `event_id` when that much of it is a string.
+    """
+    limit = max_audio_chars + MAX_EVENT_OVERHEAD_CHARS
+    if len(text) > limit:
+        raise EventError("event_too_large", f"event of {len(text)} characters; the limit is {limit}")
+    try:
+        raw = pydantic_core.from_json(text, allow_inf_nan=False)
+    except ValueError as exc:
+        raise EventError("invalid_json", f"not valid JSON: {exc}") from None
     try:
         return _client_adapter.validate_python(raw)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        param = ".".join(str(p) for p in first["loc"][1:])
-        raise EventError(
-            "invalid_value", f"invalid {kind}: {param}: {first['msg']}", event_id, param
-        ) from None
+    event_id = raw.get("event_id") if isinstance(raw, dict) else None
+    event_id = event_id if isinstance(event_id, str) and len(event_id) <= 512 else None
+    if first["type"] == "model_attributes_type":
+        raise EventError("invalid_event", "an event must be a JSON object") from None
+    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        tag = (first.get("ctx") or {}).get("tag")
+        what = f"unknown or unsupported event type {tag}" if tag is not None else "an event needs a type"
+        raise EventError("unknown_event", what, event_id, "type") from None
+    kind, *path = first["loc"]
+    param = ".".join(str(p) for p in path)
+    raise EventError("invalid_value", f"invalid {kind}: {param}: {first['msg']}", event_id, param) from None
 
 
 # ---- server events -----------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import uuid
 
 import httpx
@@ -195,7 +196,12 @@ async def test_sessions_beyond_the_cap_are_refused_clearly(sphinx_stt, espeak_tt
             assert second.ws.close_code == 1013
         finally:
             await first.close()
-        # The slot is back once the first session ends.
+        # The slot is back once the first session has ended (its backend streams closed).
+        async with httpx.AsyncClient(base_url=orch.http) as http:
+            for _ in range(100):
+                if re.search(r"^orchestrator_sessions 0\.0$", (await http.get("/metrics")).text, re.M):
+                    break
+                await asyncio.sleep(0.05)
         third = await RealtimeTestClient.connect(orch.ws, token)
         try:
             assert (await third.wait_type("session.created"))["session"]["id"]

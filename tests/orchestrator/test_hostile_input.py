@@ -1,0 +1,99 @@
+"""Malformed client input never ends a Realtime connection, and a fault of ours closes it
+properly (1011 after a `server_error` event), never with a bare 1006."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from orchestrator.app import build_app
+from orchestrator.pipeline.session import VoiceSession
+from orchestrator.settings import OrchestratorSettings
+from tests.realtime_client import RealtimeTestClient
+
+
+def session_update(session: object, event_id: str) -> str:
+    return json.dumps({"type": "session.update", "session": session, "event_id": event_id})
+
+
+def response_create(response: object) -> str:
+    return json.dumps({"type": "response.create", "response": response})
+
+
+NAN_THRESHOLD = '{"type":"session.update","session":{"audio":{"input":{"turn_detection":{"threshold":NaN}}}}}'
+INFINITE = session_update({"audio": {"input": {"turn_detection": {"silence_duration_ms": 1e400}}}}, "inf")
+# (frame, the error code it must get): each of the first six used to end the connection with 1006.
+HOSTILE = [
+    ('{"type":[1]}', "unknown_event"),
+    ('{"type":{}}', "unknown_event"),
+    ("[" * 50_000 + "]" * 50_000, "invalid_json"),
+    ('{"type":"session.update","session":{"max_output_tokens":' + "9" * 5000 + "}}", "invalid_json"),
+    (session_update({"audio": {"output": "x"}}, "out-x"), "invalid_value"),
+    (session_update({"audio": {"input": 5}}, "in-5"), "invalid_value"),
+    (NAN_THRESHOLD, "invalid_json"),
+    (INFINITE, "invalid_json"),
+    (session_update({"max_output_tokens": 10**40}, "huge"), "invalid_value"),
+    ('{"type":"input_audio_buffer.append","audio":"' + "A" * (3 * 1024 * 1024) + '"}', "event_too_large"),
+    (json.dumps({"type": "response.cancel", "event_id": {"a": 1}}), "invalid_value"),
+    (response_create({"metadata": {str(i): "v" for i in range(17)}}), "invalid_value"),
+    (response_create({"audio": {"output": {"voice": 7}}}), "invalid_value"),
+    ('"\\ud800"', "invalid_json"),
+]
+
+
+@pytest.mark.lite
+async def test_hostile_frames_get_an_error_and_the_connection_goes_on(lite_stack):
+    log_start = len(lite_stack.orchestrator.log_text())
+    client = await RealtimeTestClient.connect(lite_stack.orchestrator.ws, lite_stack.token)
+    try:
+        await client.wait_type("session.created")
+        for frame, code in HOSTILE:
+            start = len(client.events)
+            await client.send(frame)
+            error = await client.wait_type("error", start, wait_s=10)
+            assert error["error"]["code"] == code, (frame[:80], error)
+            event_id = json.loads(frame).get("event_id") if code == "invalid_value" else None
+            if isinstance(event_id, str):
+                assert error["error"]["event_id"] == event_id
+        # Still alive, and nothing of the above changed the session.
+        await client.send({"type": "session.update", "session": {"instructions": "Still here."}})
+        updated = await client.wait_type("session.updated")
+        assert updated["session"]["instructions"] == "Still here."
+        assert updated["session"]["audio"]["output"]["voice"] != 7
+        assert client.ws.close_code is None
+    finally:
+        await client.close()
+    log = lite_stack.orchestrator.log_text()[log_start:]
+    assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-3000:]
+
+
+def test_a_fault_of_ours_is_reported_and_closes_with_1011(monkeypatch, caplog):
+    """An unexpected exception while handling an event: an error event, a 1011 close, a log entry."""
+
+    def broken_update(self: VoiceSession, patch: dict) -> None:
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(VoiceSession, "update", broken_update)
+    settings = OrchestratorSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        service_api_key="key",
+        stt_url="ws://127.0.0.1:9",  # nothing listens: the session reports the STT as down
+        tts_url="ws://127.0.0.1:9",
+        llm_url="echo",
+    )
+    caplog.set_level(logging.ERROR, logger="orchestrator.realtime.connection")
+    with TestClient(build_app(settings)) as http, http.websocket_connect("/v1/realtime") as ws:
+        assert ws.receive_json()["type"] == "session.created"
+        ws.send_text(json.dumps({"type": "session.update", "session": {"instructions": "x"}}))
+        events = []
+        with pytest.raises(WebSocketDisconnect) as closed:
+            while True:
+                events.append(ws.receive_json())
+    assert closed.value.code == 1011
+    errors = [e["error"] for e in events if e["type"] == "error" and e["error"]["code"] == "server_error"]
+    assert errors and "RuntimeError" in errors[0]["message"], events
+    assert any(r.exc_info and "injected fault" in str(r.exc_info[1]) for r in caplog.records)
