@@ -12,7 +12,7 @@ PIP := $(VENV)/bin/pip
 export NO_TORCH_COMPILE := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help venv install-lite install-dev env demo tiny test integration lint format bench locks slurm chromium images prefetch sif clean
+.PHONY: help venv install-lite install-dev clients env demo tiny test integration lint format bench locks slurm chromium images prefetch sif clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,6 +28,19 @@ install-lite: $(PY) ## the CPU profile's engines and the orchestrator: no torch
 
 install-dev: $(PY) ## everything, for tests (torch 2.9.1, moshi, lite engines, test tools)
 	$(PIP) install --quiet -e '.[stt,tts,lite,orchestrator,test]'
+
+# Pipecat and LiveKit, driven by tests/thirdparty, need aiohttp>=3.14 and moshi pins <3.12:
+# they get their own virtualenv, (re)installed when their pins change.
+CLIENTS_VENV := .venv-clients
+CLIENTS_REQUIREMENTS := tests/thirdparty/requirements.txt
+
+$(CLIENTS_VENV)/installed: $(CLIENTS_REQUIREMENTS)
+	python3 -m venv $(CLIENTS_VENV)
+	$(CLIENTS_VENV)/bin/pip install --quiet --upgrade pip
+	$(CLIENTS_VENV)/bin/pip install --quiet -r $(CLIENTS_REQUIREMENTS)
+	touch $@
+
+clients: $(CLIENTS_VENV)/installed ## the third-party Realtime clients the tests drive (Pipecat, LiveKit), in .venv-clients
 
 env: ## write .env from .env.example with a fresh random SERVICE_API_KEY (keeps an existing .env)
 	@if [ -f .env ]; then echo ".env exists; leaving it as it is"; else \
@@ -66,7 +79,7 @@ chromium: ## install Debian's chromium for the browser tests (root only)
 images: ## build the stt, tts and orchestrator images with Podman from a local Debian base (root only)
 	@if [ "$$(id -u)" = 0 ]; then tests/containers/images.sh; else echo "not root: container tests need images built by tests/containers/images.sh"; fi
 
-test: install-dev lint slurm chromium images ## what CI runs: install, lint, SLURM, chromium and the images for their tests, all tests
+test: install-dev clients lint slurm chromium images ## what CI runs: install, lint, third-party clients, SLURM, chromium and the images for their tests, all tests
 	$(PY) -m pytest
 
 ENV_FILE ?= .env
