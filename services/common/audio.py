@@ -22,9 +22,19 @@ FRAME_SECONDS = FRAME_SIZE / SAMPLE_RATE  # 0.08 s
 
 Pcm = npt.NDArray[np.float32]
 
+# Sample rates an uploaded file may have: below 4 kHz is not speech, and a rate like 1 Hz
+# would make a few bytes of file resample to hours of audio.
+MIN_FILE_RATE = 4_000
+MAX_FILE_RATE = 384_000
+_BLOCK_SAMPLES = 1 << 18  # samples (all channels) decoded at a time: 1 MiB of float32
+
 
 class AudioFormatError(ValueError):
     """Audio that cannot be used: not a number array, not finite, or an unreadable file."""
+
+
+class AudioTooLongError(AudioFormatError):
+    """An audio file longer than the caller accepts."""
 
 
 def frames_for(seconds: float) -> int:
@@ -59,16 +69,46 @@ def resample(pcm: npt.NDArray[np.floating], from_rate: int, to_rate: int) -> Pcm
     return np.asarray(soxr.resample(pcm, from_rate, to_rate), dtype=np.float32)
 
 
-def decode_audio_file(data: bytes) -> Pcm:
-    """Decode a WAV/FLAC/OGG file of any common sample rate to mono float32 at 24 kHz."""
+def decode_audio_file(data: bytes, max_seconds: float) -> Pcm:
+    """Decode a WAV/FLAC/OGG file of any common sample rate to mono float32 at 24 kHz.
+
+    The header's sample rate and length are checked before any sample is decoded, and the
+    samples are then read, mixed down and resampled a block at a time: a header that lies
+    about its length or rate costs no more memory or work than `max_seconds` of real audio.
+    """
     try:
-        pcm, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        with soundfile.SoundFile(io.BytesIO(data)) as file:
+            rate = file.samplerate
+            if not MIN_FILE_RATE <= rate <= MAX_FILE_RATE:
+                raise AudioFormatError(
+                    f"sample rate {rate} Hz is not supported ({MIN_FILE_RATE} to {MAX_FILE_RATE} Hz)"
+                )
+            max_frames = int(max_seconds * rate)
+            if file.frames > max_frames:
+                raise AudioTooLongError(f"audio is {file.frames / rate:.1f} s long (limit {max_seconds:g} s)")
+            return _read_mono(file, max_frames, max_seconds)
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioFormatError(f"not a readable audio file: {exc}") from None
-    mono = pcm.mean(axis=1)
-    if not np.isfinite(mono).all():
-        raise AudioFormatError("audio file contains NaN or infinite samples")
-    return resample(mono, int(rate), SAMPLE_RATE)
+
+
+def _read_mono(file: soundfile.SoundFile, max_frames: int, max_seconds: float) -> Pcm:
+    rate = file.samplerate
+    stream = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32") if rate != SAMPLE_RATE else None
+    block_frames = max(1, _BLOCK_SAMPLES // file.channels)
+    out: list[Pcm] = []
+    frames = 0
+    while True:
+        block = file.read(block_frames, dtype="float32", always_2d=True)
+        frames += len(block)
+        if frames > max_frames:  # the header understated the length
+            raise AudioTooLongError(f"audio is longer than the limit of {max_seconds:g} s")
+        mono = block.mean(axis=1, dtype=np.float32)
+        if not np.isfinite(mono).all():
+            raise AudioFormatError("audio file contains NaN or infinite samples")
+        last = len(block) < block_frames
+        out.append(stream.resample_chunk(mono, last=last) if stream is not None else mono)
+        if last:
+            return np.concatenate(out).astype(np.float32, copy=False)
 
 
 class FrameBuffer:

@@ -8,7 +8,8 @@ import time
 from fastapi import HTTPException, Request
 from pydantic import BaseModel
 
-from services.common.audio import SAMPLE_RATE, AudioFormatError, decode_audio_file
+from services.common.audio import SAMPLE_RATE, AudioFormatError, AudioTooLongError, decode_audio_file
+from services.common.http_body import read_body
 from services.common.protocol import EndWord, MarkerOut, Word
 from services.stt.batcher import SttBatcher
 from services.stt.settings import SttSettings
@@ -33,30 +34,19 @@ class Transcription(BaseModel):
     duration_s: float
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"file too large: {declared} bytes (limit {limit})")
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            raise HTTPException(413, f"file too large (limit {limit} bytes)")
-    return bytes(body)
-
-
 async def transcribe(request: Request, batcher: SttBatcher, settings: SttSettings) -> Transcription:
     """Decode the upload, stream it through a free slot at full speed, collect the words."""
-    data = await _read_body(request, int(settings.transcribe_max_s * _BYTES_PER_SECOND_LIMIT) + 4096)
+    limit = int(settings.transcribe_max_s * _BYTES_PER_SECOND_LIMIT) + 4096
+    data = await read_body(request, limit, what="file")
     if not data:
         raise HTTPException(400, "empty body: send an audio file (WAV, FLAC or OGG)")
     try:
-        pcm = await asyncio.to_thread(decode_audio_file, data)
+        pcm = await asyncio.to_thread(decode_audio_file, data, settings.transcribe_max_s)
+    except AudioTooLongError as exc:
+        raise HTTPException(413, str(exc)) from None
     except AudioFormatError as exc:
         raise HTTPException(415, str(exc)) from None
     duration = pcm.size / SAMPLE_RATE
-    if duration > settings.transcribe_max_s:
-        raise HTTPException(413, f"audio is {duration:.0f} s long (limit {settings.transcribe_max_s:.0f} s)")
 
     deadline = time.monotonic() + settings.transcribe_wait_s
     while (slot := batcher.open()) is None:

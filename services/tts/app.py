@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from services.common.auth import require_http_key
+from services.common.http_body import json_body_openapi, read_json_body
 from services.common.lifecycle import ModelState, admit_stream, model_lifespan
 from services.common.routes import service_routes
 from services.tts.batcher import TtsBatcher
@@ -16,7 +17,7 @@ from services.tts.engines import load_engine
 from services.tts.engines.base import TtsEngine
 from services.tts.session import QueryError, TtsSession, parse_query
 from services.tts.settings import TtsSettings
-from services.tts.synthesize import SynthesizeRequest, synthesize
+from services.tts.synthesize import SynthesizeRequest, body_limit, synthesize
 
 EngineFactory = Callable[[TtsSettings], TtsEngine]
 
@@ -61,10 +62,12 @@ def build_app(settings: TtsSettings, engine_factory: EngineFactory = load_engine
             return
         await TtsSession(ws, loop, settings, query, start).run()
 
-    @app.post("/synthesize")
-    async def synthesize_route(body: SynthesizeRequest, request: Request) -> StreamingResponse:
-        """Speak `text`; the response body is float32 little-endian mono PCM at 24 kHz, streamed."""
+    @app.post("/synthesize", openapi_extra=json_body_openapi(SynthesizeRequest))
+    async def synthesize_route(request: Request) -> StreamingResponse:
+        """Speak `text` (a JSON `SynthesizeRequest`); the response body is float32 little-endian
+        mono PCM at 24 kHz, streamed."""
         require_http_key(request, key)
+        body = await read_json_body(request, SynthesizeRequest, body_limit(settings))
         return await synthesize(body, ready_batcher(), settings)
 
     @app.get("/v1/voices")

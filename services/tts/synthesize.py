@@ -26,6 +26,13 @@ class SynthesizeRequest(BaseModel):
     cfg_alpha: float | None = Field(None, ge=0.0, le=10.0)
 
 
+def body_limit(settings: TtsSettings) -> int:
+    """Bytes a `POST /synthesize` body may take: the longest text allowed with every character
+    JSON-escaped as a surrogate pair (12 bytes, as `ensure_ascii` writes an emoji), plus room for
+    the voice and the rest of the object."""
+    return settings.max_text_chars * 12 + 16 * 1024
+
+
 async def _pcm_stream(batcher: TtsBatcher, slot: TtsSlot) -> AsyncIterator[bytes]:
     try:
         while (message := await slot.outbox.get()) is not None:

@@ -85,7 +85,7 @@ async def test_overlong_voice_name_is_refused_before_upgrade(espeak_tts):
         ('{"text": "hi", "cfg_alpha": NaN}', 422, "cfg_alpha"),
         ('{"text": "hi", "cfg_alpha": 1e999}', 422, "cfg_alpha"),
         ('{"text": "hi", "cfg_alpha": %s}' % ("9" * 5000), 400, "error parsing the body"),
-        ("[" * 100_000, 400, "error parsing the body"),
+        ("[" * 50_000, 400, "error parsing the body"),
     ],
 )
 async def test_synthesize_rejects_bad_bodies(espeak_tts, body, status, reason):
