@@ -59,6 +59,11 @@ class OrchestratorSettings(ServiceSettings):
         gt=0,
         description="Largest audio append (base64 text or binary frame): about 20 s of PCM16.",
     )
+    max_events_per_second: float = Field(
+        50.0,
+        gt=0,
+        description="Non-audio client events per second (twice that at once); floods are closed (1008).",
+    )
     max_realtime_factor: float = Field(
         10.0,
         gt=1,

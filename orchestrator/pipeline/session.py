@@ -131,6 +131,7 @@ class VoiceSession:
         self._marker_seq = 0
         self._turn_task: asyncio.Task[None] | None = None
         self.response: _Response | None = None
+        self._response_requested = False  # a response.create waits for its turn's transcript
         self._responses: dict[str, _Response] = {}
         self._stt_down: str | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -254,33 +255,44 @@ class VoiceSession:
         self.turns.reset()
         self.emit(server_event("input_audio_buffer.cleared"))
 
-    def create_response(self, options: dict[str, Any] | None = None) -> None:
+    def create_response(self, options: dict[str, Any] | None = None, event_id: str | None = None) -> None:
         """`response.create`: answer the conversation once a committed turn's transcript is final.
 
         `options` is the event's validated `response` object: its instructions, token cap,
-        voice and metadata apply to this response only.
+        voice and metadata apply to this response only. As in OpenAI's API, one response
+        at a time: while one is requested or running, another is refused with an error
+        (each would otherwise open its own LLM request and TTS stream).
         """
+        running = (
+            self.response is not None and self.response.task is not None and not self.response.task.done()
+        )
+        if self._response_requested or running:
+            what = "a response is already in progress; cancel it first (response.cancel)"
+            self.emit(error_event("conversation_already_has_active_response", what, event_id))
+            return
+        self._response_requested = True
         latency = TurnLatency(speech_end=TurnLatency.now())
         pending = self._turn_task
         response = _Response.requested(options or {})
 
         async def when_transcribed() -> None:
-            if pending is not None:
-                await asyncio.shield(pending)
-            latency.transcript = latency.transcript or TurnLatency.now()
-            self._start_response(latency, response)
+            try:
+                if pending is not None:
+                    await asyncio.shield(pending)
+                latency.transcript = latency.transcript or TurnLatency.now()
+                self._start_response(latency, response)
+            finally:
+                self._response_requested = False
 
         self._spawn(when_transcribed(), "response-create")
 
     async def cancel_response(self, response_id: str | None = None, event_id: str | None = None) -> None:
         """`response.cancel`: stop the assistant (no flush needed: the client asked)."""
         response = self.response
-        active = response is not None and response.task is not None and not response.task.done()
-        if not active or (response_id is not None and response is not None and response.id != response_id):
+        if response is None or not self._responding() or response_id not in (None, response.id):
             what = f"response {response_id!r} is" if response_id else "no response is"
             self.emit(error_event("response_cancel_not_active", f"{what} in progress", event_id))
             return
-        assert response is not None
         response.cancel_reason = "client_cancelled"
         await self._interrupt(response, flush=False)
 
@@ -354,6 +366,11 @@ class VoiceSession:
         if detection is not None and detection.interrupt_response and self._assistant_speaking():
             assert self.response is not None
             self._spawn(self._interrupt(self.response, flush=True), "interrupt")
+
+    def _responding(self) -> bool:
+        """A response is being generated (its LLM request or TTS stream is open)."""
+        r = self.response
+        return r is not None and r.task is not None and not r.task.done()
 
     def _assistant_speaking(self) -> bool:
         r = self.response

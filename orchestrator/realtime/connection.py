@@ -38,6 +38,7 @@ from orchestrator.realtime.events import (
 )
 from orchestrator.settings import OrchestratorSettings
 from services.common.audio import SAMPLE_RATE
+from services.common.ratelimit import POLICY_VIOLATION, MessageBudget, RateLimitExceeded
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class RealtimeConnection:
             history_tokens=settings.history_tokens,
         )
         self.rate = AudioRate(settings.max_realtime_factor)
+        self.budget = MessageBudget(settings.max_events_per_second, burst=2 * settings.max_events_per_second)
 
     async def run(self) -> None:
         """Serve until the client leaves or a task of ours fails; then stop every task of the session."""
@@ -103,8 +105,17 @@ class RealtimeConnection:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         client_gone = self.ws.client_state is not WebSocketState.CONNECTED
-        if failure is not None and not client_gone and not isinstance(failure, WebSocketDisconnect):
+        if isinstance(failure, RateLimitExceeded):
+            await self._close_for_rate(failure)
+        elif failure is not None and not client_gone and not isinstance(failure, WebSocketDisconnect):
             await self._fail(failure)
+
+    async def _close_for_rate(self, exceeded: RateLimitExceeded) -> None:
+        """The client broke the event budget: say so and close with 1008 (its fault, not ours)."""
+        logger.warning("closing a Realtime session over its event rate", extra={"session": self.session.id})
+        with contextlib.suppress(Exception):
+            await self.ws.send_text(json.dumps(error_event("rate_limit_exceeded", str(exceeded))))
+            await self.ws.close(code=POLICY_VIOLATION)
 
     async def _fail(self, failure: BaseException) -> None:
         """A fault of ours: log it, tell the client, and close with 1011 (never a bare drop)."""
@@ -122,7 +133,12 @@ class RealtimeConnection:
         self.outbox.put_nowait(error_event(error.code, str(error), error.event_id, error.param))
 
     async def _receive_loop(self) -> None:
-        """Client frames until it leaves; bad input is answered with an `error` event and skipped."""
+        """Client frames until it leaves; bad input is answered with an `error` event and skipped.
+
+        Audio is bounded by the real-time factor (`AudioRate`); every other event, and every
+        invalid one, spends the connection's event budget, which a flood exhausts: then
+        `RateLimitExceeded` ends the loop and the connection is closed with 1008.
+        """
         while True:
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
@@ -133,6 +149,7 @@ class RealtimeConnection:
                 else:
                     await self._dispatch(message.get("text") or "")
             except EventError as error:
+                self.budget.spend()
                 self._reject(error)
 
     def _binary_audio(self, data: bytes) -> np.ndarray:
@@ -154,7 +171,9 @@ class RealtimeConnection:
         event = parse_client_event(text, self.settings.max_append_bytes)
         if isinstance(event, InputAudioBufferAppend):
             await self._append(self._decode_append(event))
-        elif isinstance(event, SessionUpdate):
+            return
+        self.budget.spend()
+        if isinstance(event, SessionUpdate):
             self.session.update(event.session.model_dump(exclude_unset=True))
         elif isinstance(event, InputAudioBufferCommit):
             self.session.commit()
@@ -162,7 +181,7 @@ class RealtimeConnection:
             self.session.clear()
         elif isinstance(event, ResponseCreate):
             params = event.response or ResponseParams()
-            self.session.create_response(params.model_dump(exclude_unset=True))
+            self.session.create_response(params.model_dump(exclude_unset=True), event.event_id)
         elif isinstance(event, ResponseCancel):
             await self.session.cancel_response(event.response_id, event.event_id)
         elif isinstance(event, ConversationItemTruncate):

@@ -10,12 +10,23 @@ Reference: ../shared/reference/moshi-server-protocol.md (sections 0-2).
 
 from __future__ import annotations
 
+import math
 import reprlib
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Self, Union
 
 import msgpack
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter, ValidationError
+import numpy.typing as npt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PositiveInt,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 from pydantic.functional_validators import PlainValidator
 
 from services.common.audio import AudioFormatError, Pcm, to_pcm
@@ -137,12 +148,30 @@ class Eos(WireMessage):
     type: Literal["Eos"] = "Eos"
 
 
+MAX_VOICE_VALUES = 512 * 2000  # a 512-d embedding of 2000 frames (160 s of reference audio)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+EmbeddingValue = Annotated[float, Field(allow_inf_nan=False, ge=-_FLOAT32_MAX, le=_FLOAT32_MAX)]
+
+
 class VoiceIn(WireMessage):
-    """A custom voice embedding, sent before the first Text."""
+    """A custom voice embedding, sent before the first Text: [1, dim, frames] finite float32
+    values, at most `MAX_VOICE_VALUES`, exactly as many as the shape says (checked before use)."""
 
     type: Literal["Voice"] = "Voice"
-    embeddings: list[float]
-    shape: list[int]
+    embeddings: list[EmbeddingValue] = Field(max_length=MAX_VOICE_VALUES)
+    shape: tuple[Literal[1], PositiveInt, PositiveInt]
+
+    @model_validator(mode="after")
+    def _shape_fits_values(self) -> Self:
+        # Python ints: a shape like [1, 2**32, 2**32] cannot wrap around to a small size.
+        size = math.prod(self.shape)
+        if size != len(self.embeddings):
+            raise ValueError(f"shape {list(self.shape)} needs {size} values, got {len(self.embeddings)}")
+        return self
+
+    def array(self) -> npt.NDArray[np.float32]:
+        """The embedding as a float32 array of its shape."""
+        return np.asarray(self.embeddings, dtype=np.float32).reshape(self.shape)
 
 
 # ---- TTS: server -> client ------------------------------------------------------------
@@ -171,6 +200,15 @@ TTS_CLIENT_MESSAGES: tuple[type[WireMessage], ...] = (TextIn, Eos, VoiceIn)
 TTS_SERVER_MESSAGES: tuple[type[WireMessage], ...] = (Ready, AudioOut, TextOut, Error)
 
 
+def describe_errors(exc: ValidationError, skip: int = 0) -> str:
+    """A client-facing summary of a validation failure: each field (less the first `skip`
+    parts of its location, e.g. the union tag) with what is wrong with it."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc'][skip:]) or 'message'}: {err['msg']}"
+        for err in exc.errors(include_url=False)
+    )
+
+
 class MessageParser:
     """Decodes one binary frame into one of a closed set of message types.
 
@@ -197,6 +235,10 @@ class MessageParser:
             raise ProtocolError("not a msgpack message: nested too deeply") from None
         except ValueError as exc:
             raise ProtocolError(f"not a msgpack message: {exc}") from None
+        return self.validate(raw)
+
+    def validate(self, raw: object) -> WireMessage:
+        """Validate an already decoded message (e.g. a text frame that moshi-server reads as `Text`)."""
         if not isinstance(raw, dict):
             raise ProtocolError(f"message must be a msgpack map, got {type(raw).__name__}")
         kind = raw.get("type")
@@ -206,8 +248,4 @@ class MessageParser:
         try:
             return self._adapter.validate_python(raw)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'][1:]) or 'message'}: {err['msg']}"
-                for err in exc.errors(include_url=False)
-            )
-            raise ProtocolError(f"invalid {kind} message: {problems}") from None
+            raise ProtocolError(f"invalid {kind} message: {describe_errors(exc, skip=1)}") from None

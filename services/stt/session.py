@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 from fastapi import WebSocket, WebSocketDisconnect
+from starlette.types import Message
 
 from services.common.audio import FRAME_SIZE
 from services.common.protocol import (
@@ -17,8 +18,9 @@ from services.common.protocol import (
     MessageParser,
     ProtocolError,
     Ready,
+    WireMessage,
 )
-from services.common.ratelimit import MessagePacer
+from services.common.ratelimit import POLICY_VIOLATION, MessageBudget, RateLimitExceeded
 from services.stt import metrics
 from services.stt.batcher import Slot, SttBatcher
 from services.stt.settings import SttSettings
@@ -36,7 +38,8 @@ class AsrSession:
         self.batcher = batcher
         self.settings = settings
         self.parser = MessageParser(STT_CLIENT_MESSAGES, settings.max_message_bytes)
-        self.pacer = MessagePacer(settings.max_messages_per_second, burst=settings.max_messages_per_second)
+        self.budget = MessageBudget(settings.max_messages_per_second)
+        self.close_code = 1000
 
     async def run(self) -> None:
         """Serve the stream until the client leaves (the server never closes first)."""
@@ -74,25 +77,14 @@ class AsrSession:
                 return
             if msg["type"] == "websocket.disconnect":
                 return
-            data = msg.get("bytes")
-            if data is None:
-                await self.pacer.take()
-                self._reject(
-                    slot,
-                    "text_frame",
-                    "text frames are not part of this protocol: send msgpack in binary frames",
-                )
-                continue
             try:
-                parsed = self.parser.parse(data)
-            except ProtocolError as exc:
-                await self.pacer.take()
-                self._reject(slot, "invalid", str(exc))
+                parsed = self._parse(slot, msg)
+            except RateLimitExceeded as exc:
+                self._reject(slot, "rate", str(exc))
+                self.close_code = POLICY_VIOLATION
+                return
+            if parsed is None:
                 continue
-            if not (isinstance(parsed, AudioIn) and parsed.pcm.size >= FRAME_SIZE):
-                # Audio of a frame or more is paced by the read-ahead limit below; pacing it
-                # per message too would hold a fast file sender's keepalive pings behind it.
-                await self.pacer.take()
             if isinstance(parsed, AudioIn):
                 self.batcher.push_audio(slot, parsed.pcm)
             elif isinstance(parsed, MarkerIn):
@@ -101,9 +93,35 @@ class AsrSession:
             # is max_buffered_s ahead of the model (so pings are answered), then waits.
             await slot.wait_for_space()
 
+    def _parse(self, slot: Slot, msg: Message) -> WireMessage | None:
+        """The client's message, or None once a bad one has been answered with an `Error`.
+
+        Audio of a frame or more is bounded by the read-ahead limit, not by the message
+        budget (a file sent at full speed is ~12 messages per second of audio); every
+        other message spends it.
+        """
+        data = msg.get("bytes")
+        if data is None:
+            self.budget.spend()
+            self._reject(
+                slot,
+                "text_frame",
+                "text frames are not part of this protocol: send msgpack in binary frames",
+            )
+            return None
+        try:
+            parsed = self.parser.parse(data)
+        except ProtocolError as exc:
+            self.budget.spend()
+            self._reject(slot, "invalid", str(exc))
+            return None
+        if not (isinstance(parsed, AudioIn) and parsed.pcm.size >= FRAME_SIZE):
+            self.budget.spend()
+        return parsed
+
     async def _send_loop(self, slot: Slot) -> None:
         while (message := await slot.outbox.get()) is not None:
             await self.ws.send_bytes(message.pack())
-        # The slot was closed: either the client left, or an idle timeout / shutdown.
+        # The slot was closed: the client left, an idle timeout, the rate limit, or shutdown.
         with contextlib.suppress(Exception):
-            await self.ws.close()
+            await self.ws.close(code=self.close_code)

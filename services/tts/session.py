@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-from typing import Annotated, Literal, Self
+from typing import Literal
 
-import msgpack
-import numpy as np
-import numpy.typing as npt
 from fastapi import WebSocket, WebSocketDisconnect
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.types import Message
 
 from services.common.protocol import (
+    TTS_CLIENT_MESSAGES,
     AudioOut,
     Eos,
     Error,
@@ -23,8 +21,10 @@ from services.common.protocol import (
     Ready,
     TextIn,
     VoiceIn,
+    WireMessage,
+    describe_errors,
 )
-from services.common.ratelimit import MessagePacer
+from services.common.ratelimit import POLICY_VIOLATION, MessageBudget, RateLimitExceeded
 from services.tts import metrics
 from services.tts.batcher import TtsBatcher, TtsSlot
 from services.tts.engines.base import StreamStart, TtsEngine, VoiceError
@@ -35,40 +35,7 @@ logger = logging.getLogger(__name__)
 
 NO_FREE_CHANNELS = "no free channels"
 EOS_FRAME = b"\x00"  # moshi-server's binary end-of-stream marker
-MAX_VOICE_VALUES = 512 * 2000  # a 512-d embedding of 2000 frames (160 s of reference audio)
 MAX_VOICE_NAME = 256
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-EmbeddingValue = Annotated[float, Field(allow_inf_nan=False, ge=-_FLOAT32_MAX, le=_FLOAT32_MAX)]
-
-
-class VoiceEmbeddingIn(VoiceIn):
-    """A `Voice` message whose every field is checked before use: a [1, dim, frames] embedding
-    of finite float32 values, no bigger than `MAX_VOICE_VALUES`, with as many values as its shape."""
-
-    embeddings: list[EmbeddingValue] = Field(max_length=MAX_VOICE_VALUES)
-    shape: tuple[Literal[1], PositiveInt, PositiveInt]
-
-    @model_validator(mode="after")
-    def _shape_fits_values(self) -> Self:
-        size = math.prod(self.shape)
-        if size != len(self.embeddings):
-            raise ValueError(f"shape {list(self.shape)} needs {size} values, got {len(self.embeddings)}")
-        return self
-
-    def array(self) -> npt.NDArray[np.float32]:
-        """The embedding as a float32 array of its shape."""
-        return np.asarray(self.embeddings, dtype=np.float32).reshape(self.shape)
-
-
-CLIENT_MESSAGES = (TextIn, Eos, VoiceEmbeddingIn)
-
-
-def describe(exc: ValidationError) -> str:
-    """A client-facing summary of what failed validation."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors(include_url=False)
-    )
 
 
 class StreamQuery(BaseModel):
@@ -96,7 +63,7 @@ def parse_query(
     try:
         query = StreamQuery.model_validate(params)
     except ValidationError as exc:
-        raise QueryError(f"bad query: {describe(exc)} (formats: PcmMessagePack, Pcm)") from None
+        raise QueryError(f"bad query: {describe_errors(exc)} (formats: PcmMessagePack, Pcm)") from None
     try:
         return query, stream_start(engine, settings, query.voice, query.cfg_alpha)
     except ValueError as exc:
@@ -131,8 +98,9 @@ class TtsSession:
         self.settings = settings
         self.raw_pcm = query.format == "Pcm"
         self.start = start
-        self.parser = MessageParser(CLIENT_MESSAGES, settings.max_message_bytes)
-        self.pacer = MessagePacer(settings.max_messages_per_second)
+        self.parser = MessageParser(TTS_CLIENT_MESSAGES, settings.max_message_bytes)
+        self.budget = MessageBudget(settings.max_messages_per_second)
+        self.close_code = 1000
         self.chars = 0
         self.eos = False
 
@@ -176,26 +144,47 @@ class TtsSession:
                 return
             if msg["type"] == "websocket.disconnect":
                 return
-            await self.pacer.take()
-            if msg.get("text") is not None:
-                # moshi-server reads a text frame as a Text message: it gets the same checks.
-                data = msgpack.packb({"type": "Text", "text": msg["text"]})
-            else:
-                data = msg.get("bytes") or b""
-            if data == EOS_FRAME:
-                self._on_eos(slot)
-                continue
             try:
-                parsed = self.parser.parse(data)
-            except ProtocolError as exc:
-                self._error(slot, "invalid", str(exc))
-                continue
+                parsed = self._parse(slot, msg)
+            except RateLimitExceeded as exc:
+                self._error(slot, "rate", str(exc))
+                self.close_code = POLICY_VIOLATION
+                slot.outbox.put_nowait(None)
+                return
             if isinstance(parsed, TextIn):
                 self._on_text(slot, parsed.text)
             elif isinstance(parsed, Eos):
                 self._on_eos(slot)
-            elif isinstance(parsed, VoiceEmbeddingIn):
+            elif isinstance(parsed, VoiceIn):
                 self._on_voice(slot, parsed)
+
+    def _parse(self, slot: TtsSlot, msg: Message) -> WireMessage | None:
+        """The client's message, or None once a bad one has been answered with an `Error`.
+
+        Text that adds words spends the per-stream character budget instead of the message
+        budget: Kyutai's own client sends one `Text` per word, all at once.
+        """
+        try:
+            if msg.get("text") is not None:
+                # moshi-server reads a text frame as a Text message: it gets the same checks.
+                parsed = self.parser.validate({"type": "Text", "text": msg["text"]})
+            elif (data := msg.get("bytes") or b"") == EOS_FRAME:
+                parsed = Eos()
+            else:
+                parsed = self.parser.parse(data)
+        except ProtocolError as exc:
+            self.budget.spend()
+            self._error(slot, "invalid", str(exc))
+            return None
+        speaks = (
+            isinstance(parsed, TextIn)
+            and not self.eos
+            and self.chars + len(parsed.text) <= self.settings.max_text_chars
+            and bool(split_words(parsed.text))
+        )
+        if not speaks:
+            self.budget.spend()
+        return parsed
 
     def _begin(self, slot: TtsSlot) -> None:
         if not slot.started:
@@ -225,7 +214,7 @@ class TtsSession:
         self._begin(slot)
         self.batcher.push_eos(slot)
 
-    def _on_voice(self, slot: TtsSlot, voice: VoiceEmbeddingIn) -> None:
+    def _on_voice(self, slot: TtsSlot, voice: VoiceIn) -> None:
         if slot.started:
             self._error(slot, "voice_late", "Voice must come before the first Text")
             return
@@ -245,4 +234,4 @@ class TtsSession:
                 continue
             await self.ws.send_bytes(message.pack())
         with contextlib.suppress(Exception):
-            await self.ws.close(code=1000)
+            await self.ws.close(code=self.close_code)

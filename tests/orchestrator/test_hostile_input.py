@@ -3,6 +3,7 @@ properly (1011 after a `server_error` event), never with a bare 1006."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -97,3 +98,33 @@ def test_a_fault_of_ours_is_reported_and_closes_with_1011(monkeypatch, caplog):
     errors = [e["error"] for e in events if e["type"] == "error" and e["error"]["code"] == "server_error"]
     assert errors and "RuntimeError" in errors[0]["message"], events
     assert any(r.exc_info and "injected fault" in str(r.exc_info[1]) for r in caplog.records)
+
+
+@pytest.mark.lite
+async def test_an_event_flood_is_closed_with_1008(lite_stack):
+    """A flood of response.create used to start a reply (an LLM request and a TTS stream)
+    per event and left the orchestrator unresponsive for minutes; now a second
+    response.create while one is active is refused, as OpenAI does, and a flood past
+    ORCHESTRATOR_MAX_EVENTS_PER_SECOND ends with an error and a 1008 close."""
+    lite_stack.script(reply="A reply long enough to still be running. " * 5, token_delay_s=0.05)
+    client = await RealtimeTestClient.connect(lite_stack.orchestrator.ws, lite_stack.token)
+    try:
+        await client.wait_type("session.created")
+        for n in range(400):
+            await client.send({"type": "response.create", "event_id": f"create-{n}"})
+        await asyncio.wait_for(client.ws.wait_closed(), 30)
+    finally:
+        await client.close()
+        lite_stack.script()  # the scripted LLM's defaults, for the tests after this one
+    errors = [e["error"] for e in client.events if e["type"] == "error"]
+    assert [e["code"] for e in errors][-1] == "rate_limit_exceeded"
+    busy = [e for e in errors if e["code"] == "conversation_already_has_active_response"]
+    assert busy and busy[0]["event_id"] == "create-1"
+    assert client.types().count("response.created") == 1
+    assert client.ws.close_code == 1008
+    # The server stays responsive for everyone else.
+    other = await RealtimeTestClient.connect(lite_stack.orchestrator.ws, lite_stack.token)
+    try:
+        await other.wait_type("session.created", wait_s=5)
+    finally:
+        await other.close()

@@ -4,6 +4,7 @@ stream (and its neighbours) go on; a long text never holds the other streams up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import httpx
@@ -162,3 +163,29 @@ async def test_long_text_does_not_stall_another_stream(espeak_tts):
     assert all(run.close_code == 1000 and run.of("Error") == [] for run in longs)
     gaps = [b - a for a, b in zip([0.0, *arrivals], arrivals, strict=False)]
     assert arrivals and max(gaps) < 1.0, f"first audio {arrivals[0]:.2f} s, largest gap {max(gaps):.2f} s"
+
+
+async def test_a_message_flood_is_closed_with_1008(espeak_tts):
+    """A sender of invalid frames faster than MAX_MESSAGES_PER_SECOND used to be slowed by not
+    reading its socket, so its keepalive pings went unanswered (1011 after the timeout); now
+    the socket is always read, and the flood ends with one Error and a 1008 close."""
+    errors: list[str] = []
+    async with connect(espeak_tts.ws, espeak_tts.api_key) as ws:
+        assert msgpack.unpackb(await ws.recv())["type"] == "Ready"
+
+        async def read() -> None:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                async for raw in ws:
+                    message = msgpack.unpackb(raw)
+                    if message["type"] == "Error":
+                        errors.append(message["message"])
+
+        reader = asyncio.create_task(read())
+        with contextlib.suppress(websockets.ConnectionClosed):
+            for _ in range(5000):
+                await ws.send(b"\xc1 not msgpack")
+                await asyncio.sleep(0)  # a client that reads while it sends
+        await reader
+    assert ws.close_code == 1008
+    assert "messages per second" in errors[-1]
+    assert all("not a msgpack message" in e for e in errors[:-1])

@@ -21,7 +21,7 @@ from services.common.protocol import (
     Step,
     Word,
 )
-from services.common.ratelimit import MessagePacer
+from services.common.ratelimit import MessageBudget, RateLimitExceeded
 from services.stt.engines.base import pause_probabilities
 from services.stt.engines.words import WordDecoder
 from services.stt.settings import SttSettings
@@ -124,8 +124,9 @@ def test_settings_env_prefix_and_shared_keys(monkeypatch, tmp_path):
         SttSettings(batch_size=0)
 
 
-async def test_pacer_slows_down_instead_of_dropping():
-    pacer = MessagePacer(rate=100, burst=5)
-    for _ in range(15):
-        await pacer.take()
-    assert pacer.throttled >= 9  # past the burst, senders wait for tokens
+def test_budget_allows_the_burst_then_refuses_without_waiting():
+    budget = MessageBudget(rate=1, burst=5)
+    for _ in range(5):
+        budget.spend()
+    with pytest.raises(RateLimitExceeded, match="more than 1 messages per second"):
+        budget.spend()
