@@ -189,3 +189,24 @@ def test_message_parser_raises_only_protocol_errors(data: bytes):
             parser.parse(data)
         except ProtocolError as exc:
             assert len(str(exc)) < 2000  # an Error the client can read, not its own input back
+
+
+def test_sphinx_cuts_an_utterance_that_never_pauses():
+    """Finishing an utterance costs time in proportion to its length, inside the step: 280 s of
+    full-scale noise (never a pause) stalled every other stream for seconds at its end."""
+    from services.stt.engines.sphinx_engine import MAX_UTTERANCE_S, RATE, SphinxSttEngine
+
+    engine = SphinxSttEngine(1)
+    active = np.ones(1, dtype=bool)
+    rng = np.random.default_rng(3)
+    noise = rng.uniform(-1, 1, int(2.5 * MAX_UTTERANCE_S * SAMPLE_RATE)).astype(np.float32)
+    longest, starts = 0.0, set()
+    for n, start in enumerate(range(0, noise.size - FRAME_SIZE, FRAME_SIZE)):
+        engine.step(noise[start : start + FRAME_SIZE][None, :], active, [0] if n == 0 else [])
+        stream = engine._streams[0]
+        assert stream is not None
+        if stream.in_utterance:
+            starts.add(stream.utt_start_s)
+            longest = max(longest, stream.samples_in / RATE - stream.utt_start_s)
+    assert longest <= MAX_UTTERANCE_S + 0.1
+    assert len(starts) >= 3  # the noise was one long "utterance", now cut in pieces

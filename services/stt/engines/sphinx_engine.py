@@ -24,6 +24,14 @@ from services.stt.engines.base import FrameResult, SttEngine, pause_probabilitie
 RATE = 16_000
 SPHINX_FRAMES_PER_S = 100  # pocketsphinx segment times are in 10 ms frames
 ENDPOINT_WINDOW_S = 0.3
+# Finishing an utterance costs time in proportion to its length, inside one step (0.6 s for
+# 120 s of noise here): an utterance that never pauses is cut into pieces of at most this.
+MAX_UTTERANCE_S = 15.0
+# Active HMMs per 10 ms frame (pocketsphinx's default is 30000). Full-scale noise, once the
+# cepstral mean has adapted to it, made the search explode to ~35 ms per 80 ms frame, so a
+# few noisy streams held every slot below real time; 2000 bounds that at no cost to the
+# test phrases' recognition.
+MAX_HMM_PER_FRAME = 2000
 _FILLERS = re.compile(r"^(<s>|</s>|<sil>|\[.*\]|\(.*\))$")
 
 
@@ -41,6 +49,7 @@ class _SphinxStream:
         self.samples_in = 0  # 16 kHz samples seen, for timestamps
         self.in_utterance = False
         self.utt_start_s = 0.0
+        self.cut = False  # the last utterance was cut at MAX_UTTERANCE_S, not ended by a pause
         self.silence_s = 0.0
 
     def process(self, frame: npt.NDArray[np.float32]) -> FrameResult:
@@ -63,10 +72,15 @@ class _SphinxStream:
                 if not self.in_utterance:
                     self.decoder.start_utt()
                     self.in_utterance = True
-                    self.utt_start_s = self.endpointer.speech_start
+                    # After a cut, the speech goes on: the new utterance starts with this chunk.
+                    cut_at = (self.samples_in - len(speech) // 2) / RATE
+                    self.utt_start_s = cut_at if self.cut else self.endpointer.speech_start
+                    self.cut = False
                 self.decoder.process_raw(speech, full_utt=False)
-            if self.in_utterance and not self.endpointer.in_speech:
+            too_long = self.samples_in / RATE - self.utt_start_s > MAX_UTTERANCE_S
+            if self.in_utterance and (not self.endpointer.in_speech or too_long):
                 events.extend(self._finish_utterance())
+                self.cut = self.endpointer.in_speech
         return FrameResult(prs=pause_probabilities(self.silence_s, 1.0 if speech_now else 0.0), events=events)
 
     def _finish_utterance(self) -> list[Word | EndWord]:
@@ -107,7 +121,9 @@ class SphinxSttEngine(SttEngine):
         self.delay_frames = math.ceil(2 * ENDPOINT_WINDOW_S * FRAME_RATE) + 1
         # A decoder loads the acoustic model (~0.3 s): one per slot is built here, at load time,
         # and reused by every stream of that slot, so a new stream never stalls the step.
-        self._decoders = [Decoder(samprate=RATE, loglevel="FATAL") for _ in range(batch_size)]
+        self._decoders = [
+            Decoder(samprate=RATE, loglevel="FATAL", maxhmmpf=MAX_HMM_PER_FRAME) for _ in range(batch_size)
+        ]
         self._initial_cmn = self._decoders[0].get_cmn(update=False)
         self._streams: list[_SphinxStream | None] = [None] * batch_size
 
