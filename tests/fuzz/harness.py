@@ -1,0 +1,228 @@
+"""What the three fuzz modules share: the healthy-stream watcher, the log checker, the metrics
+and memory readers, close-code judging, and the Hypothesis strategies for hostile values."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import msgpack
+import psutil
+import websockets
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+
+from tests.servers import ServiceProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+MAX_GAP_S = 1.0
+
+# Fixed seeds, bounded counts, no example database, and no shrinking (every finding is
+# reported with its exact input instead, which costs no extra round trips).
+_FUZZ = settings(
+    derandomize=True,
+    database=None,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
+
+
+def fuzz(max_examples: int) -> settings:
+    """Hypothesis settings of a fuzz case: `max_examples` inputs from the fixed seed."""
+    return settings(_FUZZ, max_examples=max_examples)
+
+
+# ---- the healthy stream ------------------------------------------------------------------
+
+
+@dataclass
+class HealthyReport:
+    """What the healthy client saw while the fuzz ran."""
+
+    max_gap_s: float
+    beats: int
+    problems: list[str] = field(default_factory=list)
+
+    def check(self) -> list[str]:
+        """Findings, as text (empty when the healthy stream was undisturbed)."""
+        found = [f"healthy client: {p}" for p in self.problems]
+        if self.beats == 0 or self.max_gap_s > MAX_GAP_S:
+            found.append(f"healthy stream stalled: longest gap {self.max_gap_s:.2f} s, {self.beats} beats")
+        return found
+
+
+@contextlib.contextmanager
+def healthy(kind: str, url: str, key: str, workdir: Path) -> Iterator[list[HealthyReport]]:
+    """Run `tests.fuzz.healthy` beside the block; the measured window is the block itself,
+    entered once the stream flows. The report is appended to the yielded list on exit."""
+    journal = workdir / f"healthy-{kind}-{time.monotonic_ns()}.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fuzz.healthy", kind, url, key, str(journal)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+    )
+    out: list[HealthyReport] = []
+    try:
+        deadline = time.monotonic() + 60
+        while _count(journal, "beat") < 3:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise AssertionError(f"the healthy {kind} client never got going:\n{_read(journal)}")
+            time.sleep(0.1)
+        start = time.monotonic()
+        yield out
+        end = time.monotonic()
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    out.append(_report(_read(journal), start, end))
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def _count(path: Path, kind: str) -> int:
+    return sum(1 for line in _read(path).splitlines() if line.startswith(kind + " "))
+
+
+def _report(text: str, start: float, end: float) -> HealthyReport:
+    """Longest time in [start, end] during which progress was expected and none came."""
+    gap, beats, problems = 0.0, 0, []
+    last: float | None = None  # time of the latest beat (or segment start) while expecting progress
+    for line in text.splitlines():
+        kind, stamp, *rest = line.split(" ", 2)
+        t = float(stamp)
+        if kind == "problem" and start <= t <= end + 5:
+            problems.append(rest[0] if rest else "")
+        if kind in ("beat", "segment") and (kind == "segment" or last is not None):
+            if last is not None:
+                gap = max(gap, min(t, end) - max(last, start))
+            last = t
+            beats += kind == "beat" and start <= t <= end
+        elif kind in ("idle", "end"):
+            if last is not None and t > start:
+                gap = max(gap, min(t, end) - max(last, start))
+            last = None
+    if last is not None:
+        gap = max(gap, end - max(last, start))
+    return HealthyReport(round(gap, 3), beats, problems)
+
+
+# ---- what a service leaves behind -------------------------------------------------------
+
+
+class LogWatch:
+    """The service's log from now on, for tracebacks and errors logged with one."""
+
+    MARKS = ("Traceback", "Exception in ASGI application")
+
+    def __init__(self, service: ServiceProcess) -> None:
+        self.service = service
+        self.offset = service.log.stat().st_size
+
+    def problems(self) -> list[str]:
+        with self.service.log.open("rb") as f:
+            f.seek(self.offset)
+            text = f.read().decode(errors="replace")
+        found = []
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                entry = None
+            if not isinstance(entry, dict):
+                if any(mark in line for mark in self.MARKS):
+                    found.append(line[:300])
+                continue
+            if entry.get("exc") or entry.get("level") == "CRITICAL" or any(m in line for m in self.MARKS):
+                exc = str(entry.get("exc", "")).strip().splitlines()
+                found.append(f"{entry.get('level')} {entry.get('msg')!r}: {exc[-1] if exc else ''}"[:400])
+        return found
+
+
+def metric(service: ServiceProcess, name: str) -> float:
+    """A Prometheus gauge or counter of the service (0 when it has no samples yet)."""
+    text = httpx.get(f"{service.http}/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def settle(checks: list[tuple[ServiceProcess, str]], within_s: float = 15.0) -> list[str]:
+    """Wait for each gauge to read zero; the ones that do not, as findings."""
+    deadline = time.monotonic() + within_s
+    while True:
+        left = [(s, n, v) for s, n in checks if (v := metric(s, n)) != 0]
+        if not left or time.monotonic() > deadline:
+            return [
+                f"{n} is {v:g} on port {s.port}, {within_s:.0f} s after the clients left" for s, n, v in left
+            ]
+        time.sleep(0.25)
+
+
+def alive(service: ServiceProcess) -> list[str]:
+    """The process runs and says it is ready."""
+    if service.process.poll() is not None:
+        return [f"the service on port {service.port} exited with {service.process.returncode}"]
+    response = httpx.get(f"{service.http}/ready", timeout=5)
+    return [] if response.status_code == 200 else [f"/ready is {response.status_code}: {response.text}"]
+
+
+def rss(service: ServiceProcess) -> int:
+    """Resident memory of the service process, in bytes."""
+    return psutil.Process(service.process.pid).memory_info().rss
+
+
+def close_finding(exc: websockets.ConnectionClosed, what: str) -> list[str]:
+    """An abnormal close (no close frame: 1006) is a finding; a close frame with a code is not."""
+    if exc.rcvd is None and exc.sent is not None and exc.sent.code == 1011:
+        return [f"{what}: our keepalive ping went unanswered, as the server stopped reading the socket"]
+    if exc.rcvd is None:
+        return [f"{what}: connection dropped without a close frame (1006)"]
+    return []
+
+
+# ---- hostile values ----------------------------------------------------------------------
+
+TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
+HUGE_INTS = st.sampled_from([2**63 - 1, 2**64 - 1, -(2**63), 10**18, -1, 0])
+FLOATS = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(
+    [math.nan, math.inf, -math.inf, 1e308]
+)
+
+
+def scalars(huge_ints: st.SearchStrategy[int] = HUGE_INTS) -> st.SearchStrategy[object]:
+    return st.none() | st.booleans() | st.integers(-(2**31), 2**31) | huge_ints | FLOATS | TEXT
+
+
+def wild(huge_ints: st.SearchStrategy[int] = HUGE_INTS, keys: st.SearchStrategy[str] = TEXT):
+    """Any shape of value: wrong types, huge numbers, NaN, nested lists and maps."""
+    return st.recursive(
+        scalars(huge_ints),
+        lambda inner: st.lists(inner, max_size=6) | st.dictionaries(keys, inner, max_size=5),
+        max_leaves=24,
+    )
+
+
+def deep_msgpack(depth: int) -> bytes:
+    """An array nested `depth` deep (msgpack's own packer refuses to build one)."""
+    return b"\x91" * depth + b"\xc0"
+
+
+def pack(value: object) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
