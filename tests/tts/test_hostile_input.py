@@ -12,7 +12,7 @@ import msgpack
 import pytest
 import websockets
 
-from tests.tts_client import EOS, TtsRun, connect, read_all, text_msg
+from tests.tts_client import EOS, TtsRun, connect, read_all, speak, text_msg
 
 pytestmark = pytest.mark.lite
 
@@ -189,3 +189,14 @@ async def test_a_message_flood_is_closed_with_1008(espeak_tts):
     assert ws.close_code == 1008
     assert "messages per second" in errors[-1]
     assert all("not a msgpack message" in e for e in errors[:-1])
+
+
+async def test_kyutai_tts_script_sends_a_long_text_word_by_word_at_once(espeak_tts):
+    """tts_rust_server.py sends one `Text` per word of its whole input, unpaced, then `Eos`, and
+    reads until the server closes: 800 words at once must not trip the message budget (Text
+    with words spends the character budget instead), and the stream ends with 1000."""
+    words = LONG_TEXT.split()
+    assert len(words) > 400  # over the burst of MAX_MESSAGES_PER_SECOND (400), if they counted
+    run = await speak(espeak_tts.ws, espeak_tts.api_key, LONG_TEXT)
+    assert run.close_code == 1000 and run.of("Error") == []
+    assert [w for w, _, _ in run.words] == words
