@@ -3,13 +3,14 @@ and memory readers, close-code judging, and the Hypothesis strategies for hostil
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,6 +187,59 @@ def alive(service: ServiceProcess) -> list[str]:
 def rss(service: ServiceProcess) -> int:
     """Resident memory of the service process, in bytes."""
     return psutil.Process(service.process.pid).memory_info().rss
+
+
+async def gather_findings(*clients: Awaitable[list[str]]) -> list[str]:
+    """Run the clients at once; all their findings."""
+    return [f for found in await asyncio.gather(*clients) for f in found]
+
+
+#: One short-lived client of a churn: (mode, seed) -> findings; `mode` picks how it leaves.
+ChurnClient = Callable[[int, int], Awaitable[list[str]]]
+
+
+async def churn_round(one: ChurnClient, round_no: int, *, clients: int, modes: int, each: int) -> list[str]:
+    """`clients` clients at once, each opening and leaving `each` times in turn."""
+
+    async def client(c: int) -> list[str]:
+        found = []
+        for i in range(each):
+            seed = round_no * 1000 + c * 10 + i
+            found += await one(seed % modes, seed)
+        return found
+
+    return await gather_findings(*(client(c) for c in range(clients)))
+
+
+def churn(
+    service: ServiceProcess,
+    one: ChurnClient,
+    *,
+    clients: int,
+    modes: int,
+    each: int = 6,
+    watched: Callable[[], contextlib.AbstractContextManager[list[HealthyReport]]],
+    settled: Callable[[], list[str]],
+    after: Callable[[list[HealthyReport]], list[str]],
+) -> list[str]:
+    """A warm-up round, then three rounds of churn beside the healthy client (`watched`).
+
+    The RSS baseline is taken after the warm-up (allocator, decoders and caches settle in
+    it, once `settled` says the slots are back), and must not grow over 10 %; `after` checks
+    what the rounds left.
+    """
+    rounds = {"clients": clients, "modes": modes, "each": each}
+    findings = asyncio.run(churn_round(one, 0, **rounds))
+    findings += settled()
+    baseline = rss(service)
+    with watched() as reports:
+        for round_no in range(1, 4):
+            findings += asyncio.run(churn_round(one, round_no, **rounds))
+    findings += after(reports)
+    grown = rss(service)
+    if grown > baseline * 1.10:
+        findings.append(f"RSS grew from {baseline / 1e6:.0f} MB to {grown / 1e6:.0f} MB over the churn")
+    return findings
 
 
 def close_finding(exc: websockets.ConnectionClosed, what: str) -> list[str]:

@@ -26,7 +26,7 @@ from pydantic import TypeAdapter, ValidationError
 from websockets.sync.client import connect as sync_connect
 
 from orchestrator.realtime.events import CLIENT_EVENTS
-from tests.fuzz.harness import TEXT, LogWatch, alive, close_finding, fuzz, healthy, rss, settle, wild
+from tests.fuzz.harness import TEXT, LogWatch, alive, churn, close_finding, fuzz, healthy, settle, wild
 
 pytestmark = pytest.mark.lite
 
@@ -248,30 +248,18 @@ async def churn_one(stack, mode: int, seed: int) -> list[str]:
     return []
 
 
-async def churn_round(stack, round_no: int) -> list[str]:
-    async def client(c: int) -> list[str]:
-        found = []
-        for i in range(5):
-            seed = round_no * 1000 + c * 10 + i
-            found += await churn_one(stack, seed % 5, seed)
-        return found
-
-    results = await asyncio.gather(*(client(c) for c in range(10)))
-    return [f for found in results for f in found]
-
-
 def test_connect_close_churn_leaves_no_session_slot_or_memory(stack, tmp_path):
     logs = watch_logs(stack)
-    findings = asyncio.run(churn_round(stack, 0))  # warm-up
-    findings += leftovers(stack)
-    baseline = rss(stack.orchestrator)
-    with healthy("realtime", stack.orchestrator.ws, stack.token, tmp_path) as reports:
-        for round_no in range(1, 4):
-            findings += asyncio.run(churn_round(stack, round_no))
-    findings += check_after(stack, logs, reports)
-    after = rss(stack.orchestrator)
-    if after > baseline * 1.10:
-        findings.append(f"orchestrator RSS grew from {baseline / 1e6:.0f} MB to {after / 1e6:.0f} MB")
+    findings = churn(
+        stack.orchestrator,
+        lambda mode, seed: churn_one(stack, mode, seed),
+        clients=10,
+        modes=5,
+        each=5,
+        watched=lambda: healthy("realtime", stack.orchestrator.ws, stack.token, tmp_path),
+        settled=lambda: leftovers(stack),
+        after=lambda reports: check_after(stack, logs, reports),
+    )
     assert not findings, "\n".join(findings)
 
 

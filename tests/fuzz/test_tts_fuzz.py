@@ -24,12 +24,13 @@ from websockets.sync.client import connect as sync_connect
 from tests.fuzz.harness import (
     LogWatch,
     alive,
+    churn,
     close_finding,
     deep_msgpack,
     fuzz,
+    gather_findings,
     healthy,
     pack,
-    rss,
     settle,
     wild,
 )
@@ -188,17 +189,15 @@ async def _drain(ws) -> None:
         pass
 
 
-async def _gather(*coros) -> list[str]:
-    return [f for found in await asyncio.gather(*coros) for f in found]
-
-
 def test_floods_of_each_message_kind(tts, tmp_path):
     log = LogWatch(tts)
     findings: list[str] = []
     with healthy("tts", tts.ws, tts.api_key, tmp_path) as reports:
         for seed, kind in enumerate(("Text", "Eos", "Voice", "junk", "text")):
             findings += asyncio.run(flood(tts.ws, tts.api_key, kind, 2.0, seed))
-        findings += asyncio.run(_gather(*(flood(tts.ws, tts.api_key, "Text", 2.0, s) for s in (7, 8))))
+        findings += asyncio.run(
+            gather_findings(*(flood(tts.ws, tts.api_key, "Text", 2.0, s) for s in (7, 8)))
+        )
     findings += check_after(tts, log, reports)
     assert not findings, "\n".join(findings)
 
@@ -242,29 +241,17 @@ async def churn_one(tts, mode: int, seed: int) -> list[str]:
     return []
 
 
-async def churn_round(tts, round_no: int) -> list[str]:
-    async def client(c: int) -> list[str]:
-        found = []
-        for i in range(6):
-            seed = round_no * 1000 + c * 10 + i
-            found += await churn_one(tts, seed % 6, seed)
-        return found
-
-    return await _gather(*(client(c) for c in range(8)))
-
-
 def test_connect_close_churn_frees_every_slot_and_memory(tts, tmp_path):
     log = LogWatch(tts)
-    findings = asyncio.run(churn_round(tts, 0))  # warm-up: allocator, voices, caches
-    findings += settle([(tts, "py_open_channels")])
-    baseline = rss(tts)
-    with healthy("tts", tts.ws, tts.api_key, tmp_path) as reports:
-        for round_no in range(1, 4):
-            findings += asyncio.run(churn_round(tts, round_no))
-    findings += check_after(tts, log, reports)
-    after = rss(tts)
-    if after > baseline * 1.10:
-        findings.append(f"RSS grew from {baseline / 1e6:.0f} MB to {after / 1e6:.0f} MB over the churn")
+    findings = churn(
+        tts,
+        lambda mode, seed: churn_one(tts, mode, seed),
+        clients=8,
+        modes=6,
+        watched=lambda: healthy("tts", tts.ws, tts.api_key, tmp_path),
+        settled=lambda: settle([(tts, "py_open_channels")]),
+        after=lambda reports: check_after(tts, log, reports),
+    )
     assert not findings, "\n".join(findings)
 
 
