@@ -263,10 +263,7 @@ class VoiceSession:
         at a time: while one is requested or running, another is refused with an error
         (each would otherwise open its own LLM request and TTS stream).
         """
-        running = (
-            self.response is not None and self.response.task is not None and not self.response.task.done()
-        )
-        if self._response_requested or running:
+        if self._response_requested or self._responding():
             what = "a response is already in progress; cancel it first (response.cancel)"
             self.emit(error_event("conversation_already_has_active_response", what, event_id))
             return
@@ -374,7 +371,7 @@ class VoiceSession:
 
     def _assistant_speaking(self) -> bool:
         r = self.response
-        return r is not None and ((r.task is not None and not r.task.done()) or r.still_playing())
+        return self._responding() or (r is not None and r.still_playing())
 
     # ---- the user's turn ends ----------------------------------------------------------------
 
