@@ -132,6 +132,7 @@ class VoiceSession:
         self._turn_task: asyncio.Task[None] | None = None
         self.response: _Response | None = None
         self._response_requested = False  # a response.create waits for its turn's transcript
+        self._closing = False  # aclose has begun
         self._responses: dict[str, _Response] = {}
         self._stt_down: str | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -186,12 +187,23 @@ class VoiceSession:
             self._stt_up.clear()
 
     async def aclose(self) -> None:
-        """Stop the turns and responses this session started (`run`'s owner cancels `run`)."""
-        for task in (self._turn_task, self.response.task if self.response else None, *self._background):
-            if task is not None and not task.done():
+        """Stop the turns and responses this session started (`run`'s owner cancels `run`).
+
+        Every response still running is cancelled, not only the latest: a barge-in hands
+        the previous one to a background `_interrupt` that may not have run yet. Tasks are
+        collected again until none is left, since one cancelled here may start another
+        first (a turn ending into a response); each running response holds a TTS stream.
+        """
+        self._closing = True
+        while live := self._live_tasks():
+            for task in live:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await asyncio.gather(*live, return_exceptions=True)
+
+    def _live_tasks(self) -> list[asyncio.Task[None]]:
+        responses = (r.task for r in self._responses.values())
+        tasks = (self._turn_task, *responses, *self._background)
+        return [t for t in tasks if t is not None and not t.done()]
 
     def _spawn(self, coro: Any, name: str) -> None:
         """Run a short task owned by the session (cancelled with it, never lost)."""
@@ -468,6 +480,8 @@ class VoiceSession:
     # ---- the assistant's turn --------------------------------------------------------------
 
     def _start_response(self, latency: TurnLatency, response: _Response) -> None:
+        if self._closing:
+            return  # the session is ending: no new LLM request or TTS stream
         if self._assistant_speaking():
             assert self.response is not None
             self._spawn(self._interrupt(self.response, flush=True), "interrupt")
