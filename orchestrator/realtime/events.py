@@ -123,13 +123,10 @@ class SessionPatch(_Model):
     max_output_tokens: OutputTokens | None = None
 
 
-class ResponseAudioOutput(_Model):
-    format: AudioFormat | None = None
-    voice: Voice | None = None
-
-
 class ResponseAudio(_Model):
-    output: ResponseAudioOutput | None = None
+    """`response.create`'s audio: only the output side (format, voice) applies to one response."""
+
+    output: AudioOutputPatch | None = None
 
 
 class ResponseParams(_Model):
