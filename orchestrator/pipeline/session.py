@@ -209,7 +209,15 @@ class VoiceSession:
         """Run a short task owned by the session (cancelled with it, never lost)."""
         task = asyncio.get_running_loop().create_task(coro, name=f"{name}-{self.id}")
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        """Forget a finished background task; a failure reaches the log and the client."""
+        self._background.discard(task)
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        logger.error("session task %s failed", task.get_name(), exc_info=exc)
+        self.emit(error_event("internal_error", f"{task.get_name()} failed: {exc}", kind="server_error"))
 
     def _error(self, exc: BackendError, consequence: str) -> None:
         self.emit(error_event(exc.event_code, f"{exc} - {consequence}", kind="server_error"))

@@ -60,3 +60,26 @@ def test_latency_stages_are_derived_from_marks():
     assert stages["transcript"] == 200.0 and stages["llm_first_token"] == 300.0
     assert stages["voice_to_voice"] == 610.0
     assert TurnLatency(speech_end=1.0).stages_ms()["voice_to_voice"] is None
+
+
+async def test_a_failing_background_task_reaches_the_client():
+    """A session's background task (a response waiting for its transcript, an interrupt) used to
+    fail unseen: the exception stayed in the task. Now it is an error event to the client."""
+    import asyncio
+
+    from orchestrator.pipeline.session import Backends, VoiceSession
+
+    events: list[dict] = []
+    backends = Backends(stt_url="ws://127.0.0.1:9", tts_url="ws://127.0.0.1:9", service_key="k", llm=None)  # type: ignore[arg-type]
+    session = VoiceSession(
+        backends, events.append, default_voice=None, max_output_tokens=10, history_turns=2, history_tokens=100
+    )
+
+    async def broken() -> None:
+        raise RuntimeError("boom")
+
+    session._spawn(broken(), "probe")
+    await asyncio.sleep(0.05)
+    errors = [e["error"] for e in events if e["type"] == "error"]
+    assert errors and errors[0]["code"] == "internal_error" and "boom" in errors[0]["message"]
+    await session.aclose()
