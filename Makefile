@@ -42,11 +42,13 @@ $(CLIENTS_VENV)/installed: $(CLIENTS_REQUIREMENTS)
 
 clients: $(CLIENTS_VENV)/installed ## the third-party Realtime clients the tests drive (Pipecat, LiveKit), in .venv-clients
 
-env: ## write .env from .env.example with a fresh random SERVICE_API_KEY (keeps an existing .env)
+# LLM_API_KEY too: compose checks it for every service, whichever profile runs.
+env: ## write .env from .env.example with fresh random SERVICE_API_KEY and LLM_API_KEY (keeps an existing .env)
 	@if [ -f .env ]; then echo ".env exists; leaving it as it is"; else \
-		umask 077; key=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))'); \
-		sed "s/^SERVICE_API_KEY=.*/SERVICE_API_KEY=$$key/" .env.example > .env; \
-		echo "wrote .env (mode 600) with a new SERVICE_API_KEY"; fi
+		umask 077; new_key() { python3 -c 'import secrets; print(secrets.token_urlsafe(32))'; }; \
+		sed -e "s/^SERVICE_API_KEY=.*/SERVICE_API_KEY=$$(new_key)/" \
+			-e "s/^LLM_API_KEY=.*/LLM_API_KEY=$$(new_key)/" .env.example > .env; \
+		echo "wrote .env (mode 600) with a new SERVICE_API_KEY and LLM_API_KEY"; fi
 
 demo: install-lite env ## set up and run the embedded CPU default (lite engines, echo LLM, all local)
 	scripts/cpu-demo.sh
@@ -57,7 +59,7 @@ tiny: ## build the tiny random-weight checkpoints into build/tiny and an HF cach
 lint: ## ruff lint and format check, shellcheck
 	$(VENV)/bin/ruff check services orchestrator tests bench
 	$(VENV)/bin/ruff format --check services orchestrator tests bench
-	$(VENV)/bin/shellcheck scripts/*.sh .ci/run slurm/instances.sbatch slurm/prefetch slurm/build tests/slurm/*.sh tests/containers/*.sh
+	$(VENV)/bin/shellcheck --external-sources scripts/*.sh .ci/run slurm/instances.sbatch slurm/prefetch slurm/build tests/slurm/*.sh tests/containers/*.sh
 
 format: ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix services orchestrator tests bench
@@ -74,10 +76,13 @@ chromium: ## install Debian's chromium for the browser tests (root only)
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "no chromium and not root: browser tests will be skipped"; fi
 
-# The container tests run the images built here. Podman builds need root in CI's VM (vfs
-# storage, a debootstrapped base); elsewhere those tests skip unless the images exist.
-images: ## build the stt, tts and orchestrator images with Podman from a local Debian base (root only)
-	@if [ "$$(id -u)" = 0 ]; then tests/containers/images.sh; else echo "not root: container tests need images built by tests/containers/images.sh"; fi
+# The container tests use the project's own Docker daemon (Docker Engine + Compose v2,
+# tests/containers/docker.sh) and the Apptainer compute node image (tests/slurm/node.sh),
+# bootstrapped from the apt mirror: no registry. As root (CI) the tools are installed, the
+# daemon started and the images built; elsewhere those tests skip and say why.
+images: ## install Docker + Compose, start the project's daemon, build the images and the Apptainer node (root only)
+	@if [ "$$(id -u)" = 0 ]; then tests/containers/docker.sh && tests/slurm/node.sh image; \
+	else echo "not root: the container and Apptainer tests need tests/containers/docker.sh and tests/slurm/node.sh image"; fi
 
 test: install-dev clients lint slurm chromium images ## what CI runs: install, lint, third-party clients, SLURM, chromium and the images for their tests, all tests
 	$(PY) -m pytest

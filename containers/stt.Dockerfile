@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The stt image. Its twin is apptainer/stt.def: same base, same lock files, same code,
 # same environment and command (tests/containers/test_parity.py keeps them equal).
 #
@@ -21,7 +20,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # A site behind a TLS-inspecting proxy passes its CA bundle as a build secret, which is
 # never stored in a layer:
-#   docker|podman build --secret id=ca_bundle,src=/etc/ssl/certs/ca-certificates.crt ...
+#   docker build --secret id=ca_bundle,src=/etc/ssl/certs/ca-certificates.crt ...
+# (No `# syntax=` line: it makes BuildKit fetch its Dockerfile frontend from Docker Hub;
+# the built-in frontend already has RUN --mount.)
 # The torch + moshi layer is the tts image's, byte for byte, so the two share it.
 COPY containers/requirements/tts.txt /tmp/tts.txt
 RUN --mount=type=secret,id=ca_bundle,required=false \

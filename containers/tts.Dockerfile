@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The tts image. Its twin is apptainer/tts.def: same base, same lock files, same code,
 # same environment and command (tests/containers/test_parity.py keeps them equal).
 #
@@ -21,7 +20,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # A site behind a TLS-inspecting proxy passes its CA bundle as a build secret, which is
 # never stored in a layer:
-#   docker|podman build --secret id=ca_bundle,src=/etc/ssl/certs/ca-certificates.crt ...
+#   docker build --secret id=ca_bundle,src=/etc/ssl/certs/ca-certificates.crt ...
 COPY containers/requirements/tts.txt /tmp/tts.txt
 RUN --mount=type=secret,id=ca_bundle,required=false \
     set -eux; \

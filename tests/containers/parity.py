@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +60,33 @@ def from_dockerfile(path: Path) -> ImageSpec:
     return ImageSpec(r.fromHeader, locks, code, _env(r.environ), tuple(r.entrypoint), healthcheck)
 
 
+def build_arguments(text: str) -> dict[str, str]:
+    """A .def's %arguments defaults (what `apptainer build` uses without --build-arg)."""
+    section = re.search(r"^%arguments\n(.*?)(?=^%|\Z)", text, re.S | re.M)
+    lines = section.group(1).splitlines() if section else []
+    return dict(
+        line.strip().split("=", 1) for line in lines if "=" in line and not line.strip().startswith("#")
+    )
+
+
+def render_def(path: Path, target: Path) -> Path:
+    """`path` with its {{ NAME }} build arguments replaced by their defaults, written to `target`."""
+    text = path.read_text()
+    arguments = build_arguments(text)
+
+    def value(match: re.Match[str]) -> str:
+        if match.group(1) not in arguments:
+            raise AssertionError(f"{path}: {{{{ {match.group(1)} }}}} has no default in %arguments")
+        return arguments[match.group(1)]
+
+    target.write_text(re.sub(r"\{\{\s*(\w+)\s*\}\}", value, text))
+    return target
+
+
 def from_def(path: Path) -> ImageSpec:
-    r = _recipe(SingularityParser, path)
+    # spython reads neither %arguments nor templated headers: parse the defaults' rendering.
+    with tempfile.TemporaryDirectory() as directory:
+        r = _recipe(SingularityParser, render_def(path, Path(directory) / path.name))
     locks, code = _split_files([tuple(line.split()) for line in r.files])
 
     # spython turns %runscript and %test into shell lines echoed into scripts.

@@ -1,0 +1,63 @@
+"""The stt, tts and orchestrator images as tests/containers/docker.sh builds them, each checked
+in a fresh container of its own (no compose project): they run as user 1000 with the
+project's healthcheck and carry no build tools, and the model images load moshi's LM and
+Mimi from a read-only HF cache with no network at all."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from services.common.tiny_checkpoints import STT_REPO, TTS_REPO
+from tests.containers.engine import SERVICE_IMAGES, docker, image
+
+pytestmark = pytest.mark.usefixtures("service_images")
+
+BUILD_TOOLS = ["gcc", "cc", "g++", "c++", "clang", "make", "cmake", "ld", "as", "git"]
+
+
+@pytest.mark.parametrize("service", SERVICE_IMAGES)
+def test_image_runs_as_user_1000_with_the_project_healthcheck(service: str) -> None:
+    (inspected,) = json.loads(docker("image", "inspect", image(service), timeout=60).stdout)
+    assert inspected["Config"]["User"] == "1000"
+    assert inspected["Config"]["Healthcheck"]["Test"] == [
+        *("CMD", "python", "-m", "services.common.healthcheck"),
+        *("--service", service, "--timeout", "4"),
+    ]
+
+
+@pytest.mark.parametrize("service", SERVICE_IMAGES)
+def test_image_has_no_build_tools(service: str) -> None:
+    """A container of the image, as whatever user it runs as, finds no compiler, linker or git."""
+    probe = "id -u; for tool in " + " ".join(BUILD_TOOLS) + '; do command -v "$tool" || true; done'
+    result = docker(
+        *("run", "--rm", "--network", "none", "--entrypoint", "sh", image(service), "-c", probe), timeout=120
+    )
+    uid, *found = result.stdout.split()
+    assert uid == "1000"
+    assert found == [], f"build tools in the {service} image: {found}"
+
+
+@pytest.mark.moshi
+@pytest.mark.parametrize(("service", "repo"), [("stt", STT_REPO), ("tts", TTS_REPO)])
+def test_model_image_loads_moshi_offline(hf_cache: Path, service: str, repo: str) -> None:
+    """With no network at all and the image's HF_HUB_OFFLINE=1, the checkpoint's LM and Mimi
+    load from the read-only cache."""
+    script = "; ".join(
+        [
+            "import os, torch",
+            "from services.common.checkpoint import load_checkpoint_info",
+            "assert os.environ['HF_HUB_OFFLINE'] == '1'",
+            f"info = load_checkpoint_info({repo!r})",
+            "info.get_moshi(device='cpu', dtype=torch.float32), info.get_mimi(device='cpu')",
+            "print(info.moshi_weights)",
+        ]
+    )
+    result = docker(
+        *("run", "--rm", "--network", "none", "--volume", f"{hf_cache}:/data/hf:ro"),
+        *("--entrypoint", "python", image(service), "-c", script),
+        timeout=300,
+    )
+    assert result.stdout.strip().startswith("/data/hf/hub/"), result.stdout
