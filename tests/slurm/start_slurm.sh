@@ -3,11 +3,19 @@
 # GPU (GRES backed by /dev/null), proctrack/linuxproc. Idempotent; needs root.
 #   tests/slurm/start_slurm.sh          install (if needed), configure, start, wait for idle
 #   tests/slurm/start_slurm.sh stop     shut the daemons down
+# The Apptainer compute node (tests/slurm/node.sh) runs this same script inside its
+# container, on the host's network: SLURMCTLD_PORT and SLURMD_PORT keep the two clusters apart.
 set -euo pipefail
 
-STATE=/var/tmp/unmute-slurm
+STATE=${SLURM_STATE_DIR:-/var/tmp/unmute-slurm}
+SLURMCTLD_PORT=${SLURMCTLD_PORT:-6817}
+SLURMD_PORT=${SLURMD_PORT:-6818}
 
 die() { echo "start_slurm: $*" >&2; exit 1; }
+
+# NAME: a daemon of this cluster runs. Only this PID namespace counts: from the host, the
+# Apptainer node container's slurmctld and munged are visible too, and are not ours.
+running() { pgrep --ns $$ --nslist pid -x "$1" >/dev/null; }
 
 install() {
   command -v slurmctld >/dev/null && command -v munged >/dev/null && return
@@ -24,6 +32,8 @@ configure() {
 ClusterName=unmute-ci
 SlurmctldHost=$host
 SlurmUser=root
+SlurmctldPort=$SLURMCTLD_PORT
+SlurmdPort=$SLURMD_PORT
 AuthType=auth/munge
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -46,9 +56,9 @@ CONF
 
 start() {
   mkdir -p /run/munge && chown munge:munge /run/munge
-  pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged
-  if pgrep -x slurmctld >/dev/null; then scontrol reconfigure >/dev/null; else slurmctld; fi
-  pgrep -x slurmd >/dev/null || slurmd
+  running munged || runuser -u munge -- /usr/sbin/munged
+  if running slurmctld; then scontrol reconfigure >/dev/null; else slurmctld; fi
+  running slurmd || slurmd
   local i
   for i in $(seq 1 60); do
     if sinfo -h -o '%t' 2>/dev/null | grep -qE '^(idle|mix|alloc)'; then echo "slurm: node idle"; return; fi
@@ -61,7 +71,7 @@ start() {
 
 stop() {
   scontrol shutdown >/dev/null 2>&1 || true
-  pkill -x munged 2>/dev/null || true
+  pkill --ns $$ --nslist pid -x munged 2>/dev/null || true
 }
 
 case ${1:-start} in
