@@ -18,7 +18,9 @@ import argparse
 import hashlib
 import json
 import os
+import random
 import shutil
+import string
 import tempfile
 from copy import deepcopy
 from dataclasses import dataclass
@@ -243,7 +245,7 @@ def _speechlike_frames(n: int):
         )
 
 
-def _relabel_stt_text_tokens(lm, mimi) -> None:
+def _relabel_stt_text_tokens(lm, mimi, word_start: bool = True) -> None:
     """Give the random STT the output statistics of a real one by renaming two tokens.
 
     A real STT model emits the pad token (3) through silence and the word-start token
@@ -252,6 +254,7 @@ def _relabel_stt_text_tokens(lm, mimi) -> None:
     with 3 and the most common sound token with 0 (in both the output head and the
     text embedding, which leaves the network's function unchanged up to the names).
     Tests then see words and word boundaries appear, as they would with a real model.
+    Without `word_start`, only the pad is renamed (see `_write_stt`).
     """
     from collections import Counter
 
@@ -260,30 +263,67 @@ def _relabel_stt_text_tokens(lm, mimi) -> None:
 
     silent, voiced = Counter(), Counter()
     gen = LMGen(lm, temp=0, temp_text=0)
+    device = next(lm.parameters()).device
     with torch.no_grad(), mimi.streaming(1), gen.streaming(1):
         for is_voiced, pcm in _speechlike_frames(120):
-            token = int(gen.step(mimi.encode(pcm))[0, 0, 0])
+            token = int(gen.step(mimi.encode(pcm.to(device)))[0, 0, 0])
             (voiced if is_voiced else silent)[token] += 1
     pad = silent.most_common(1)[0][0]
-    word_start = next(t for t, _ in voiced.most_common() if t != pad)
+    swaps = [(pad, 3)]
+    if word_start:
+        start = next(t for t, _ in voiced.most_common() if t != pad)
+        swaps.append((start if start != 3 else pad, 0))
     with torch.no_grad():
         for table in (lm.text_linear.weight, lm.text_emb.weight):
-            for a, b in ((pad, 3), (word_start if word_start != 3 else pad, 0)):
+            for a, b in swaps:
                 if a != b:
                     table[[a, b]] = table[[b, a]]
 
 
-def _write_stt(directory: Path, text_card: int, mimi_cfg: dict, *, heads: bool, prefix_s: float) -> None:
+def _random_lm(cfg: dict, device: str):
+    """The LM of `cfg` with moshi's random init: fp32 on CPU (bf16 matmuls are slow there), else bf16."""
+    import torch
+    from moshi.models import loaders
+
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    return loaders.get_moshi_lm(None, lm_kwargs=lm_kwargs(cfg), device=device, dtype=dtype)
+
+
+def _damp_residual_branches(lm, scale: float) -> None:
+    """Scale what each transformer layer adds to its input (attention and feed-forward
+    outputs), as a layer scale does: each step's output then follows the input at hand."""
+    import torch
+
+    with torch.no_grad():
+        for name, param in lm.transformer.named_parameters():
+            if ".self_attn.out_projs." in name or ".gating.linear_out." in name or ".linear2." in name:
+                param.mul_(scale)
+
+
+def _write_stt(
+    directory: Path, cfg: dict, mimi_cfg: dict, device: str = "cpu", audio_driven: bool = False
+) -> None:
+    """Write one random STT; `audio_driven` is the full-size recipe.
+
+    At full size, a random transformer's text output follows the average of its whole
+    context: one token repeats through speech and the silence after it, so the STT would
+    send words while the user is quiet, which holds a turn open. Damped layers make each
+    step's token follow the audio at hand, but then speech yields mostly the two tokens
+    the tiny recipe renames to pad and word-start, so no word ever forms: only the pad is
+    renamed, and speech comes out as words closed by pads (stt-1b-en_fr's size, on CPU:
+    words in speech, none in silence). The step costs the same: the same dense products.
+    """
     import torch
     from moshi.models import loaders
 
     directory.mkdir(parents=True, exist_ok=True)
-    cfg = tiny_stt_config(text_card, heads=heads, delay_s=0.5, prefix_s=prefix_s)
     (directory / "config.json").write_text(json.dumps(cfg, indent=2))
     _write_mimi(directory, mimi_cfg)
-    lm = loaders.get_moshi_lm(None, lm_kwargs=lm_kwargs(cfg), dtype=torch.float32)
-    mimi = loaders.get_mimi(directory / "mimi.safetensors", mimi_cfg, num_codebooks=32)
-    _relabel_stt_text_tokens(lm, mimi)
+    lm = _random_lm(cfg, device)
+    if audio_driven:
+        _damp_residual_branches(lm, 0.01)
+    mimi = loaders.get_mimi(directory / "mimi.safetensors", mimi_cfg, num_codebooks=32, device=device)
+    _relabel_stt_text_tokens(lm, mimi, word_start=not audio_driven)
     _save(lm.state_dict(), directory / "model.safetensors", torch.bfloat16)  # as Kyutai ships them
 
 
@@ -304,6 +344,26 @@ _NON_LM_KEYS = {
 def lm_kwargs(config: dict) -> dict:
     """The keys of a config.json that moshi's LM constructor takes (the rest are for its loaders)."""
     return {k: v for k, v in config.items() if k not in _NON_LM_KEYS}
+
+
+def random_init_info(config: dict, tokenizer: Path, mimi_config: dict):
+    """A moshi `CheckpointInfo` for `config` with no weight files: moshi's loaders then
+    initialise the LM and Mimi at random (benchmarks of full-size architectures)."""
+    from moshi.models.loaders import CheckpointInfo
+
+    return CheckpointInfo(
+        moshi_weights=None,  # type: ignore[arg-type]  (None = random init in moshi's loaders)
+        mimi_weights=None,  # type: ignore[arg-type]
+        tokenizer=tokenizer,
+        lm_config=lm_kwargs(config),
+        raw_config=config,
+        mimi_config=mimi_config,
+        model_type=config["model_type"],
+        lm_gen_config=config.get("lm_gen_config", {}),
+        tts_config=config.get("tts_config", {}),
+        stt_config=config.get("stt_config", {}),
+        model_id=config.get("model_id", {}),
+    )
 
 
 def tiny_tts_config(text_card: int) -> dict:
@@ -342,24 +402,24 @@ def tiny_tts_config(text_card: int) -> dict:
     )
 
 
-def _write_tts(directory: Path, voices: Path, text_card: int, mimi_cfg: dict) -> None:
+def _write_tts(
+    directory: Path, voices: Path, cfg: dict, mimi_cfg: dict, *, voice_frames: int = 25, device: str = "cpu"
+) -> None:
     import torch
-    from moshi.models import loaders
 
     directory.mkdir(parents=True, exist_ok=True)
-    cfg = tiny_tts_config(text_card)
     (directory / "config.json").write_text(json.dumps(cfg, indent=2))
     _write_mimi(directory, mimi_cfg)
-    lm = loaders.get_moshi_lm(None, lm_kwargs=lm_kwargs(cfg), dtype=torch.float32)
-    _save(lm.state_dict(), directory / "model.safetensors", torch.bfloat16)
+    _save(_random_lm(cfg, device).state_dict(), directory / "model.safetensors", torch.bfloat16)
 
     # A real voice is the unquantised Mimi latent of ~10 s of speech (scripts/tts_make_voice.py).
     # The tiny random Mimi maps all audio to nearly the same latent, so tiny voices are
     # drawn at random instead: same format and shape, and distinct enough to tell apart.
-    suffix = f".{TTS_MODEL_ID['sig']}@{TTS_MODEL_ID['epoch']}.safetensors"
+    suffix = f".{cfg['model_id']['sig']}@{cfg['model_id']['epoch']}.safetensors"
     generator = torch.Generator().manual_seed(1234)
     for name in VOICE_NAMES:
-        latent = torch.randn(1, cfg["conditioners"]["speaker_wavs"]["tensor"]["dim"], 25, generator=generator)
+        dim = cfg["conditioners"]["speaker_wavs"]["tensor"]["dim"]
+        latent = torch.randn(1, dim, voice_frames, generator=generator)
         voice_file = voices / f"{name}{suffix}"
         voice_file.parent.mkdir(parents=True, exist_ok=True)
         _save({"speaker_wavs": latent}, voice_file)
@@ -403,9 +463,10 @@ def build_tiny_checkpoints(out: Path, hf_home: Path | None = None, seed: int = 0
     tokenizer = out / "tokenizer.model"
     text_card = train_tokenizer(tokenizer, _CORPUS * 4, 128)
     mimi_cfg = tiny_mimi_config()
-    _write_stt(result.stt_dir, text_card, mimi_cfg, heads=True, prefix_s=0.0)
-    _write_stt(result.stt_noheads_dir, text_card, mimi_cfg, heads=False, prefix_s=0.24)
-    _write_tts(result.tts_dir, result.voices_dir, text_card, mimi_cfg)
+    _write_stt(result.stt_dir, tiny_stt_config(text_card, heads=True, delay_s=0.5, prefix_s=0.0), mimi_cfg)
+    noheads = tiny_stt_config(text_card, heads=False, delay_s=0.5, prefix_s=0.24)
+    _write_stt(result.stt_noheads_dir, noheads, mimi_cfg)
+    _write_tts(result.tts_dir, result.voices_dir, tiny_tts_config(text_card), mimi_cfg)
     for d in (result.stt_dir, result.stt_noheads_dir, result.tts_dir):
         shutil.copy(tokenizer, d / "tokenizer.model")
     tokenizer.unlink()
@@ -417,6 +478,80 @@ def build_tiny_checkpoints(out: Path, hf_home: Path | None = None, seed: int = 0
             (TTS_VOICES_REPO, result.voices_dir),
         ):
             _add_to_hf_cache(result.hf_home, repo, d)
+    return result
+
+
+@dataclass(frozen=True)
+class RandomCheckpoints:
+    """Where `build_random_checkpoints` wrote its STT, its TTS and the TTS's voices."""
+
+    root: Path
+
+    @property
+    def stt_dir(self) -> Path:
+        return self.root / "stt"
+
+    @property
+    def tts_dir(self) -> Path:
+        return self.root / "tts"
+
+    @property
+    def voices_dir(self) -> Path:
+        """Voice embeddings laid out like kyutai/tts-voices, named as in `VOICE_NAMES`."""
+        return self.root / "tts-voices"
+
+
+def random_word_tokenizer(path: Path, vocab: int) -> None:
+    """A tokenizer of exactly `vocab` pieces, so that every id a random LM emits decodes;
+    trained on random words plus the tiny corpus, so that every character replies use is known."""
+    rng = random.Random(vocab)
+    # Enough distinct words to fill the vocabulary, and no more: training time grows with the text.
+    words = sorted(
+        {"".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 9))) for _ in range(5 * vocab)}
+    )
+    lines = [" ".join(rng.sample(words, 12)) for _ in range(5 * vocab // 2)]
+    train_tokenizer(path, _CORPUS * 4 + lines, vocab, exact=True)
+
+
+def build_random_checkpoints(
+    out: Path,
+    stt_config: dict,
+    tts_config: dict,
+    *,
+    mimi_config: dict | None = None,
+    voice_frames: int = 125,
+    audio_driven_stt: bool = False,
+    device: str = "cpu",
+    seed: int = 0,
+) -> RandomCheckpoints:
+    """Write a random-weight STT and TTS at any architecture (a config.json's content, e.g. from
+    bench/architectures.json), with the same files and the same recipe as the tiny checkpoints.
+
+    `mimi_config` defaults to moshi's own (the Mimi every Kyutai checkpoint uses); voices are
+    `voice_frames` latent frames long (125: 10 s, as Kyutai's are). `device` is where the
+    models are initialised and the STT's tokens relabelled: a GPU makes a full size quick.
+    A full-size random STT needs `audio_driven_stt` (see `_write_stt`) for its words to fall
+    in speech and not in silence; the tiny one does not, and with it says nothing at all.
+    """
+    from moshi.models import loaders
+
+    vocab = {stt_config["text_card"], tts_config["text_card"]}
+    if len(vocab) != 1:
+        raise ValueError(f"the STT and TTS share one tokenizer, so one text_card; got {sorted(vocab)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = RandomCheckpoints(out)
+    _seed(seed)
+    tokenizer = out / "tokenizer.model"
+    random_word_tokenizer(tokenizer, vocab.pop())
+    mimi_cfg = deepcopy(mimi_config or loaders._mimi_config)
+    stt = deepcopy(stt_config) | _file_names()
+    _write_stt(result.stt_dir, stt, mimi_cfg, device, audio_driven=audio_driven_stt)
+    tts = deepcopy(tts_config) | _file_names()
+    _write_tts(result.tts_dir, result.voices_dir, tts, mimi_cfg, voice_frames=voice_frames, device=device)
+    for d in (result.stt_dir, result.tts_dir):
+        shutil.copy(tokenizer, d / "tokenizer.model")
+    tokenizer.unlink()
     return result
 
 

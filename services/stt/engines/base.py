@@ -73,5 +73,18 @@ def pause_probabilities(silence_s: float, speech_prob: float) -> list[float]:
     is taken as certain once silence has lasted h/2: the 2 s entry that clients use
     (prs[2]) passes 0.6 after 0.6 s of silence, in line with common 0.5-0.6 s endpointing.
     """
-    quiet = 1.0 - min(1.0, max(0.0, speech_prob))
-    return [round(quiet * min(1.0, silence_s / (h / 2)), 4) for h in PAUSE_HORIZONS_S]
+    return pause_probabilities_array(np.array([silence_s]), np.array([speech_prob]))[0].tolist()
+
+
+def pause_probabilities_array(
+    silence_s: npt.NDArray[np.float64], speech_prob: npt.NDArray[np.floating]
+) -> npt.NDArray[np.float64]:
+    """`pause_probabilities` for a whole batch at once: [B] and [B] in, [B, 4] out."""
+    quiet = 1.0 - np.clip(speech_prob.astype(np.float64), 0.0, 1.0)
+    ramp = np.minimum(1.0, silence_s[:, None] / (np.asarray(PAUSE_HORIZONS_S) / 2))
+    return round_prs(quiet[:, None] * ramp)
+
+
+def round_prs(prs: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+    """Pause probabilities as sent: 4 decimals, like `round(p, 4)` (half to even on the exact value)."""
+    return np.round(prs.astype(np.float64), 4)

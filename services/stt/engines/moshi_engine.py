@@ -17,19 +17,21 @@ import numpy.typing as npt
 import torch
 from moshi.models import LMGen
 from moshi.models.loaders import CheckpointInfo
+from moshi.modules.streaming import StreamingModule
 from moshi.utils.compile import no_compile
 
 from services.common.audio import FRAME_RATE, frames_for
 from services.common.checkpoint import load_checkpoint_info
-from services.stt.engines.base import FrameResult, SttEngine
-from services.stt.engines.silero_pauses import SileroPauses
-from services.stt.engines.words import WordDecoder
+from services.stt.engines.base import FrameResult, SttEngine, round_prs
+from services.stt.engines.silero_pauses import SileroPauses, to_device
+from services.stt.engines.words import SlotWordDecoders
 
 logger = logging.getLogger(__name__)
 
 # DSM scripts use these when a config lacks stt_config keys.
 DEFAULT_DELAY_S = 5.0
 DEFAULT_PREFIX_S = 1.0
+NO_TOKEN = -1  # the token column of a step whose LM output is not out yet
 
 
 def resolve_device(device: str) -> torch.device:
@@ -90,12 +92,21 @@ class MoshiSttEngine(SttEngine):
 
         self.has_heads = len(self.lm.extra_heads) > 0
         self.pause_source = "model heads" if self.has_heads else "silero-vad"
-        self._silero = None if self.has_heads else SileroPauses(batch_size)
+        #: Pause detection when the model has no end-of-turn heads (batched, on the model's device).
+        self.silero = None if self.has_heads else SileroPauses(batch_size, self.device)
 
+        # Speech recognition only encodes: Mimi's decoding half stays out of streaming mode, so
+        # no step or stream reset walks or clears its per-slot state.
+        for name in ("decoder", "decoder_transformer", "upsample"):
+            part = getattr(self.mimi, name, None)
+            if isinstance(part, StreamingModule):
+                part.set_streaming_detached(True)
         self.mimi.streaming_forever(batch_size)
         self.lm_gen.streaming_forever(batch_size)
         self._frame_index = np.zeros(batch_size, dtype=np.int64)
-        self._decoders = [self._new_decoder() for _ in range(batch_size)]
+        self._words = SlotWordDecoders(self.tokenizer.decode, batch_size)
+        self._exec_mask: npt.NDArray[np.bool_] | None = None
+        self._exec_mask_t = torch.ones(batch_size, dtype=torch.bool, device=self.device)
         logger.info(
             "moshi STT loaded",
             extra={
@@ -108,63 +119,87 @@ class MoshiSttEngine(SttEngine):
             },
         )
 
-    def _new_decoder(self) -> WordDecoder:
-        return WordDecoder(self.tokenizer.decode)
-
     def step(
         self, frames: npt.NDArray[np.float32], active: npt.NDArray[np.bool_], reset: Sequence[int]
     ) -> list[FrameResult | None]:
-        """Encode one frame per active slot with Mimi and advance the LM by one step."""
+        """Encode one frame per active slot with Mimi and advance the LM by one step.
+
+        All device work is queued first (`launch`), then one copy brings the step's outputs
+        to the host (`collect`), where only whole-batch array work and word decoding remain.
+        """
+        return self.collect(self.launch(frames, active, reset), active)
+
+    def launch(
+        self, frames: npt.NDArray[np.float32], active: npt.NDArray[np.bool_], reset: Sequence[int]
+    ) -> torch.Tensor:
+        """Queue the step's device work (stream resets, Mimi, LM, VAD) without waiting for it.
+
+        Returns [B, 5 or 4] float64 on the device: each slot's text token (-1 while the LM has
+        none), then its 4 end-of-turn head probabilities or its Silero window probabilities.
+        Every launch must be collected before the next one. A caller timing the device part
+        (CUDA events) can record around this call, then `collect`.
+        """
+        with self._guard(), torch.no_grad():
+            return self._launch(frames, active, reset)
+
+    def collect(self, outputs: torch.Tensor, active: npt.NDArray[np.bool_]) -> list[FrameResult | None]:
+        """A launched step's per-slot results: one copy to the host (the step's only wait for the
+        device), whole-batch array work, then one object per active slot."""
+        host = outputs.cpu().numpy()
+        tokens = host[:, 0].astype(np.int64)
+        prs = host[:, 1:] if self.silero is None else self.silero.finish(host[:, 1:])
+        times_s = (self._frame_index - self.prefix_frames) / FRAME_RATE - self.delay_s
+        self._frame_index[active] += 1
+        has_tokens = bool(tokens[0] != NO_TOKEN)
+        events = self._words.push(tokens, times_s, active) if has_tokens else {}
+        rows = round_prs(prs).tolist()
+        token_list = tokens.tolist() if has_tokens else [None] * self.batch_size
+        results: list[FrameResult | None] = [None] * self.batch_size
+        for b in np.flatnonzero(active).tolist():
+            results[b] = FrameResult(prs=rows[b], events=events.get(b, []), token=token_list[b])
+        return results
+
+    def _guard(self) -> contextlib.AbstractContextManager[None]:
         # torch.compile on CPU costs seconds per shape and gains nothing at these sizes;
         # moshi's own switch turns it off without needing NO_TORCH_COMPILE in the env.
-        guard = no_compile() if self.device.type == "cpu" else contextlib.nullcontext()
-        with guard, torch.no_grad():
-            return self._step(frames, active, reset)
+        return no_compile() if self.device.type == "cpu" else contextlib.nullcontext()
 
-    def _step(
+    def _launch(
         self, frames: npt.NDArray[np.float32], active: npt.NDArray[np.bool_], reset: Sequence[int]
-    ) -> list[FrameResult | None]:
+    ) -> torch.Tensor:
         if reset:
-            reset_mask = torch.zeros(self.batch_size, dtype=torch.bool, device=self.device)
-            reset_mask[list(reset)] = True
+            reset_np = np.zeros(self.batch_size, dtype=bool)
+            reset_np[list(reset)] = True
+            reset_mask = to_device(reset_np, self.device)
             self.lm_gen.reset_streaming(reset_mask)
             self.mimi.reset_streaming(reset_mask)
-            for b in reset:
-                self._frame_index[b] = 0
-                self._decoders[b] = self._new_decoder()
-            if self._silero is not None:
-                self._silero.reset(reset)
-        mask = torch.from_numpy(active).to(self.device)
-        self.lm_gen.set_exec_mask(mask)
-        self.mimi.set_exec_mask(mask)
-        pcm = torch.from_numpy(frames).to(self.device)[:, None, :]
-        codes = self.mimi.encode(pcm)
+            self._frame_index[list(reset)] = 0
+            self._words.reset(reset)
+            if self.silero is not None:
+                self.silero.reset(reset)
+        # Setting the exec mask walks every streaming module; a reset also touches it.
+        if reset or self._exec_mask is None or not np.array_equal(active, self._exec_mask):
+            self._exec_mask = active.copy()
+            self._exec_mask_t = to_device(self._exec_mask, self.device)
+            self.lm_gen.set_exec_mask(self._exec_mask_t)
+            self.mimi.set_exec_mask(self._exec_mask_t)
+        pcm = to_device(frames, self.device)
+        codes = self.mimi.encode(pcm[:, None, :])
         if self.has_heads:
             out = self.lm_gen.step_with_extra_heads(codes)
             tokens = None if out is None else out[0]
-            prs = (
-                None
+            pauses = (
+                torch.zeros(self.batch_size, len(self.lm.extra_heads), device=self.device)
                 if out is None
-                else torch.stack(out[1], 0)[:, :, 0, 0].transpose(0, 1).float().cpu().numpy()
+                else torch.stack([head[:, 0, 0] for head in out[1]], 1)
             )
         else:
+            assert self.silero is not None
             tokens = self.lm_gen.step(codes)
-            prs = None
-        silero_prs = self._silero.step(frames, active) if self._silero is not None else None
-        token_ids = None if tokens is None else tokens[:, 0, 0].cpu().numpy()
-
-        results: list[FrameResult | None] = []
-        for b in range(self.batch_size):
-            if not active[b]:
-                results.append(None)
-                continue
-            frame = int(self._frame_index[b])
-            self._frame_index[b] += 1
-            slot_prs = silero_prs[b] if silero_prs is not None else ([] if prs is None else prs[b].tolist())
-            result = FrameResult(prs=[round(float(p), 4) for p in slot_prs] or [0.0] * 4)
-            if token_ids is not None:
-                time_s = (frame - self.prefix_frames) / FRAME_RATE - self.delay_s
-                result.token = int(token_ids[b])
-                result.events = self._decoders[b].push(result.token, time_s)
-            results.append(result)
-        return results
+            pauses = self.silero.launch(pcm, active, self._exec_mask_t)
+        token = (
+            torch.full((self.batch_size, 1), NO_TOKEN, device=self.device)
+            if tokens is None
+            else tokens[:, 0, :]
+        )
+        return torch.cat([token.double(), pauses.double()], 1)
