@@ -6,6 +6,12 @@ architectures (`bench/architectures.json`, sources inside; Mimi is moshi's own d
 config). A step costs the same whatever the weights hold, so step times and memory are
 the real ones; what comes out is noise.
 
+Per batch size: wall time per step (median, p99), GPU-busy time per step on CUDA (the
+kernels and copies the profiler saw), peak GPU memory. For the TTS also: first audio when
+every slot starts together; first audio of a stream that starts while the other B-1 slots
+speak (the case a user's reply meets), with the engine's catch-up steps off and on; and
+where a step's time goes (main transformer, depformer, Mimi decode, the rest).
+
     python bench/gpu_capacity.py                  # on a GPU: full sizes, bf16
     python bench/gpu_capacity.py --tiny           # anywhere: the tiny test configs on CPU (CI)
 
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import multiprocessing as mp
 import platform
@@ -24,6 +31,7 @@ import string
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Sequence
 from copy import deepcopy
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,7 +44,7 @@ from moshi.models.loaders import CheckpointInfo
 
 from services.common.audio import FRAME_SECONDS, FRAME_SIZE
 from services.common.tiny_checkpoints import (
-    lm_kwargs,
+    random_init_info,
     tiny_mimi_config,
     tiny_stt_config,
     tiny_tts_config,
@@ -44,7 +52,7 @@ from services.common.tiny_checkpoints import (
 )
 from services.stt.engines.moshi_engine import MoshiSttEngine
 from services.stt.settings import SttSettings
-from services.tts.engines.base import SlotInput, StreamStart
+from services.tts.engines.base import SlotInput, StepResult, StreamStart
 from services.tts.engines.moshi_engine import MoshiTtsEngine
 from services.tts.settings import TtsSettings
 from services.tts.text import Word
@@ -56,6 +64,8 @@ REAL_TIME_MS = 1000 * FRAME_SECONDS  # one step is one 80 ms frame of every stre
 VOICE = "bench/default.wav"
 # Long enough that no slot runs out of words while it is being timed.
 TEXT = " ".join(["Here is a long answer that keeps every slot of the batch busy while it is timed."] * 20)
+DIAGNOSTIC_STEPS = 20  # steps of each diagnostic pass (GPU-busy time, TTS step parts)
+TTS_PARTS = ("main transformer", "depformer", "Mimi decode")
 
 
 @dataclass
@@ -75,6 +85,9 @@ class StepStats:
     p99_ms: float | None = None
     peak_gib: float | None = None
     error: str | None = None
+    #: GPU-busy time per step (kernels and copies, overlaps counted once); None off CUDA.
+    gpu_median_ms: float | None = None
+    gpu_p99_ms: float | None = None
 
     @property
     def real_time(self) -> bool:
@@ -124,19 +137,7 @@ def models(tiny: bool, workdir: Path, only: str | None = None) -> list[Model]:
         tokenizer = workdir / name / "tokenizer.model"
         tokenizer.parent.mkdir(parents=True)
         _tokenizer(tokenizer, config["text_card"])
-        info = CheckpointInfo(
-            moshi_weights=None,  # type: ignore[arg-type]  (None = random init in moshi's loaders)
-            mimi_weights=None,  # type: ignore[arg-type]
-            tokenizer=tokenizer,
-            lm_config=lm_kwargs(config),
-            raw_config=config,
-            mimi_config=mimi,
-            model_type=kind,
-            lm_gen_config=config.get("lm_gen_config", {}),
-            tts_config=config.get("tts_config", {}),
-            stt_config=config.get("stt_config", {}),
-            model_id=config.get("model_id", {}),
-        )
+        info = random_init_info(config, tokenizer, mimi)
         voices = _voice(workdir / name / "voices", config) if kind == "tts" else None
         out.append(Model(name, kind, info, voices))
     return out
@@ -149,7 +150,7 @@ def stt_engine(model: Model, batch: int, device: str) -> MoshiSttEngine:
     return MoshiSttEngine(model.info, batch, device=device)
 
 
-def tts_engine(model: Model, batch: int, device: str) -> MoshiTtsEngine:
+def tts_engine(model: Model, batch: int, device: str, catchup_ms: float | None = None) -> MoshiTtsEngine:
     assert model.voices is not None
     settings = TtsSettings(  # the service's defaults, not whatever a local .env says
         _env_file=None,
@@ -158,6 +159,7 @@ def tts_engine(model: Model, batch: int, device: str) -> MoshiTtsEngine:
         voice=VOICE,
         batch_size=batch,
         device=device,
+        **({} if catchup_ms is None else {"catchup_ms": catchup_ms}),
     )
     return MoshiTtsEngine(settings, model.info)
 
@@ -173,11 +175,54 @@ def _peak_gib(device: str) -> float | None:
     return round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.startswith("cuda") else None
 
 
+def _ms(seconds: Sequence[float], percentile: float) -> float:
+    return round(float(np.percentile(1000 * np.asarray(seconds), percentile)), 2)
+
+
 def _stats(batch: int, times: list[float], device: str) -> StepStats:
-    ms = 1000 * np.asarray(times)
-    return StepStats(
-        batch, round(float(np.median(ms)), 2), round(float(np.percentile(ms, 99)), 2), _peak_gib(device)
-    )
+    return StepStats(batch, _ms(times, 50), _ms(times, 99), _peak_gib(device))
+
+
+def busy_seconds(spans: Iterable[tuple[float, float]]) -> float:
+    """Length of the union of (start, end) spans in µs, in seconds: overlapping work counts once."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total / 1e6
+
+
+def _gpu_busy(load: SttLoad | TtsLoad, steps: int) -> list[float] | None:
+    """GPU-busy seconds of each of `steps` steps: the kernels and copies CUPTI saw.
+
+    Not CUDA events around the step: a step returns host data, so the GPU is idle at both
+    of its ends and the events would time the wall again. Each step is profiled alone; the
+    profiler slows the host, so these steps are not the ones whose wall time is reported.
+    """
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    busy = []
+    try:
+        for _ in range(steps):
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                load.step()
+            device_spans = (e.time_range for e in prof.events() if e.device_type == DeviceType.CUDA)
+            busy.append(busy_seconds((span.start, span.end) for span in device_spans))
+    except RuntimeError as exc:  # a profiler that cannot attach must not lose the run's other numbers
+        print(f"GPU-busy time not measured: {exc}", file=sys.stderr)
+        return None
+    if not any(busy):
+        print("GPU-busy time not measured: the profiler saw no GPU work", file=sys.stderr)
+        return None
+    return busy
+
+
+def _add_gpu_busy(stats: StepStats, load: SttLoad | TtsLoad, device: str, steps: int) -> None:
+    busy = _gpu_busy(load, steps) if device.startswith("cuda") else None
+    if busy is not None:
+        stats.gpu_median_ms, stats.gpu_p99_ms = _ms(busy, 50), _ms(busy, 99)
 
 
 class SttLoad:
@@ -194,29 +239,39 @@ class SttLoad:
 
 
 class TtsLoad:
-    """Every slot of a TTS engine speaking a long text, all started together."""
+    """Every slot of a TTS engine speaking a long text (new streams start in any slot)."""
 
-    def __init__(self, model: Model, batch: int, device: str) -> None:
-        self.engine = tts_engine(model, batch, device)
+    def __init__(self, model: Model, batch: int, device: str, catchup_ms: float | None = None) -> None:
+        self.engine = tts_engine(model, batch, device, catchup_ms)
         self.batch = batch
-        self.start()
+        self.pending: list[SlotInput] = []
+        self.start(range(batch))
 
-    def start(self) -> None:
-        """New streams in every slot (each slot's state is reset, as for a new client)."""
+    def start(self, slots: Iterable[int]) -> None:
+        """New streams in these slots (each slot's state is reset, as for a new client)."""
         words = [Word(w) for w in TEXT.split()]
         voice = self.engine.default_voice
-        self.pending = [SlotInput(b, StreamStart(voice), list(words)) for b in range(self.batch)]
-        self.steps_to_first_audio: int | None = None
-        self.steps = 0
+        self.pending += [SlotInput(b, StreamStart(voice), list(words)) for b in slots]
 
-    def step(self) -> bool:
-        """One step; True when slot 0 has produced audio by now."""
+    def step(self) -> StepResult:
         result = self.engine.step(self.pending)
         self.pending = []
-        self.steps += 1
-        if self.steps_to_first_audio is None and result.outputs.get(0) and result.outputs[0].frames:
-            self.steps_to_first_audio = self.steps
-        return self.steps_to_first_audio is not None
+        return result
+
+    def first_audio(self, together: bool) -> tuple[float, int]:
+        """Wall seconds and steps from the step that gives slot 0 a new stream (every slot
+        one, if `together`) to the step that returns its first audio. Otherwise the other
+        slots must return audio on each of those steps: they are mid-speech."""
+        self.start(range(self.batch) if together else [0])
+        start = time.perf_counter()
+        for steps in itertools.count(1):
+            outputs = self.step().outputs
+            others = [out for b, out in outputs.items() if b != 0 and out.frames]
+            if not together and len(others) < self.batch - 1:
+                raise RuntimeError("a slot stopped speaking during the measurement: TEXT is too short")
+            if 0 in outputs and outputs[0].frames:
+                return time.perf_counter() - start, steps
+        raise AssertionError("unreachable")
 
 
 def _timed_steps(
@@ -237,7 +292,9 @@ def measure_stt(model: Model, batch: int, device: str, steps: int, warmup: int) 
     try:
         load = SttLoad(model, batch, device)
         _timed_steps(load, warmup)  # CUDA graphs are captured on the first steps
-        return _stats(batch, _timed_steps(load, steps), device)
+        stats = _stats(batch, _timed_steps(load, steps), device)
+        _add_gpu_busy(stats, load, device, min(steps, DIAGNOSTIC_STEPS))
+        return stats
     except torch.OutOfMemoryError:
         return StepStats(batch, error="out of memory")
     finally:
@@ -247,30 +304,107 @@ def measure_stt(model: Model, batch: int, device: str, steps: int, warmup: int) 
 
 @dataclass
 class TtsStats(StepStats):
-    #: From the step that gave the words to the step that returned slot 0's first audio.
+    #: Every slot starts together: from the step that gave the words to the step that
+    #: returned slot 0's first audio.
     first_audio_ms: float | None = None
     first_audio_steps: int | None = None
+    #: Slot 0 starts while the other slots speak: "catchup_ms", and per "off" / "on" the
+    #: p50 and p95 ms and the median steps from words to first audio.
+    under_load: dict[str, Any] | None = None
+    #: Mean ms per step, every slot speaking: TTS_PARTS, "rest" and the whole "step".
+    parts_ms: dict[str, float] | None = None
 
 
-def measure_tts(model: Model, batch: int, device: str, steps: int, warmup: int) -> TtsStats:
-    _release(device)
+def _tts_parts(load: TtsLoad, steps: int) -> dict[str, float]:
+    """Where a step's time goes: the main transformer, the depformer and Mimi's decoding,
+    each bracketed by device syncs so that its GPU work counts in it; the rest is host work
+    (Python, the text state machines, sampling) and the small kernels between the parts."""
+    engine = load.engine
+    state = engine.lm_gen._streaming_state
+    assert state is not None and state.graphed_depth is not None
+    sync = torch.cuda.synchronize if engine.device.type == "cuda" else (lambda: None)
+    spent = dict.fromkeys(TTS_PARTS, 0.0)
+
+    def timed(part: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any) -> Any:
+            sync()
+            start = time.perf_counter()
+            out = call(*args)
+            sync()
+            spent[part] += time.perf_counter() - start
+            return out
+
+        return run
+
+    graphed = state.graphed_main, state.graphed_depth
+    state.graphed_main = timed("main transformer", state.graphed_main)  # type: ignore[assignment]
+    state.graphed_depth = timed("depformer", state.graphed_depth)  # type: ignore[assignment]
+    engine.tts.mimi.decode = timed("Mimi decode", engine.tts.mimi.decode)  # type: ignore[method-assign]
+    rows = []
     try:
-        load = TtsLoad(model, batch, device)
+        for _ in range(steps):
+            spent.update(dict.fromkeys(TTS_PARTS, 0.0))
+            start = time.perf_counter()
+            load.step()
+            wall = time.perf_counter() - start
+            rows.append({**spent, "rest": wall - sum(spent.values()), "step": wall})
+    finally:
+        state.graphed_main, state.graphed_depth = graphed
+        del engine.tts.mimi.decode  # the class's method again
+    # Means, not medians: the parts and the rest then add up to the step.
+    return {part: round(1000 * float(np.mean([row[part] for row in rows])), 2) for part in rows[0]}
+
+
+def _under_load(load: TtsLoad, trials: int) -> dict[str, Any]:
+    """First audio of slot 0, restarted `trials` times while the others speak, with the
+    engine's catch-up steps off, then on with its budget."""
+    engine = load.engine
+    budget = engine.catchup_s
+    out: dict[str, Any] = {"catchup_ms": round(1000 * budget, 1)}
+    try:
+        for name, seconds in (("off", 0.0), ("on", budget)):
+            engine.catchup_s = seconds
+            runs = [load.first_audio(together=False) for _ in range(trials)]
+            times = [s for s, _ in runs]
+            steps = int(np.median([n for _, n in runs]))
+            out[name] = {"p50_ms": _ms(times, 50), "p95_ms": _ms(times, 95), "steps": steps}
+    finally:
+        engine.catchup_s = budget
+    return out
+
+
+def measure_tts(
+    model: Model,
+    batch: int,
+    device: str,
+    steps: int,
+    warmup: int,
+    *,
+    trials: int,
+    catchup_ms: float | None,
+) -> TtsStats:
+    _release(device)
+    load = None
+    try:
+        try:
+            load = TtsLoad(model, batch, device, catchup_ms)
+        except ValueError as exc:  # a setup the engine refuses to run (torch.compile on CUDA)
+            return TtsStats(batch, error=str(exc))
         # The first steps capture CUDA graphs and run lazy init, as the service's warm-up does;
         # then every slot starts a new stream, and time to first audio is timed from there.
         _timed_steps(load, warmup)
-        load.start()
-        start = time.perf_counter()
-        while not load.step():
-            pass
-        first_audio_ms = 1000 * (time.perf_counter() - start)
+        together_s, together_steps = load.first_audio(together=True)
         # Steady state: every slot generating and decoding audio.
-        stats = _stats(batch, _timed_steps(load, steps), device)
-        return TtsStats(
-            **asdict(stats),
-            first_audio_ms=round(first_audio_ms, 1),
-            first_audio_steps=load.steps_to_first_audio,
+        stats = TtsStats(
+            **asdict(_stats(batch, _timed_steps(load, steps), device)),
+            first_audio_ms=round(1000 * together_s, 1),
+            first_audio_steps=together_steps,
         )
+        diagnostic = min(steps, DIAGNOSTIC_STEPS)
+        stats.parts_ms = _tts_parts(load, diagnostic)
+        _add_gpu_busy(stats, load, device, diagnostic)
+        stats.under_load = _under_load(load, trials)
+        return stats
     except torch.OutOfMemoryError:
         return TtsStats(batch, error="out of memory")
     finally:
@@ -343,26 +477,79 @@ def _largest_real_time(rows: list[StepStats]) -> int | None:
     return max(fits) if fits else None
 
 
-def _table(rows: list[StepStats], extra: bool = False) -> str:
-    head = "| batch | median step (ms) | p99 step (ms) | peak GPU memory (GiB) | real time (p99 < 80 ms) |"
-    sep = "|---:|---:|---:|---:|:---|"
-    if extra:
-        head += " first audio (ms) | steps to first audio |"
+def _pair(a: float | None, b: float | None) -> str:
+    return "-" if a is None or b is None else f"{a} / {b}"
+
+
+def _table(rows: list[StepStats]) -> str:
+    tts = all(isinstance(r, TtsStats) for r in rows)
+    head = (
+        "| batch | median step (ms) | p99 step (ms) | GPU busy median / p99 (ms) | peak GPU memory (GiB) "
+        "| real time (p99 < 80 ms) |"
+    )
+    sep = "|---:|---:|---:|---:|---:|:---|"
+    if tts:
+        head += " first audio, all starting together (ms) | steps |"
         sep += "---:|---:|"
     lines = [head, sep]
     for r in rows:
+        cells = [str(r.batch)]
         if r.error:
-            lines.append(f"| {r.batch} | {r.error} | | | |" + (" | |" if extra else ""))
-            continue
-        line = (
-            f"| {r.batch} | {r.median_ms} | {r.p99_ms} | {r.peak_gib if r.peak_gib is not None else '-'} | "
-        )
-        line += "yes |" if r.real_time else "no |"
-        if extra:
-            assert isinstance(r, TtsStats)
-            line += f" {r.first_audio_ms} | {r.first_audio_steps} |"
-        lines.append(line)
+            cells += [r.error, "", "", "", ""] + (["", ""] if tts else [])
+        else:
+            cells += [
+                str(r.median_ms),
+                str(r.p99_ms),
+                _pair(r.gpu_median_ms, r.gpu_p99_ms),
+                "-" if r.peak_gib is None else str(r.peak_gib),
+                "yes" if r.real_time else "no",
+            ]
+            if isinstance(r, TtsStats):
+                cells += [str(r.first_audio_ms), str(r.first_audio_steps)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _under_load_table(rows: list[TtsStats]) -> list[str]:
+    measured = [r for r in rows if r.under_load]
+    if not measured:
+        return []
+    budget = measured[0].under_load["catchup_ms"] if measured[0].under_load else None
+    lines = [
+        "First audio under load: slot 0 starts a new stream (its whole text at once) while the other "
+        "B-1 slots speak; words to first audio.",
+        "",
+        f"| batch | catch-up off: p50 / p95 (ms) | steps "
+        f"| catch-up on ({budget} ms a step): p50 / p95 (ms) | steps |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for r in measured:
+        off, on = r.under_load["off"], r.under_load["on"]  # type: ignore[index]
+        lines.append(
+            f"| {r.batch} | {off['p50_ms']} / {off['p95_ms']} | {off['steps']} "
+            f"| {on['p50_ms']} / {on['p95_ms']} | {on['steps']} |"
+        )
+    return [*lines, ""]
+
+
+def _parts_table(rows: list[TtsStats]) -> list[str]:
+    measured = [r for r in rows if r.parts_ms]
+    if not measured:
+        return []
+    parts = [*TTS_PARTS, "rest"]
+    lines = [
+        "Where a step goes, every slot speaking (mean ms; each part bracketed by device syncs, "
+        "so the step is a little longer than above; rest = host work, sampling, small kernels):",
+        "",
+        "| batch | step | " + " | ".join(parts) + " |",
+        "|---:|---:|" + "---:|" * len(parts),
+    ]
+    for r in measured:
+        assert r.parts_ms is not None
+        lines.append(
+            f"| {r.batch} | {r.parts_ms['step']} | " + " | ".join(str(r.parts_ms[p]) for p in parts) + " |"
+        )
+    return [*lines, ""]
 
 
 def report(result: dict[str, Any]) -> str:
@@ -374,11 +561,14 @@ def report(result: dict[str, Any]) -> str:
             parts += [
                 f"## {name}",
                 "",
-                _table(stats, extra=kind == "tts"),
+                _table(stats),
                 "",
                 f"Largest real-time batch: **{best if best is not None else 'none'}**.",
                 "",
             ]
+            if kind == "tts":
+                tts = [s for s in stats if isinstance(s, TtsStats)]
+                parts += _under_load_table(tts) + _parts_table(tts)
     contention = result.get("contention")
     if contention:
         parts += [
@@ -407,6 +597,15 @@ def main() -> None:
     parser.add_argument("--tts-batch", type=int, nargs="+", default=None)
     parser.add_argument("--steps", type=int, default=None, help="timed steps per batch size")
     parser.add_argument(
+        "--first-audio-trials", type=int, default=None, help="TTS streams started under load, per setting"
+    )
+    parser.add_argument(
+        "--tts-catchup-ms",
+        type=float,
+        default=None,
+        help="the TTS engine's catch-up budget (default: the service's)",
+    )
+    parser.add_argument(
         "--contention-s", type=float, default=None, help="seconds of the contention run (0: skip)"
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON path (Markdown beside it)")
@@ -418,8 +617,9 @@ def main() -> None:
     tiny = args.tiny
     device = args.device or ("cpu" if tiny else "cuda")
     stt_batches = args.stt_batch or ([1, 8, 32] if tiny else [1, 8, 32, 64, 128, 256, 512])
-    tts_batches = args.tts_batch or ([1, 4] if tiny else [1, 4, 16, 32, 64])
+    tts_batches = args.tts_batch or ([1, 4] if tiny else [1, 4, 16, 32, 64, 128])
     steps = args.steps or (10 if tiny else 100)
+    trials = args.first_audio_trials or (3 if tiny else 10)
     contention_s = args.contention_s if args.contention_s is not None else (3.0 if tiny else 20.0)
     out = args.out or RESULTS / ("gpu_capacity-tiny.json" if tiny else "gpu_capacity.json")
     torch.manual_seed(0)
@@ -439,18 +639,23 @@ def main() -> None:
         defaults: dict[str, tuple[Model, int]] = {}
         for model in models(tiny, Path(tmp)):
             rows: list[StepStats] = []
-            measure = measure_stt if model.kind == "stt" else measure_tts
+            warmup = 5 if tiny else 20
             for batch in stt_batches if model.kind == "stt" else tts_batches:
-                stats = measure(model, batch, device, steps, warmup=5 if tiny else 20)
+                if model.kind == "stt":
+                    stats = measure_stt(model, batch, device, steps, warmup)
+                else:
+                    stats = measure_tts(
+                        model, batch, device, steps, warmup, trials=trials, catchup_ms=args.tts_catchup_ms
+                    )
                 print(f"{model.name} batch {batch}: {stats}", flush=True)
                 rows.append(stats)
                 if stats.error or (not args.keep_going and (stats.p99_ms or 0) > 4 * REAL_TIME_MS):
                     break  # larger batches only get slower: save the GPU's time
             result[model.kind][model.name] = [asdict(r) for r in rows]
-            if model.name == default_names[model.kind]:
+            if model.name == default_names[model.kind] and any(not r.error for r in rows):
                 defaults[model.kind] = (model, _largest_real_time(rows) or 1)
         result["real_time_batch"] = {kind: batch for kind, (_, batch) in defaults.items()}
-        if contention_s > 0:
+        if contention_s > 0 and set(defaults) == {"stt", "tts"}:
             result["contention"] = measure_contention(defaults, device, contention_s)
 
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/wheels.sh
+source "$ROOT/bench/wheels.sh"
 WHEELS=${WHEELS:-$ROOT/.whl}
 LOCK=$ROOT/containers/requirements/stt.txt
 # What bench/gpu_capacity.py imports that a bare PyTorch image lacks (soundfile needs cffi).
@@ -28,16 +30,9 @@ pinned() {
 }
 
 fetch() {
-  local specs=() platforms=(--platform manylinux2014_x86_64) name n
+  local specs=() name
   for name in "${PACKAGES[@]}"; do specs+=("$(pinned "$name")"); done
-  # pip matches manylinux tags exactly: offer every glibc version the target can run.
-  for n in $(seq 17 39); do platforms+=(--platform "manylinux_2_${n}_x86_64"); done
-  rm -rf "$WHEELS" && mkdir -p "$WHEELS"
-  log "downloading ${#specs[@]} wheels for CPython $TARGET_PYTHON into $WHEELS"
-  python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$WHEELS" \
-    --python-version "$TARGET_PYTHON" --implementation cp "${platforms[@]}" \
-    "${specs[@]}" || die "pip download failed"
-  du -sh "$WHEELS" >&2
+  download_wheels "$WHEELS" "$TARGET_PYTHON" "${specs[@]}"
 }
 
 run() {
@@ -52,6 +47,8 @@ run() {
   python3 -m pip install --quiet --no-index --no-deps --no-compile --target "$site" "$WHEELS"/*.whl ||
     die "installing the wheels failed"
   export PYTHONPATH=$site:$ROOT PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+  # torch.compile off, as in the images; set NO_TORCH_COMPILE= (empty) to measure it on.
+  export NO_TORCH_COMPILE=${NO_TORCH_COMPILE-1}
   log "running bench/gpu_capacity.py $*"
   python3 "$ROOT/bench/gpu_capacity.py" --out "$out/gpu_capacity.json" "$@" 2>&1 | tee "$out/gpu_capacity.log"
 }

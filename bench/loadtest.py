@@ -6,11 +6,15 @@ consumed at real-time pace (a client "plays" what it receives). Per turn it reco
 
 - STT first word: first speech sample sent -> first transcription delta;
 - end of speech -> final transcript (`transcription.completed`);
-- LLM time to first token and TTS time to first audio (the server's `unmute_slurm.latency`);
-- voice to voice: end of speech sent -> first audio delta received.
+- voice to voice: end of speech sent -> first audio delta received;
+- every stage the orchestrator measures itself (`unmute_slurm.latency`, see
+  orchestrator/pipeline/latency.py): transcript, LLM time to first token, TTS time to
+  first audio, first audio sent, and its own voice to voice.
 
 It prints a Markdown table of p50/p90/p99 per session count, error counts and sessions
-that completed, and writes the table and a PNG plot (latency vs concurrent sessions).
+that completed, and writes the table, the same figures with p95 as JSON, and a PNG plot
+(latency vs concurrent sessions). With `--stagger-s`, the sessions start spread over that
+many seconds instead of all at once, as real users would.
 
     python bench/loadtest.py --sessions 1 4 16                   # URL and token from .env
     python bench/loadtest.py --url ws://127.0.0.1:3004 --token ... --turns 3 --out bench/results
@@ -26,6 +30,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile
@@ -43,7 +48,19 @@ METRICS = {
     "llm_first_token": "LLM time to first token",
     "tts_first_audio": "TTS time to first audio",
     "voice_to_voice": "voice to voice",
+    "server_transcript": "server: end of speech → transcript",
+    "server_first_audio_sent": "server: first TTS audio → sent",
+    "server_voice_to_voice": "server: voice to voice",
 }
+# The orchestrator's stage names (orchestrator/pipeline/latency.py) -> the keys above.
+SERVER_STAGES = {
+    "transcript": "server_transcript",
+    "llm_first_token": "llm_first_token",
+    "tts_first_audio": "tts_first_audio",
+    "first_audio_sent": "server_first_audio_sent",
+    "voice_to_voice": "server_voice_to_voice",
+}
+PERCENTILES = (50, 90, 95, 99)
 
 
 @dataclass
@@ -82,9 +99,9 @@ async def one_turn(ws, audio: np.ndarray, speech_samples: int, results: Results)
                 seconds = len(base64.b64decode(event["delta"])) / 2 / SAMPLE_RATE
                 playing_until = max(playing_until, now) + seconds  # played in real time
             elif kind == "unmute_slurm.latency":
-                for key in ("llm_first_token", "tts_first_audio"):
-                    if event["stages_ms"].get(key) is not None:
-                        results.samples[key].append(event["stages_ms"][key])
+                for stage, key in SERVER_STAGES.items():
+                    if event["stages_ms"].get(stage) is not None:
+                        results.samples[key].append(event["stages_ms"][stage])
             elif kind == "error":
                 results.errors += 1
             elif kind == "response.done":
@@ -108,10 +125,13 @@ async def one_turn(ws, audio: np.ndarray, speech_samples: int, results: Results)
         results.samples["voice_to_voice"].append((marks["first_audio"] - marks["speech_end"]) * 1000)
 
 
-async def client(url: str, token: str, turns: int, speech: np.ndarray, results: Results) -> None:
-    """One simulated user: `turns` spoken turns on one session."""
+async def client(
+    url: str, token: str, turns: int, speech: np.ndarray, results: Results, *, delay_s: float = 0.0
+) -> None:
+    """One simulated user: `turns` spoken turns on one session, opened after `delay_s`."""
     audio = np.concatenate([speech, np.zeros(int(SAMPLE_RATE * 2.5), np.float32)])
     headers = {"Authorization": f"Bearer {token}"}
+    await asyncio.sleep(delay_s)
     try:
         async with websockets.connect(f"{url}/v1/realtime", additional_headers=headers, max_size=None) as ws:
             for _ in range(turns):
@@ -121,8 +141,28 @@ async def client(url: str, token: str, turns: int, speech: np.ndarray, results: 
         results.errors += 1
 
 
+async def run_sessions(
+    url: str, token: str, sessions: int, turns: int, speech: np.ndarray, *, stagger_s: float = 0.0
+) -> Results:
+    """`sessions` simulated users at once (started `stagger_s / sessions` apart)."""
+    results = Results()
+    delays = [i * stagger_s / sessions for i in range(sessions)]
+    await asyncio.gather(*(client(url, token, turns, speech, results, delay_s=d) for d in delays))
+    return results
+
+
 def percentile(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
+
+
+def summary(res: Results) -> dict[str, Any]:
+    """One session count's figures as JSON: per metric its label, sample count and percentiles."""
+    metrics = {
+        key: {"label": label, "n": len(res.samples[key])}
+        | {f"p{q}": percentile(res.samples[key], q) for q in PERCENTILES}
+        for key, label in METRICS.items()
+    }
+    return {"errors": res.errors, "sessions_ok": res.sessions_ok, "metrics": metrics}
 
 
 def table(rows: dict[int, Results]) -> str:
@@ -176,15 +216,17 @@ async def main_async(args: argparse.Namespace) -> None:
     speech = phrase()
     rows: dict[int, Results] = {}
     for n in args.sessions:
-        results = Results()
-        await asyncio.gather(*(client(args.url, args.token, args.turns, speech, results) for _ in range(n)))
-        rows[n] = results
+        rows[n] = results = await run_sessions(
+            args.url, args.token, n, args.turns, speech, stagger_s=args.stagger_s
+        )
         samples = sum(len(v) for v in results.samples.values())
         print(f"{n} sessions done: {samples} samples, {results.errors} errors", file=sys.stderr)
     text = table(rows)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "loadtest.md").write_text(text + "\n")
+    data = {str(n): {"sessions": n} | summary(res) for n, res in rows.items()}
+    (args.out / "loadtest.json").write_text(json.dumps(data, indent=1) + "\n")
     plot(rows, args.out / "loadtest.png")
 
 
@@ -199,6 +241,9 @@ def main() -> None:
     )
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--turns", type=int, default=2, help="turns per session")
+    parser.add_argument(
+        "--stagger-s", type=float, default=0.0, help="spread the sessions' starts over this many seconds"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     asyncio.run(main_async(args))

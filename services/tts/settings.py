@@ -94,6 +94,14 @@ class TtsSettings(ServiceSettings):
     cfg_alpha: float = Field(2.0, description="Default CFG strength (distilled models: 1.0 to 4.0 by 0.5).")
     n_q: int = Field(32, ge=1, le=32, description="Audio codebooks generated (fewer is faster, rougher).")
     padding_between: int = Field(1, ge=0, le=8, description="Forced pad steps between words (articulation).")
+    catchup_ms: float = Field(
+        40.0,
+        ge=0,
+        le=10_000,
+        description="moshi: per step, time that may go to extra text-only steps for new streams still in "
+        "the model's text-to-audio delay, so a reply's first audio comes sooner while other streams "
+        "speak (each costs one batch-wide transformer step); 0 turns it off.",
+    )
     max_text_chars: int = Field(4000, gt=0, description="Most text one stream or request may send.")
     idle_timeout_s: float = Field(30.0, gt=0, description="Close a stream that sends nothing for this long.")
     synthesize_wait_s: float = Field(

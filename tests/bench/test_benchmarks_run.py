@@ -51,16 +51,38 @@ def test_gpu_capacity_runs_the_service_engines_on_tiny_configs(tmp_path):
     out = tmp_path / "capacity.json"
     args = ["--tiny", "--stt-batch", "1", "2", "--tts-batch", "1", "2", "--steps", "3", "--contention-s", "1"]
     args.append("--keep-going")  # a busy CI machine can be 4x past real time at batch 1
+    # An unlimited catch-up budget makes the step counts exact whatever the machine's speed.
+    args += ["--first-audio-trials", "1", "--tts-catchup-ms", "10000"]
     run_bench("bench/gpu_capacity.py", *args, "--out", str(out))
     data = json.loads(out.read_text())
-    assert [row["batch"] for row in data["stt"]["tiny-stt"]] == [1, 2]
+    stt = data["stt"]["tiny-stt"]
+    assert [row["batch"] for row in stt] == [1, 2]
+    assert all(row["gpu_median_ms"] is None for row in stt)  # GPU-busy time needs CUDA
     tts = data["tts"]["tiny-tts"]
     assert [row["batch"] for row in tts] == [1, 2]
-    # The tiny TTS's delay (4 steps) plus its largest codebook delay (2): audio on the 7th step.
-    assert all(row["first_audio_steps"] == 7 and row["median_ms"] > 0 for row in tts)
+    # The tiny TTS's delay (4 steps) plus its largest codebook delay (2): audio on a stream's
+    # 7th step in lockstep; catch-up runs its first step's 3 other delay steps text-only: 4th.
+    assert all(row["first_audio_steps"] == 4 and row["median_ms"] > 0 for row in tts)
+    for row in tts:
+        under_load = row["under_load"]
+        assert (under_load["off"]["steps"], under_load["on"]["steps"]) == (7, 4)
+        assert under_load["on"]["p95_ms"] >= under_load["on"]["p50_ms"] > 0
+        # Every slot speaks in the breakdown pass, so each part of a full step ran.
+        assert set(row["parts_ms"]) == {"main transformer", "depformer", "Mimi decode", "rest", "step"}
+        assert all(row["parts_ms"][part] > 0 for part in ("main transformer", "depformer", "Mimi decode"))
     assert set(data["contention"]) == {"stt", "tts"}
     assert all(c["slowdown"] > 0 for c in data["contention"].values())
-    assert "## tiny-stt" in out.with_suffix(".md").read_text()
+    markdown = out.with_suffix(".md").read_text()
+    assert all(title in markdown for title in ("## tiny-stt", "First audio under load", "Where a step goes"))
+
+
+@pytest.mark.moshi
+def test_gpu_busy_time_counts_overlapping_gpu_work_once():
+    from bench.gpu_capacity import busy_seconds
+
+    spans = [(30.0, 40.0), (0.0, 10.0), (5.0, 20.0), (32.0, 35.0)]  # µs, in no particular order
+    assert busy_seconds(spans) == pytest.approx(30e-6)
+    assert busy_seconds([]) == 0
 
 
 @pytest.mark.moshi

@@ -75,7 +75,8 @@ def test_hadolint():
 
 
 def test_shellcheck():
-    found = (*ROOT.glob("scripts/*.sh"), *ROOT.glob("tests/slurm/*.sh"), *ROOT.glob("tests/containers/*.sh"))
+    globs = ("scripts/*.sh", "tests/slurm/*.sh", "tests/containers/*.sh", "bench/*.sh")
+    found = [path for pattern in globs for path in ROOT.glob(pattern)]
     scripts = [str(p.relative_to(ROOT)) for p in found]
     scripts += [".ci/run", "slurm/instances.sbatch", "slurm/prefetch", "slurm/build"]
     result = run(str(BIN / "shellcheck"), "--external-sources", *scripts)

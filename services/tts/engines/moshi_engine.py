@@ -7,13 +7,24 @@ of the summed conditions). A slot steps only while it holds enough words for the
 model's text look-ahead, or once the client has sent `Eos`; audio frames are decoded
 by Mimi as soon as the acoustic delay has passed. This follows the structure of Kyutai's
 batched Python TTS service (moshi-server's tts.py).
+
+A new stream spends its first `delay_steps` (16 for tts-1.6b) inside the text-to-audio
+delay, where its audio is forced to silence: it needs the main transformer only. While
+other slots speak, every step of the batch also runs the depformer and Mimi, so such a
+stream would wait that many full steps for its first audio. Within `catchup_ms` per step,
+extra text-only steps advance just the streams still in their delay (a masked step of the
+main transformer, no depformer, no Mimi): their first audio comes sooner, and what they
+say is unchanged, since a slot's tokens depend only on its own row.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import os
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +75,31 @@ class _Slot:
             return False
         if lookahead == 0 or not state.entries[0].tokens:
             return True
-        return sum(1 for e in state.entries if e.tokens) > lookahead
+        # Stops at the first lookahead + 1 words: a long reply queued at once costs no more.
+        worded = (e for e in state.entries if e.tokens)
+        return sum(1 for _ in itertools.islice(worded, lookahead + 1)) > lookahead
+
+
+def torch_compile_enabled() -> bool:
+    """moshi's own rule (`torch_compile_lazy`): torch.compile is on unless NO_TORCH_COMPILE is set."""
+    return not os.environ.get("NO_TORCH_COMPILE")
+
+
+def check_compile(device: torch.device) -> None:
+    """Refuse torch.compile on CUDA, which this engine cannot run.
+
+    The constructor's warm-up step runs uncompiled, and it is the step moshi's CUDA graphs
+    take as their warm-up: the first compilation then happens inside a graph capture, where
+    inductor's autotuning synchronises the device and fails with "operation not permitted
+    when stream is capturing" (seen with torch 2.11 on an H200; inductor autotunes the same
+    way in the images' torch 2.9.1).
+    """
+    if device.type == "cuda" and torch_compile_enabled():
+        raise ValueError(
+            f"the moshi TTS engine does not run on CUDA with torch.compile on (torch {torch.__version__}, "
+            "NO_TORCH_COMPILE unset): the first compilation would happen inside a CUDA graph capture "
+            "and fail. Set NO_TORCH_COMPILE=1, as the container images do."
+        )
 
 
 class MoshiTtsEngine(TtsEngine):
@@ -77,6 +112,8 @@ class MoshiTtsEngine(TtsEngine):
         weight files gets random weights (bench/gpu_capacity.py measures real sizes that way)."""
         self.batch_size = settings.batch_size
         self.device = resolve_device(settings.device)
+        check_compile(self.device)  # before minutes of loading
+        self.catchup_s = settings.catchup_ms / 1000
         info = checkpoint or load_checkpoint_info(settings.model)
         self.tts = TTSModel.from_checkpoint_info(
             info,
@@ -300,15 +337,40 @@ class MoshiTtsEngine(TtsEngine):
             self.lm_gen.reset_streaming(reset.to(self.device))
             self.tts.mimi.reset_streaming(reset.to(self.device))
 
-        lookahead = self.machine.second_stream_ahead
-        self._stepping = np.array([s.can_step(lookahead) for s in self._slots])
-        if not self._stepping.any():
+        stepping = self._can_step()
+        if not stepping.any():
             return StepResult(outputs, progressed=False)
+        self._advance(stepping, outputs)
+        self._catch_up(outputs)
+        return StepResult(outputs, progressed=True)
+
+    def _can_step(self, in_delay_only: bool = False) -> np.ndarray:
+        """Slots that can take a step (only those still inside the text-to-audio delay)."""
+        lookahead = self.machine.second_stream_ahead
+        return np.array(
+            [
+                s.can_step(lookahead) and (not in_delay_only or s.offset < self.tts.delay_steps)
+                for s in self._slots
+            ]
+        )
+
+    def _catch_up(self, outputs: dict[int, SlotOutput]) -> None:
+        """Text-only steps for the streams still inside their delay, while the budget lasts
+        (the last one may overrun it by one such step)."""
+        deadline = time.perf_counter() + self.catchup_s
+        while time.perf_counter() < deadline:
+            catching = self._can_step(in_delay_only=True)
+            if not catching.any():
+                return
+            self._advance(catching, outputs)
+
+    def _advance(self, stepping: np.ndarray, outputs: dict[int, SlotOutput]) -> None:
+        """One model step of the `stepping` slots, decoding the audio of those past the delay."""
+        self._stepping = stepping
         offsets = np.array([s.offset for s in self._slots])
-        decoding = self._stepping & (offsets >= self.audio_start)
-        text_only = not (self._stepping & (offsets >= self.tts.delay_steps)).any()
-        self.lm_gen.set_exec_mask(torch.from_numpy(self._stepping).to(self.device))
-        self.tts.mimi.set_exec_mask(torch.from_numpy(decoding).to(self.device))
+        decoding = stepping & (offsets >= self.audio_start)
+        text_only = not (stepping & (offsets >= self.tts.delay_steps)).any()
+        self.lm_gen.set_exec_mask(torch.from_numpy(stepping).to(self.device))
         # While every stepping slot is still inside the text-to-audio delay, its audio is
         # forced to silence anyway: skip the depformer, as moshi's own generate() does.
         frame = self.lm_gen.step(
@@ -317,9 +379,10 @@ class MoshiTtsEngine(TtsEngine):
         assert frame is not None
         pcm = None
         if decoding.any():
+            self.tts.mimi.set_exec_mask(torch.from_numpy(decoding).to(self.device))
             pcm = self.tts.mimi.decode(frame[:, 1:].clamp(min=0)).clamp(-0.99, 0.99).float().cpu().numpy()
 
-        for b in np.flatnonzero(self._stepping):
+        for b in np.flatnonzero(stepping):
             slot = self._slots[b]
             out = outputs.setdefault(int(b), SlotOutput())
             if pcm is not None and decoding[b]:
@@ -335,7 +398,6 @@ class MoshiTtsEngine(TtsEngine):
                 out.words.extend(self._timed_words(slot, final=True))
                 out.done = True
                 self._slots[b] = _Slot()
-        return StepResult(outputs, progressed=True)
 
     def _apply(self, item: SlotInput, outputs: dict[int, SlotOutput], reset: torch.Tensor) -> None:
         """Take one slot's new stream, words and Eos."""
