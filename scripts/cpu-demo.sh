@@ -58,9 +58,11 @@ main() {
   token=$(env_value ACCESS_TOKEN)
   [[ -n $token ]] || token=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')
 
-  start stt -m services.stt --engine sphinx
+  # The lite engines' own sizes, whatever .env sets for the GPU models: pocketsphinx keeps
+  # up with about 4 speakers on 2 cores (README, Performance).
+  start stt -m services.stt --engine sphinx --batch-size 8
   wait_ready stt "$stt_port" "${pids[-1]}"
-  start tts -m services.tts --engine espeak
+  start tts -m services.tts --engine espeak --batch-size 4
   wait_ready tts "$tts_port" "${pids[-1]}"
   ACCESS_TOKEN=$token LLM_URL=$llm_url start orchestrator -m orchestrator
   wait_ready orchestrator "$orch_port" "${pids[-1]}"

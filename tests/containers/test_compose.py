@@ -281,7 +281,7 @@ def test_down_leaves_nothing_of_the_project(stack: Project) -> None:
 
 def test_a_service_that_fails_is_named_with_its_log_and_down_leaves_nothing(tmp_path: Path) -> None:
     """A setting the TTS refuses: `up --wait` fails, and the failure says which service and why."""
-    env_file = write_env_file(tmp_path / ".env", settings("cpu", None) | {"TTS_BATCH_SIZE": "many"})
+    env_file = write_env_file(tmp_path / ".env", settings("cpu", None) | {"TTS_TEMPERATURE": "hot"})
     project = Project(f"{PROJECT_PREFIX}broken-{secrets.token_hex(4)}", "cpu", env_file)
     try:
         with pytest.raises(AssertionError) as failure:
@@ -289,7 +289,7 @@ def test_a_service_that_fails_is_named_with_its_log_and_down_leaves_nothing(tmp_
     finally:
         project.down()
     report = str(failure.value)
-    assert "--- tts-cpu: " in report and "valid integer" in report, report
+    assert "--- tts-cpu: " in report and "valid number" in report, report
     # stt-cpu came up; orchestrator-cpu, which waits for a healthy tts-cpu, never started.
     assert "--- stt-cpu" not in report and "--- orchestrator-cpu: created" in report, report
     assert compose_resources(lambda owner: owner == project.name) == {kind: [] for kind in LISTINGS}
