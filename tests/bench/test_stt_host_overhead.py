@@ -27,7 +27,9 @@ def test_host_overhead_table_has_every_configuration_and_sane_fields(tmp_path):
     assert set(rows) == {(8, "silero"), (8, "heads")}
     for (batch, pauses), cells in rows.items():
         median, p99, ratio, per_slot = (float(c) for c in cells[:4])
-        assert 0 < median <= p99 and ratio == pytest.approx(p99 / median, rel=0.05, abs=0.01)
+        assert 0 < median <= p99
+        # The ratio comes from unrounded times, the two medians are printed to 0.01 ms.
+        assert (p99 - 0.005) / (median + 0.005) - 0.01 <= ratio <= (p99 + 0.005) / (median - 0.005) + 0.01
         # Both are printed rounded: the median to 0.01 ms, µs per slot to 0.1.
         assert per_slot == pytest.approx(1000 * median / batch, abs=1000 * 0.005 / batch + 0.05)
         # A difference of two medians: a number for the VAD on tensor ops, whatever its sign.
