@@ -15,11 +15,11 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import Gauge
 
-from orchestrator.auth import TokenAuth
+from orchestrator.auth import TokenAuth, accepted_subprotocol
 from orchestrator.clients.llm import LlmClient
-from orchestrator.pipeline.session import Backends
+from orchestrator.pipeline.backends import ServiceBackends
 from orchestrator.realtime.connection import RealtimeConnection
-from orchestrator.realtime.events import error_event
+from orchestrator.realtime.server_events import ErrorEvent
 from orchestrator.settings import OrchestratorSettings
 from services.common.routes import service_routes
 
@@ -89,7 +89,9 @@ def build_app(settings: OrchestratorSettings) -> FastAPI:
         timeout_s=settings.llm_timeout_s,
         temperature=settings.llm_temperature,
     )
-    backends = Backends(settings.stt_ws, settings.tts_ws, settings.required_api_key().get_secret_value(), llm)
+    backends = ServiceBackends(
+        settings.stt_ws, settings.tts_ws, settings.required_api_key().get_secret_value(), llm
+    )
     status = BackendStatus(settings, llm)
     ready_reason: dict[str, str | None] = {"reason": "starting"}
     open_sessions: set[RealtimeConnection] = set()
@@ -146,9 +148,9 @@ def build_app(settings: OrchestratorSettings) -> FastAPI:
         """OpenAI Realtime API (audio in, audio out)."""
         connection = RealtimeConnection(ws, backends, settings)
         if len(open_sessions) >= settings.max_sessions:
-            await ws.accept()
+            await ws.accept(subprotocol=accepted_subprotocol(ws.scope.get("subprotocols") or []))
             busy = f"all {settings.max_sessions} sessions are in use; try later"
-            await ws.send_json(error_event("server_busy", busy, kind="server_error"))
+            await ws.send_text(ErrorEvent.of("server_busy", busy, kind="server_error").wire())
             await ws.close(code=1013)
             return
         open_sessions.add(connection)

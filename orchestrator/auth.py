@@ -1,14 +1,17 @@
 """Access-token auth for the orchestrator, as pure ASGI middleware (HTTP and WebSocket).
 
 With ``ACCESS_TOKEN`` set, every route but the probes needs it: as a Bearer header
-(API clients, the OpenAI SDK), or once as ``?token=`` on the UI URL the job prints,
-which sets an HttpOnly cookie and redirects to the clean URL so the token leaves the
-address bar and the browser history.
+(API clients, the OpenAI SDK), as the WebSocket subprotocol
+``openai-insecure-api-key.<token>`` (the browser ``openai`` client, which cannot set
+headers), or once as ``?token=`` on the UI URL the job prints, which sets an HttpOnly
+cookie and redirects to the clean URL so the token leaves the address bar and the
+browser history.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs
 
@@ -18,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 COOKIE = "unmute_token"
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
+KEY_SUBPROTOCOL_PREFIX = "openai-insecure-api-key."
 
 _DENIED_PAGE = """<!doctype html><meta charset="utf-8"><title>Access token required</title>
 <body style="font-family:system-ui;max-width:40em;margin:4em auto;line-height:1.5">
@@ -28,6 +32,22 @@ whoever started this assistant for it.</p></body>"""
 
 def _matches(expected: SecretStr, given: str | None) -> bool:
     return given is not None and hmac.compare_digest(expected.get_secret_value().encode(), given.encode())
+
+
+def accepted_subprotocol(offered: Sequence[str]) -> str | None:
+    """The subprotocol to echo when accepting a WebSocket that offered `offered`.
+
+    Browsers fail the handshake when they offered subprotocols and the server picks
+    none, so an offer always gets an answer: ``realtime`` if offered, else the first
+    one that carries no key; the key-bearing one only when nothing else was offered,
+    so the secret is sent back only where refusing it would break the client.
+    """
+    if "realtime" in offered:
+        return "realtime"
+    keyless = [p for p in offered if not p.startswith(KEY_SUBPROTOCOL_PREFIX)]
+    if keyless:
+        return keyless[0]
+    return offered[0] if offered else None
 
 
 class TokenAuth:
@@ -45,10 +65,16 @@ class TokenAuth:
         query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
         bearer = headers.get("authorization", "")
         cookie = SimpleCookie(headers.get("cookie", "")).get(COOKIE)
+        # Only a WebSocket scope has "subprotocols": the header means nothing on plain HTTP.
+        offered = scope.get("subprotocols", [])
+        keys = [
+            p.removeprefix(KEY_SUBPROTOCOL_PREFIX) for p in offered if p.startswith(KEY_SUBPROTOCOL_PREFIX)
+        ]
         candidates = [
             bearer[7:] if bearer.lower().startswith("bearer ") else None,
             cookie.value if cookie else None,
             query.get("token"),
+            *keys,
         ]
         if not any(_matches(self.token, c) for c in candidates):
             reason = (

@@ -3,7 +3,7 @@
 # local processes on the .env port map, the LLM being the echo responder unless .env (or
 # the environment) names a real OpenAI-compatible endpoint in LLM_URL. Waits until every
 # service is ready, prints the URL with a fresh access token, and stops them all on
-# Ctrl-C or when one of them dies. Logs go to build/demo-logs/.
+# Ctrl-C or SIGTERM (exit 0) or when one of them dies (exit 1). Logs go to build/demo-logs/.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -29,6 +29,14 @@ cleanup() {
   fi
 }
 
+# A stop that was asked for is no failure. Exiting here matters: after a trap bash goes on
+# with the next command, which would report the interrupted `wait -n` as a dead service.
+stop() {
+  cleanup
+  echo "demo: stopped"
+  exit 0
+}
+
 start() {  # NAME ARGS... : run "$PY ARGS" in the background, logging to LOG_DIR/NAME.log
   local name=$1; shift
   "$PY" "$@" >"$LOG_DIR/$name.log" 2>&1 &
@@ -37,7 +45,8 @@ start() {  # NAME ARGS... : run "$PY ARGS" in the background, logging to LOG_DIR
 
 wait_ready() {  # NAME PORT PID
   local name=$1 port=$2 pid=$3 waited=0
-  until "$PY" -m services.common.healthcheck "http://127.0.0.1:$port/ready" --timeout 1 >/dev/null; do
+  # The probe's stderr too: a Ctrl-C while starting would print its KeyboardInterrupt.
+  until "$PY" -m services.common.healthcheck "http://127.0.0.1:$port/ready" --timeout 1 >/dev/null 2>&1; do
     kill -0 "$pid" 2>/dev/null || { tail -n 20 "$LOG_DIR/$name.log" >&2; die "$name exited while starting"; }
     ((waited >= READY_TIMEOUT_S)) && { tail -n 20 "$LOG_DIR/$name.log" >&2; die "$name not ready after ${READY_TIMEOUT_S}s"; }
     ((waited % 5 == 0)) && echo "demo: waiting for $name on port $port (${waited}s)"
@@ -50,7 +59,8 @@ main() {
   [[ -x $PY ]] || die "no virtual environment at $PY: run 'make demo' (it installs one)"
   [[ -f .env ]] || die "no .env: run 'make env'"
   mkdir -p "$LOG_DIR"
-  trap cleanup EXIT INT TERM
+  trap cleanup EXIT
+  trap stop INT TERM
 
   local stt_port tts_port orch_port llm_url token
   stt_port=$(env_value STT_PORT); tts_port=$(env_value TTS_PORT); orch_port=$(env_value ORCHESTRATOR_PORT)

@@ -42,9 +42,11 @@ class RealtimeTestClient:
         self._arrived = asyncio.Event()
 
     @classmethod
-    async def connect(cls, url: str, token: str | None) -> RealtimeTestClient:
+    async def connect(cls, url: str, token: str | None, *, extensions: bool = True) -> RealtimeTestClient:
+        """`extensions`: ask for this project's `unmute_slurm.*` events too, as the UI does."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        ws = await websockets.connect(f"{url}/v1/realtime", additional_headers=headers, max_size=None)
+        query = "?extensions=unmute_slurm" if extensions else ""
+        ws = await websockets.connect(f"{url}/v1/realtime{query}", additional_headers=headers, max_size=None)
         return cls(ws)
 
     async def _read(self) -> None:

@@ -1,4 +1,10 @@
-"""The conversation sent to the LLM: a system prompt and recent turns within a budget."""
+"""The conversation sent to the LLM: a system prompt and recent turns within a budget.
+
+Entries are reserved, by item id, when their turn begins (a user's turn when it is
+committed, a reply when it starts) and filled in when their text is known. So the order
+is the order in which turns happened, even when a reply is still running as the user's
+next turn is committed.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ def estimate_tokens(text: str) -> int:
 
 @dataclass
 class Message:
-    """One entry; assistant entries remember their item id for truncation."""
+    """One entry: a user's or the assistant's turn, empty until its text is known."""
 
     role: str
     content: str
@@ -34,19 +40,16 @@ class History:
     max_tokens: int = 3000
     messages: list[Message] = field(default_factory=list)
 
-    def add(self, role: str, content: str, item_id: str | None = None) -> None:
-        """Append a message and drop old ones until the budget holds."""
-        if self.messages and self.messages[-1].role == role and role == "user":
-            self.messages[-1].content += " " + content  # two user turns in a row: one message
-        else:
-            self.messages.append(Message(role, content, item_id))
-        self._trim()
+    def reserve(self, role: str, item_id: str) -> None:
+        """Hold the place of a turn that has begun; `fill` gives it its text."""
+        self.messages.append(Message(role, "", item_id))
 
-    def truncate(self, item_id: str, content: str) -> bool:
-        """Replace an assistant message's text by what was actually heard."""
+    def fill(self, item_id: str, content: str) -> bool:
+        """Set a reserved entry's text (or replace a reply's by what was heard); False if gone."""
         for message in self.messages:
             if message.item_id == item_id:
                 message.content = content
+                self._trim()
                 return True
         return False
 
@@ -60,15 +63,21 @@ class History:
 
         while len(self.messages) > 1 and too_big():
             self.messages.pop(0)
-        while self.messages and self.messages[0].role != "user":
-            self.messages.pop(0)  # a conversation starts with the user
 
     def for_llm(self, system_prompt: str | None = None) -> list[dict[str, str]]:
-        """OpenAI chat messages; empty (fully interrupted) assistant turns are left out.
+        """OpenAI chat messages in turn order.
 
-        `system_prompt` replaces the session's for one request (a `response.create` with
-        instructions, as OpenAI defines them).
+        Empty entries (noise, a reply interrupted before a word, a turn still pending) are
+        left out; two user turns left next to each other become one message, and the
+        conversation starts with the user, as chat templates expect. `system_prompt`
+        replaces the session's for one request (a `response.create` with instructions).
         """
-        out = [{"role": "system", "content": system_prompt or self.system_prompt}]
-        out += [{"role": m.role, "content": m.content} for m in self.messages if m.content.strip()]
-        return out
+        turns: list[dict[str, str]] = []
+        for m in self.messages:
+            if not m.content.strip() or (not turns and m.role != "user"):
+                continue
+            if turns and turns[-1]["role"] == m.role:
+                turns[-1]["content"] += " " + m.content
+            else:
+                turns.append({"role": m.role, "content": m.content})
+        return [{"role": "system", "content": system_prompt or self.system_prompt}, *turns]

@@ -1,28 +1,30 @@
-"""One `/v1/realtime` WebSocket: validate every client event, feed the session, send its events.
+"""One `/v1/realtime` WebSocket: client events in, the session's events out.
 
-Bad input never ends the connection: each malformed or unsupported event is answered
-with an `error` event naming the offending `event_id`, and the session goes on. A fault
-of our own (a bug) is logged and reported as a `server_error` event, and the connection
-is closed with 1011: never dropped without a close frame.
+Receive, send and the session run under one TaskGroup, so none can stop unseen. Bad
+input never ends the connection: each malformed or unsupported event is answered with an
+`error` event naming the offending `event_id`. A fault of ours (any exception in a part)
+is logged, reported as a `server_error` event, and the connection is closed with 1011;
+a client over its event budget gets `rate_limit_exceeded` and 1008. Either way, what was
+queued for the client is sent first.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import contextlib
-import json
 import logging
 import time
-from typing import Any
 
 import numpy as np
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from orchestrator.pipeline.session import Backends, VoiceSession
-from orchestrator.realtime.events import (
+from orchestrator.auth import accepted_subprotocol
+from orchestrator.pipeline.backends import Backends
+from orchestrator.pipeline.events import SessionEvent
+from orchestrator.pipeline.history import History
+from orchestrator.pipeline.session import VoiceSession
+from orchestrator.realtime.client_events import (
+    ConversationItemRetrieve,
     ConversationItemTruncate,
     EventError,
     InputAudioBufferAppend,
@@ -30,19 +32,32 @@ from orchestrator.realtime.events import (
     InputAudioBufferCommit,
     ResponseCancel,
     ResponseCreate,
-    ResponseParams,
+    Session,
     SessionUpdate,
-    error_event,
     parse_client_event,
-    server_event,
 )
+from orchestrator.realtime.inbound import (
+    apply_session_update,
+    float32_audio,
+    pcm16_audio,
+    pipeline_config,
+    response_request,
+)
+from orchestrator.realtime.outbound import ServerEvents
+from orchestrator.realtime.server_events import ErrorEvent, SessionCreated, SessionUpdated
+from orchestrator.realtime.server_items import ServerEvent
 from orchestrator.settings import OrchestratorSettings
 from services.common.audio import SAMPLE_RATE
 from services.common.ratelimit import POLICY_VIOLATION, MessageBudget, RateLimitExceeded
 
 logger = logging.getLogger(__name__)
 
+EXTENSIONS = "unmute_slurm"  # `?extensions=unmute_slurm`: send this project's own events too
 BURST_S = 5.0  # audio a client may send ahead of real time before the rate limit applies
+
+
+class ClientLeft(Exception):
+    """The client closed the WebSocket: the normal end of a connection."""
 
 
 class AudioRate:
@@ -61,9 +76,10 @@ class AudioRate:
         return max(0.0, (self.received_s - allowed) / self.factor)
 
 
-def pcm16_to_float(data: bytes) -> np.ndarray:
-    """Little-endian PCM16 (the Realtime API's `audio/pcm`) -> float32 in [-1, 1]."""
-    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+def _leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 class RealtimeConnection:
@@ -72,150 +88,118 @@ class RealtimeConnection:
     def __init__(self, ws: WebSocket, backends: Backends, settings: OrchestratorSettings) -> None:
         self.ws = ws
         self.settings = settings
-        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.session = VoiceSession(
-            backends,
-            self.outbox.put_nowait,
-            default_voice=settings.voice,
-            max_output_tokens=settings.max_output_tokens,
-            history_turns=settings.history_turns,
-            history_tokens=settings.history_tokens,
-        )
+        self.outbox: asyncio.Queue[ServerEvent] = asyncio.Queue()
+        self.events = ServerEvents(extensions=EXTENSIONS in ws.query_params.getlist("extensions"))
+        history = History(max_turns=settings.history_turns, max_tokens=settings.history_tokens)
+        self.view = Session(max_output_tokens=settings.max_output_tokens)  # what the client sees
+        self.view.audio.output.voice = settings.voice
+        self.session = VoiceSession(backends, self._emit, pipeline_config(self.view), history)
+        self.view.id = self.session.id
         self.rate = AudioRate(settings.max_realtime_factor)
         self.budget = MessageBudget(settings.max_events_per_second, burst=2 * settings.max_events_per_second)
 
-    async def run(self) -> None:
-        """Serve until the client leaves or a task of ours fails; then stop every task of the session."""
-        subprotocols = self.ws.scope.get("subprotocols") or []
-        await self.ws.accept(subprotocol="realtime" if "realtime" in subprotocols else None)
-        self.outbox.put_nowait(server_event("session.created", session=self.session.session.model_dump()))
-        receiver = asyncio.create_task(self._receive_loop(), name=f"receive-{self.session.id}")
-        sender = asyncio.create_task(self._send_loop(), name=f"send-{self.session.id}")
-        stt = asyncio.create_task(self.session.run(), name=f"stt-{self.session.id}")
-        failure: BaseException | None = None
-        try:
-            done, _ = await asyncio.wait({receiver, sender, stt}, return_when=asyncio.FIRST_COMPLETED)
-            failure = next((t.exception() for t in done if not t.cancelled() and t.exception()), None)
-        finally:
-            # All at once: the session counts as open until its backend streams are closed.
-            for task in (receiver, stt, sender):
-                task.cancel()
-            await self.session.aclose()
-            for task in (receiver, stt, sender):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        client_gone = self.ws.client_state is not WebSocketState.CONNECTED
-        if isinstance(failure, RateLimitExceeded):
-            await self._close_for_rate(failure)
-        elif failure is not None and not client_gone and not isinstance(failure, WebSocketDisconnect):
-            await self._fail(failure)
+    def _emit(self, event: SessionEvent) -> None:
+        for server_event in self.events.translate(event):
+            self.outbox.put_nowait(server_event)
 
-    async def _close_for_rate(self, exceeded: RateLimitExceeded) -> None:
-        """The client broke the event budget: say so and close with 1008 (its fault, not ours)."""
-        logger.warning("closing a Realtime session over its event rate", extra={"session": self.session.id})
-        with contextlib.suppress(Exception):
-            await self.ws.send_text(json.dumps(error_event("rate_limit_exceeded", str(exceeded))))
-            await self.ws.close(code=POLICY_VIOLATION)
+    async def run(self) -> None:
+        """Serve until the client leaves or a part fails; every task is done when this returns."""
+        await self.ws.accept(subprotocol=accepted_subprotocol(self.ws.scope.get("subprotocols") or []))
+        self.outbox.put_nowait(SessionCreated(session=self.view.model_copy(deep=True)))
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._send_loop(), name=f"send-{self.session.id}")
+                group.create_task(self.session.run(), name=f"session-{self.session.id}")
+                # Receiving is the group's body, not a third task: Python 3.11's TaskGroup
+                # leaves its owner marked as cancelled when a task fails after the body
+                # has ended, and Starlette then treats the whole connection as cancelled.
+                await self._receive_loop()
+        except* ClientLeft:
+            pass
+        except* RateLimitExceeded as exceeded:
+            await self._close(ErrorEvent.of("rate_limit_exceeded", str(_leaf(exceeded))), POLICY_VIOLATION)
+        except* Exception as failure:
+            await self._fail(_leaf(failure))
 
     async def _fail(self, failure: BaseException) -> None:
         """A fault of ours: log it, tell the client, and close with 1011 (never a bare drop)."""
+        if isinstance(failure, WebSocketDisconnect) or self.ws.client_state is not WebSocketState.CONNECTED:
+            return  # the client went away while we were sending: nothing failed
         logger.error("Realtime session failed", extra={"session": self.session.id}, exc_info=failure)
         message = f"internal error ({type(failure).__name__}); the session is closed"
-        with contextlib.suppress(Exception):  # the client may be gone by now
-            await self.ws.send_text(json.dumps(error_event("server_error", message, kind="server_error")))
-            await self.ws.close(code=1011)
+        await self._close(ErrorEvent.of("server_error", message, kind="server_error"), 1011)
+
+    async def _close(self, last: ErrorEvent, code: int) -> None:
+        """Send what is queued, then `last`, then close with `code`."""
+        if code == POLICY_VIOLATION:
+            logger.warning(
+                "closing a Realtime session over its event rate", extra={"session": self.session.id}
+            )
+        try:
+            while not self.outbox.empty():
+                await self.ws.send_text(self.outbox.get_nowait().wire())
+            await self.ws.send_text(last.wire())
+            await self.ws.close(code=code)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass  # the client is gone already
 
     async def _send_loop(self) -> None:
         while True:
-            await self.ws.send_text(json.dumps(await self.outbox.get()))
-
-    def _reject(self, error: EventError) -> None:
-        self.outbox.put_nowait(error_event(error.code, str(error), error.event_id, error.param))
+            event = await self.outbox.get()
+            await self.ws.send_text(event.wire())
 
     async def _receive_loop(self) -> None:
         """Client frames until it leaves; bad input is answered with an `error` event and skipped.
 
         Audio is bounded by the real-time factor (`AudioRate`); every other event, and every
         invalid one, spends the connection's event budget, which a flood exhausts: then
-        `RateLimitExceeded` ends the loop and the connection is closed with 1008.
+        `RateLimitExceeded` ends the connection with 1008.
         """
+        await self.session.running.wait()
         while True:
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
-                return
+                raise ClientLeft
             try:
                 if message.get("bytes") is not None:
-                    await self._append(self._binary_audio(message["bytes"]))
+                    await self._append(float32_audio(message["bytes"], self.settings.max_append_bytes))
                 else:
                     await self._dispatch(message.get("text") or "")
             except EventError as error:
                 self.budget.spend()
-                self._reject(error)
-
-    def _binary_audio(self, data: bytes) -> np.ndarray:
-        """The original design's binary frames: raw float32 24 kHz samples."""
-        if len(data) > self.settings.max_append_bytes:
-            size = f"binary frame of {len(data)} bytes; the limit is {self.settings.max_append_bytes}"
-            raise EventError("audio_too_large", size)
-        if len(data) % 4:
-            raise EventError(
-                "invalid_audio",
-                f"binary frames are float32 samples; {len(data)} bytes is not a multiple of 4",
-            )
-        pcm = np.frombuffer(data, dtype="<f4")
-        if not np.isfinite(pcm).all():
-            raise EventError("invalid_audio", "binary frame contains NaN or infinite samples")
-        return np.clip(pcm, -1.0, 1.0)
+                self.outbox.put_nowait(ErrorEvent.of(error.code, str(error), error.event_id, error.param))
 
     async def _dispatch(self, text: str) -> None:
         event = parse_client_event(text, self.settings.max_append_bytes)
         if isinstance(event, InputAudioBufferAppend):
-            await self._append(self._decode_append(event))
+            await self._append(pcm16_audio(event.audio, self.settings.max_append_bytes, event.event_id))
             return
         self.budget.spend()
         if isinstance(event, SessionUpdate):
-            self.session.update(event.session.model_dump(exclude_unset=True))
+            apply_session_update(self.view, event.session)
+            self.session.configure(pipeline_config(self.view))
+            self.outbox.put_nowait(SessionUpdated(session=self.view.model_copy(deep=True)))
         elif isinstance(event, InputAudioBufferCommit):
             self.session.commit()
         elif isinstance(event, InputAudioBufferClear):
             self.session.clear()
         elif isinstance(event, ResponseCreate):
-            params = event.response or ResponseParams()
-            self.session.create_response(params.model_dump(exclude_unset=True), event.event_id)
+            self.session.create_response(response_request(event.response), event.event_id)
         elif isinstance(event, ResponseCancel):
             await self.session.cancel_response(event.response_id, event.event_id)
         elif isinstance(event, ConversationItemTruncate):
             self.session.truncate(event.item_id, event.audio_end_ms, event.event_id)
-
-    def _decode_append(self, event: InputAudioBufferAppend) -> np.ndarray:
-        if len(event.audio) > self.settings.max_append_bytes:
-            limit = self.settings.max_append_bytes
-            size = f"append of {len(event.audio)} base64 characters; the limit is {limit}"
-            raise EventError("audio_too_large", size, event.event_id, "audio")
-        try:
-            data = base64.b64decode(event.audio, validate=True)
-        except (binascii.Error, ValueError):
-            raise EventError("invalid_audio", "audio is not valid base64", event.event_id, "audio") from None
-        if len(data) % 2:
-            raise EventError(
-                "invalid_audio",
-                f"PCM16 needs an even number of bytes, got {len(data)}",
-                event.event_id,
-                "audio",
-            )
-        return pcm16_to_float(data)
+        elif isinstance(event, ConversationItemRetrieve):
+            self.outbox.put_nowait(self.events.retrieve(event.item_id, event.event_id))
 
     async def _append(self, pcm: np.ndarray) -> None:
         delay = self.rate.delay_for(pcm.size / SAMPLE_RATE)
         if delay > 0:
             if not self.rate.warned:
                 self.rate.warned = True
-                self.outbox.put_nowait(
-                    error_event(
-                        "rate_limited",
-                        f"audio is arriving faster than {self.settings.max_realtime_factor:.0f}x real time; "
-                        "reading is slowed down (nothing is dropped)",
-                    )
-                )
+                factor = self.settings.max_realtime_factor
+                what = f"audio is arriving faster than {factor:.0f}x real time; reading is slowed down"
+                what += " (nothing is dropped)"
+                self.outbox.put_nowait(ErrorEvent.of("rate_limited", what))
             await asyncio.sleep(delay)
         await self.session.append_audio(pcm)

@@ -189,7 +189,8 @@ async function start() {
     await context.resume();
 
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    const ws = new WebSocket(`${scheme}://${location.host}/v1/realtime`);
+    // This project's own events (latency stages, playback clear) are sent only on request.
+    const ws = new WebSocket(`${scheme}://${location.host}/v1/realtime?extensions=unmute_slurm`);
     live = { ws, context, stream, capture, playback };
     let pending = [];
     let lastSend = performance.now();

@@ -13,14 +13,20 @@ import re
 import time
 
 _SECRET_QUERY = re.compile(r"((?:auth_id|token|api_key|key)=)[^&\s\"']+", re.IGNORECASE)
+# uvicorn logs every request header at DEBUG: keys in headers and WebSocket subprotocols too.
+_SECRET_HEADER = re.compile(
+    r"((?:authorization|cookie|kyutai-api-key|x-api-key):\s*)[^\r\n]+|(openai-insecure-api-key\.)[^,\s\"']+",
+    re.IGNORECASE,
+)
 
 # Attributes every LogRecord has; anything else was passed through `extra=` and is logged.
 _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
 def redact(text: str) -> str:
-    """Replace secret-looking query values in `text` with ``***``."""
-    return _SECRET_QUERY.sub(r"\1***", text)
+    """Replace secret-looking query values, header values and subprotocol keys in `text` with ``***``."""
+    text = _SECRET_QUERY.sub(r"\1***", text)
+    return _SECRET_HEADER.sub(lambda m: f"{m.group(1) or m.group(2)}***", text)
 
 
 class RedactSecrets(logging.Filter):

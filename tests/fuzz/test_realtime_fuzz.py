@@ -25,7 +25,7 @@ from openai.types.realtime import RealtimeServerEvent
 from pydantic import TypeAdapter, ValidationError
 from websockets.sync.client import connect as sync_connect
 
-from orchestrator.realtime.events import CLIENT_EVENTS
+from orchestrator.realtime.client_events import CLIENT_EVENTS
 from tests.fuzz.harness import TEXT, LogWatch, alive, churn, close_finding, fuzz, healthy, settle, wild
 
 pytestmark = pytest.mark.lite

@@ -75,10 +75,10 @@ async def test_hostile_frames_get_an_error_and_the_connection_goes_on(lite_stack
 def test_a_fault_of_ours_is_reported_and_closes_with_1011(monkeypatch, caplog):
     """An unexpected exception while handling an event: an error event, a 1011 close, a log entry."""
 
-    def broken_update(self: VoiceSession, patch: dict) -> None:
+    def broken_clear(self: VoiceSession) -> None:
         raise RuntimeError("injected fault")
 
-    monkeypatch.setattr(VoiceSession, "update", broken_update)
+    monkeypatch.setattr(VoiceSession, "clear", broken_clear)
     settings = OrchestratorSettings(
         _env_file=None,  # type: ignore[call-arg]
         service_api_key="key",
@@ -89,7 +89,7 @@ def test_a_fault_of_ours_is_reported_and_closes_with_1011(monkeypatch, caplog):
     caplog.set_level(logging.ERROR, logger="orchestrator.realtime.connection")
     with TestClient(build_app(settings)) as http, http.websocket_connect("/v1/realtime") as ws:
         assert ws.receive_json()["type"] == "session.created"
-        ws.send_text(json.dumps({"type": "session.update", "session": {"instructions": "x"}}))
+        ws.send_text(json.dumps({"type": "input_audio_buffer.clear"}))
         events = []
         with pytest.raises(WebSocketDisconnect) as closed:
             while True:

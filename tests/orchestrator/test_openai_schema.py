@@ -110,7 +110,7 @@ async def test_a_barge_in_conversation_is_valid_for_the_sdk(lite_stack):
     assert_sdk_accepts(client.events)
     response = cancelled["response"]
     assert response["status"] == "cancelled"
-    assert response["status_details"] == {"type": "cancelled", "reason": "turn_detected"}
+    assert response["status_details"] == {"type": "cancelled", "reason": "turn_detected", "error": None}
     assert [item["status"] for item in response["output"]] == ["incomplete"]
     assert second["response"]["status"] == "completed", second
     assert second["response"]["output"][0]["status"] == "completed"
@@ -177,6 +177,6 @@ async def test_manual_turns_metadata_cancel_and_no_vad_events(lite_stack):
     )
     response = cancelled["response"]
     assert response["status"] == "cancelled" and response["output"][0]["status"] == "incomplete"
-    assert response["status_details"] == {"type": "cancelled", "reason": "client_cancelled"}
+    assert response["status_details"] == {"type": "cancelled", "reason": "client_cancelled", "error": None}
     for response_id in (done["response"]["id"], response["id"]):
         assert_lifecycle(client.events, response_id)

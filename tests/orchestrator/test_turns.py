@@ -101,8 +101,8 @@ async def test_manual_commit_turn_on_tiny_moshi_models(moshi_stack):
         types,
         [
             "input_audio_buffer.committed",
+            "response.created",  # at once, as OpenAI does; the reply waits for the transcript
             "conversation.item.input_audio_transcription.completed",
-            "response.created",
             "response.output_audio.delta",
             "response.done",
         ],

@@ -103,6 +103,11 @@ def test_key_compare_and_redaction():
     key = SecretStr("s3cret")
     assert key_matches(key, "s3cret") and not key_matches(key, "s3cret!") and not key_matches(key, None)
     assert redact('"GET /api/asr-streaming?auth_id=s3cret&x=1"') == '"GET /api/asr-streaming?auth_id=***&x=1"'
+    # uvicorn's DEBUG header dump: the bearer token, the cookie and a key in a subprotocol.
+    assert redact("< authorization: Bearer s3cret") == "< authorization: ***"
+    assert redact("< cookie: unmute_token=s3cret") == "< cookie: ***"
+    offered = "< sec-websocket-protocol: realtime, openai-insecure-api-key.s3cret"
+    assert redact(offered) == "< sec-websocket-protocol: realtime, openai-insecure-api-key.***"
     record = logging.LogRecord("x", logging.INFO, "", 0, "path %s", ("/?token=abc",), None)
     RedactSecrets().filter(record)
     assert record.getMessage() == "path /?token=***"

@@ -32,11 +32,16 @@ def test_turn_detector_needs_speech_then_pause_and_silence():
     assert turns.on_word() is TurnEvent.SPEECH_STARTED  # a word is speech too
 
 
+def say(history: History, role: str, text: str, item_id: str) -> None:
+    history.reserve(role, item_id)
+    history.fill(item_id, text)
+
+
 def test_history_is_bounded_by_turns_and_tokens_and_starts_with_a_user():
     history = History(max_turns=2, max_tokens=10_000)
     for i in range(4):
-        history.add("user", f"question {i}")
-        history.add("assistant", f"answer {i}", item_id=f"item{i}")
+        say(history, "user", f"question {i}", f"user{i}")
+        say(history, "assistant", f"answer {i}", f"item{i}")
     assert [m["content"] for m in history.for_llm()[1:]] == [
         "question 2",
         "answer 2",
@@ -45,11 +50,24 @@ def test_history_is_bounded_by_turns_and_tokens_and_starts_with_a_user():
     ]
     small = History(max_turns=100, max_tokens=40)
     for i in range(10):
-        small.add("user", "a fairly long user message number " + str(i))
+        say(small, "user", "a fairly long user message number " + str(i), f"u{i}")
     assert small.for_llm()[-1]["content"].endswith("9") and len(small.for_llm()) < 6
-    assert history.truncate("item3", "ans") and history.for_llm()[-1]["content"] == "ans"
-    history.truncate("item2", "")
+    assert history.fill("item3", "ans") and history.for_llm()[-1]["content"] == "ans"
+    history.fill("item2", "")
     assert all(m["content"] for m in history.for_llm())  # fully interrupted turns are left out
+
+
+def test_history_keeps_turns_in_the_order_they_began():
+    """A reply reserved before the next user turn stays before it, even when it is filled last;
+    an empty reply between two user turns leaves one user message, as chat templates expect."""
+    history = History()
+    say(history, "user", "first", "u1")
+    history.reserve("assistant", "a1")
+    say(history, "user", "second", "u2")
+    history.fill("a1", "reply")
+    assert [m["content"] for m in history.for_llm()[1:]] == ["first", "reply", "second"]
+    history.fill("a1", "")  # interrupted before a word was heard
+    assert history.for_llm()[1:] == [{"role": "user", "content": "first second"}]
 
 
 def test_latency_stages_are_derived_from_marks():
@@ -60,26 +78,3 @@ def test_latency_stages_are_derived_from_marks():
     assert stages["transcript"] == 200.0 and stages["llm_first_token"] == 300.0
     assert stages["voice_to_voice"] == 610.0
     assert TurnLatency(speech_end=1.0).stages_ms()["voice_to_voice"] is None
-
-
-async def test_a_failing_background_task_reaches_the_client():
-    """A session's background task (a response waiting for its transcript, an interrupt) used to
-    fail unseen: the exception stayed in the task. Now it is an error event to the client."""
-    import asyncio
-
-    from orchestrator.pipeline.session import Backends, VoiceSession
-
-    events: list[dict] = []
-    backends = Backends(stt_url="ws://127.0.0.1:9", tts_url="ws://127.0.0.1:9", service_key="k", llm=None)  # type: ignore[arg-type]
-    session = VoiceSession(
-        backends, events.append, default_voice=None, max_output_tokens=10, history_turns=2, history_tokens=100
-    )
-
-    async def broken() -> None:
-        raise RuntimeError("boom")
-
-    session._spawn(broken(), "probe")
-    await asyncio.sleep(0.05)
-    errors = [e["error"] for e in events if e["type"] == "error"]
-    assert errors and errors[0]["code"] == "internal_error" and "boom" in errors[0]["message"]
-    await session.aclose()

@@ -1,4 +1,4 @@
-"""OpenAI Realtime API events (GA names) that this server speaks, as pydantic models.
+"""OpenAI Realtime API client events (GA names) that this server takes, as pydantic models.
 
 Reference: https://platform.openai.com/docs/api-reference/realtime-client-events and
 .../realtime-server-events. Only audio in / audio out is implemented; fields we do not
@@ -8,22 +8,18 @@ Events prefixed ``unmute_slurm.`` are this project's extensions.
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Any, Literal, Union
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from orchestrator.pipeline.events import new_id
 
 # Limits applied while a client event is parsed, before any field is read. Nesting deeper
 # than the JSON parser's 200 levels and integers of over 4300 digits are refused by the
 # parser itself; NaN and Infinity are not JSON and are refused too.
 MAX_EVENT_OVERHEAD_CHARS = 64 * 1024  # what an event may hold beyond its audio
 MAX_OUTPUT_TOKENS = 4096  # OpenAI's cap on `max_output_tokens`
-
-
-def new_id(prefix: str) -> str:
-    """Server-made ids, readable like OpenAI's (``item_...``, ``resp_...``)."""
-    return f"{prefix}_{secrets.token_hex(8)}"
 
 
 class _Model(BaseModel):
@@ -178,6 +174,11 @@ class ConversationItemTruncate(_Event):
     audio_end_ms: int = Field(ge=0, le=24 * 3600 * 1000)
 
 
+class ConversationItemRetrieve(_Event):
+    type: Literal["conversation.item.retrieve"]
+    item_id: str = Field(max_length=512)
+
+
 CLIENT_EVENTS: tuple[type[_Event], ...] = (
     SessionUpdate,
     InputAudioBufferAppend,
@@ -186,6 +187,7 @@ CLIENT_EVENTS: tuple[type[_Event], ...] = (
     ResponseCreate,
     ResponseCancel,
     ConversationItemTruncate,
+    ConversationItemRetrieve,
 )
 _client_adapter: TypeAdapter[Any] = TypeAdapter(
     Annotated[Union[CLIENT_EVENTS], Field(discriminator="type")]  # noqa: UP007
@@ -230,24 +232,3 @@ def parse_client_event(text: str, max_audio_chars: int) -> Any:
     kind, *path = first["loc"]
     param = ".".join(str(p) for p in path)
     raise EventError("invalid_value", f"invalid {kind}: {param}: {first['msg']}", event_id, param) from None
-
-
-# ---- server events -----------------------------------------------------------------------
-
-
-def server_event(kind: str, **fields: Any) -> dict[str, Any]:
-    """A server event as a JSON-ready dict, with its own event id."""
-    return {"type": kind, "event_id": new_id("event"), **fields}
-
-
-def error_event(
-    code: str,
-    message: str,
-    event_id: str | None = None,
-    param: str | None = None,
-    kind: str = "invalid_request_error",
-) -> dict[str, Any]:
-    """OpenAI's `error` event; `event_id` names the client event that caused it."""
-    return server_event(
-        "error", error={"type": kind, "code": code, "message": message, "param": param, "event_id": event_id}
-    )

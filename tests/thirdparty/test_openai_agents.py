@@ -1,0 +1,32 @@
+"""The `openai-agents` SDK's Realtime WebSocket model, unmodified, pointed at `/v1/realtime`: a
+spoken turn, a barge-in, and an interrupt that cancels a response by id. The SDK validates every
+server event against the GA event models; one that fails is an error in the report."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.thirdparty.drivers import heard_the_phrase, run_driver
+
+pytestmark = pytest.mark.lite
+
+
+def test_openai_agents_spoken_turn_barge_in_and_interrupt(lite_stack, tmp_path):
+    # run_driver fails on any error: a server event the SDK could not validate, or an
+    # `error` event (for its truncates and its cancel among them).
+    report = run_driver("agents", lite_stack, tmp_path)
+    # The spoken turn: transcribed, and answered with audio and its transcript.
+    assert heard_the_phrase(report["transcript"]), report
+    assert report["reply_text"].strip(), report
+    # The barge-in: the SDK truncates the reply where its playback stood, and the server,
+    # which interrupts responses itself, cancels it.
+    barge_in = report["barge_in"]
+    assert barge_in["truncated_audio_end_ms"] == barge_in["truncate_audio_end_ms"], report
+    assert barge_in["status"] == "cancelled", report
+    assert heard_the_phrase(report["next_transcript"]), report
+    # The interrupt: response.cancel names the playing reply, which ends cancelled and
+    # truncated where it was heard.
+    assert report["cancel_response_id_matches"] is True, report
+    interrupt = report["interrupt"]
+    assert interrupt["truncated_audio_end_ms"] == interrupt["truncate_audio_end_ms"], report
+    assert interrupt["status"] == "cancelled", report

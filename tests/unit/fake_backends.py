@@ -1,0 +1,150 @@
+"""In-process stand-ins for the STT, TTS and LLM, behind the pipeline's `Backends` seam.
+
+They speak the same typed messages as the real clients (`services.common.protocol`), and
+the test drives them: it pushes the STT's words and steps, gates the LLM's tokens, and
+drops the STT connection when it wants an outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import numpy as np
+
+from orchestrator.clients.errors import BackendUnavailable
+from services.common.audio import FRAME_SIZE, SAMPLE_RATE
+from services.common.protocol import AudioOut, MarkerOut, Step, TextOut, WireMessage, Word
+
+VOICED = [0.0, 0.0, 0.0, 0.0]  # prs of a frame with speech: no pause ahead
+PAUSE = [1.0, 1.0, 1.0, 1.0]  # prs of a frame in a pause
+FRAMES_PER_WORD = 3  # each fake TTS word is 240 ms of audio
+
+
+class FakeStt:
+    """One STT stream: markers are echoed at once, after everything pushed before them."""
+
+    def __init__(self) -> None:
+        self.audio_samples = 0
+        self.closed = False
+        self._queue: asyncio.Queue[WireMessage | Exception] = asyncio.Queue()
+
+    async def __aenter__(self) -> FakeStt:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.closed = True
+
+    async def send_audio(self, pcm: np.ndarray) -> None:
+        if self.closed:
+            raise BackendUnavailable("STT", "connection lost")
+        self.audio_samples += pcm.size
+
+    async def send_marker(self, marker_id: int) -> None:
+        self._queue.put_nowait(MarkerOut(id=marker_id))
+
+    def word(self, text: str) -> None:
+        self._queue.put_nowait(Word(text=text, start_time=0.0))
+
+    def steps(self, prs: list[float], count: int) -> None:
+        for n in range(count):
+            self._queue.put_nowait(Step(step_idx=n, prs=prs, buffered_pcm=0))
+
+    def drop(self) -> None:
+        """The service goes away: the reading side sees a lost connection."""
+        self._queue.put_nowait(BackendUnavailable("STT", "connection lost (test)"))
+
+    async def events(self) -> AsyncIterator[WireMessage]:
+        while True:
+            message = await self._queue.get()
+            if isinstance(message, Exception):
+                raise message
+            yield message
+
+
+class FakeTts:
+    """Each word comes back as its timed `Text` and `FRAMES_PER_WORD` frames of audio."""
+
+    def __init__(self, voice: str | None) -> None:
+        self.voice = voice
+        self.words: list[str] = []
+        self.closed = False
+        self._queue: asyncio.Queue[WireMessage | None] = asyncio.Queue()
+        self._at_s = 0.0
+
+    async def __aenter__(self) -> FakeTts:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.closed = True
+
+    async def send_word(self, word: str) -> None:
+        self.words.append(word)
+        length = FRAMES_PER_WORD * FRAME_SIZE / SAMPLE_RATE
+        self._queue.put_nowait(TextOut(text=word, start_s=self._at_s, stop_s=self._at_s + length))
+        for _ in range(FRAMES_PER_WORD):
+            self._queue.put_nowait(AudioOut(pcm=np.zeros(FRAME_SIZE, np.float32)))
+        self._at_s += length
+
+    async def send_eos(self) -> None:
+        self._queue.put_nowait(None)
+
+    async def events(self) -> AsyncIterator[WireMessage]:
+        while (message := await self._queue.get()) is not None:
+            yield message
+
+
+class FakeLlm:
+    """Streams `reply` word by word; with `gate` set up, each token after the first waits for it."""
+
+    def __init__(self, reply: str = "Hello there, how can I help?") -> None:
+        self.reply = reply
+        self.requests: list[list[dict[str, str]]] = []
+        self.gate: asyncio.Event | None = None
+        self.first_token_sent = asyncio.Event()
+        self.fault: Exception | None = None
+
+    async def stream(self, messages: list[dict[str, str]], max_tokens: int | None) -> AsyncIterator[str]:
+        self.requests.append(messages)
+        for n, word in enumerate(self.reply.split()):
+            if n == 1:
+                self.first_token_sent.set()
+                if self.fault is not None:
+                    raise self.fault
+            if n >= 1 and self.gate is not None:
+                await self.gate.wait()
+            yield word + " "  # a whole word at once: the TTS gets it without waiting for the next
+        self.first_token_sent.set()
+
+
+class FakeBackends:
+    """Hands out fake streams and keeps them for the test to drive and inspect."""
+
+    def __init__(self, llm: FakeLlm | None = None) -> None:
+        self.llm = llm or FakeLlm()
+        self.stt_streams: list[FakeStt] = []
+        self.tts_streams: list[FakeTts] = []
+        self.stt_refusals = 0  # how many of the next STT connects fail
+
+    async def open_stt(self) -> FakeStt:
+        if self.stt_refusals:
+            self.stt_refusals -= 1
+            raise BackendUnavailable("STT", "refused (test)")
+        self.stt_streams.append(FakeStt())
+        return self.stt_streams[-1]
+
+    async def open_tts(self, voice: str | None) -> FakeTts:
+        self.tts_streams.append(FakeTts(voice))
+        return self.tts_streams[-1]
+
+    @property
+    def stt(self) -> FakeStt:
+        """The STT stream that is up now."""
+        return self.stt_streams[-1]
+
+
+async def until(condition: Callable[[], object], timeout_s: float = 5.0) -> None:
+    """Wait for `condition()` to hold (the session works in its own tasks)."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():  # noqa: ASYNC110 (the conditions are the session's own state)
+            await asyncio.sleep(0.005)
