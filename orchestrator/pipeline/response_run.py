@@ -9,7 +9,6 @@ short. Its LLM request and TTS stream run under the run's own TaskGroup, so a ca
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Collection
 from typing import Literal
 
@@ -31,8 +30,6 @@ from orchestrator.pipeline.latency import TurnLatency
 from orchestrator.pipeline.speech_text import SpeechWords
 from services.common.audio import SAMPLE_RATE
 from services.common.protocol import AudioOut, Error, TextOut
-
-logger = logging.getLogger(__name__)
 
 
 class ResponseRun:

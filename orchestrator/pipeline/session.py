@@ -10,7 +10,6 @@ and the session goes on; any other exception ends the session, and its owner rep
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -39,7 +38,6 @@ from orchestrator.pipeline.turns import TurnEvent
 from orchestrator.pipeline.user_turn import UserTurn
 from services.common.protocol import Error, Step, WireMessage, Word
 
-logger = logging.getLogger(__name__)
 KEPT_RESPONSES = 32  # truncation only concerns recent items
 
 
@@ -86,11 +84,8 @@ class VoiceSession:
         return self._tasks.create_task(coro, name=f"{name}-{self.id}")
 
     def _stt_down(self, exc: BackendError) -> None:
-        self._emit(
-            Problem(
-                exc.event_code, f"{exc} - speech recognition is paused; it resumes when the service is back"
-            )
-        )
+        consequence = "speech recognition is paused; it resumes when the service is back"
+        self._emit(Problem(exc.event_code, f"{exc} - {consequence}"))
 
     # ---- client requests ----------------------------------------------------------------
 
