@@ -63,6 +63,7 @@ class ResponseRun:
         self._spoken: list[tuple[str, float, float]] = []  # the TTS's word times (s)
         self._audio_ms = 0.0
         self._playback_start: float | None = None
+        self._ended = False  # ResponseEnded was emitted
 
     def begin(self, previous_item_id: str | None) -> None:
         """Take the reply's place in the conversation now, before any await."""
@@ -128,12 +129,16 @@ class ResponseRun:
             assert self.task is not None
             self.task.cancel()
             await asyncio.wait([self.task])
+            if not self._ended:  # cancelled before it ever ran: it still owes its end
+                self.status = "cancelled"
+                self._end()
         elif self.speaking():
             self._history.fill(self.item_id, self.heard_text(self.played_ms()))
         # The client dropped its playback: nothing of this reply plays any more.
         self._audio_ms = self.played_ms()
 
     def _end(self) -> None:
+        self._ended = True
         text = " ".join(self._words_sent)
         heard = text if self.status == "completed" else self.heard_text(self.played_ms())
         self._history.fill(self.item_id, heard)

@@ -137,6 +137,17 @@ async def test_a_cancel_during_the_first_llm_token_stops_everything_and_keeps_no
         assert backends.tts_streams[0].words == ["Never"]
 
 
+async def test_a_cancel_before_the_reply_ran_still_ends_it():
+    """`response.cancel` right behind `response.create` (the run's task never started) used
+    to leave a `response.created` with no `response.done`."""
+    backends = FakeBackends()
+    async with running(backends) as (session, events, _):
+        session.create_response(ResponseRequest())
+        await session.cancel_response()
+        assert [e.status for e in of_type(events, ResponseEnded)] == ["cancelled"]
+        assert not backends.tts_streams and not backends.llm.requests
+
+
 async def test_a_truncate_after_the_reply_ended_keeps_what_was_heard():
     backends = FakeBackends(FakeLlm("One two three four."))
     async with running(backends) as (session, events, _):
