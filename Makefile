@@ -12,7 +12,7 @@ PIP := $(VENV)/bin/pip
 export NO_TORCH_COMPILE := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help venv install-lite install-dev clients env demo tiny test integration lint format bench locks slurm chromium images prefetch sif clean
+.PHONY: help venv install-lite install-dev clients turn-model env demo tiny test integration lint format bench locks slurm chromium images prefetch sif clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ $(CLIENTS_VENV)/installed: $(CLIENTS_REQUIREMENTS)
 
 clients: $(CLIENTS_VENV)/installed ## the third-party Realtime clients the tests drive (Pipecat, LiveKit), in .venv-clients
 
+turn-model: $(PY) ## Smart Turn v3.2, the end-of-turn model, from the pipecat-ai wheel into build/models (checked sha256)
+	scripts/fetch-smart-turn.sh
+
 # LLM_API_KEY too: compose checks it for every service, whichever profile runs.
 env: ## write .env from .env.example with fresh random SERVICE_API_KEY and LLM_API_KEY (keeps an existing .env)
 	@if [ -f .env ]; then echo ".env exists; leaving it as it is"; else \
@@ -50,7 +53,7 @@ env: ## write .env from .env.example with fresh random SERVICE_API_KEY and LLM_A
 			-e "s/^LLM_API_KEY=.*/LLM_API_KEY=$$(new_key)/" .env.example > .env; \
 		echo "wrote .env (mode 600) with a new SERVICE_API_KEY and LLM_API_KEY"; fi
 
-demo: install-lite env ## set up and run the embedded CPU default (lite engines, echo LLM, all local)
+demo: install-lite env turn-model ## set up and run the embedded CPU default (lite engines, echo LLM, all local)
 	scripts/cpu-demo.sh
 
 tiny: ## build the tiny random-weight checkpoints into build/tiny and an HF cache in build/hf
@@ -84,7 +87,7 @@ images: ## install Docker + Compose, start the project's daemon, build the image
 	@if [ "$$(id -u)" = 0 ]; then tests/containers/docker.sh && tests/slurm/node.sh image; \
 	else echo "not root: the container and Apptainer tests need tests/containers/docker.sh and tests/slurm/node.sh image"; fi
 
-test: install-dev clients lint slurm chromium images ## what CI runs: install, lint, third-party clients, SLURM, chromium and the images for their tests, all tests
+test: install-dev clients turn-model lint slurm chromium images ## what CI runs: install, lint, third-party clients, the turn model, SLURM, chromium and the images for their tests, all tests
 	$(PY) -m pytest
 
 ENV_FILE ?= .env

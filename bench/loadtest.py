@@ -133,7 +133,9 @@ async def client(
     headers = {"Authorization": f"Bearer {token}"}
     await asyncio.sleep(delay_s)
     try:
-        async with websockets.connect(f"{url}/v1/realtime", additional_headers=headers, max_size=None) as ws:
+        async with websockets.connect(
+            f"{url}/v1/realtime?extensions=unmute_slurm", additional_headers=headers, max_size=None
+        ) as ws:
             for _ in range(turns):
                 await one_turn(ws, audio, len(speech), results)
         results.sessions_ok += 1

@@ -11,6 +11,13 @@ The orchestrator runs as its own process (`python -m orchestrator`), as in produ
 N sessions each stream audio in real time (100 ms appends) and take a turn every 2 s.
 A session "falls behind" when its p99 turn overhead passes 200 ms.
 
+The CPU column is the orchestrator's own CPU time (user + system, of its process and any
+worker processes, read at the start and end of each row) per session-second: one core
+carries 1000 / that many real-time sessions. CPU time is steadier than latency on a shared
+machine, though each wakeup of the process has a cost of its own, so the figure falls a
+little as sessions share wakeups. The fakes and the clients run in this process, so they
+are not counted. `--workers N` runs the orchestrator as N worker processes.
+
     python bench/orchestrator_overhead.py --sessions 1 4 16 32 --seconds 10
 """
 
@@ -29,6 +36,7 @@ from pathlib import Path
 
 import msgpack
 import numpy as np
+import psutil
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -139,7 +147,21 @@ def wait_ready(url: str) -> None:
     raise RuntimeError("orchestrator did not become ready")
 
 
-def start_orchestrator(backend_port: int, orch_port: int, token: str) -> subprocess.Popen[bytes]:
+def cpu_seconds(proc: psutil.Process) -> float:
+    """User + system CPU time of the orchestrator and its worker processes so far."""
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def start_orchestrator(
+    backend_port: int, orch_port: int, token: str, workers: int
+) -> subprocess.Popen[bytes]:
     """`python -m orchestrator` against the fakes, as production runs it."""
     env = {
         **os.environ,
@@ -150,6 +172,7 @@ def start_orchestrator(backend_port: int, orch_port: int, token: str) -> subproc
         "TTS_URL": f"ws://127.0.0.1:{backend_port}",
         "LOG_LEVEL": "WARNING",
         "ORCHESTRATOR_MAX_SESSIONS": "1000",
+        "ORCHESTRATOR_WORKERS": str(workers),
     }
     root = Path(__file__).resolve().parents[1]
     return subprocess.Popen(
@@ -157,23 +180,39 @@ def start_orchestrator(backend_port: int, orch_port: int, token: str) -> subproc
     )
 
 
-async def run(sessions: list[int], seconds: float, backend_port: int, orch_port: int, token: str) -> None:
+async def run(
+    sessions: list[int],
+    seconds: float,
+    backend_port: int,
+    orch_port: int,
+    token: str,
+    *,
+    orchestrator: psutil.Process,
+    workers: int,
+) -> None:
     fakes = asyncio.create_task(backends(backend_port))
     try:
         await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{orch_port}")
         print(
-            f"# Orchestrator overhead: {os.cpu_count()} CPUs, instant fake backends, {seconds:.0f} s a row\n"
+            f"# Orchestrator overhead: {os.cpu_count()} CPUs, {workers} orchestrator worker(s), "
+            f"instant fake backends, {seconds:.0f} s a row\n"
         )
-        print("| sessions | turns | overhead p50 (ms) | overhead p99 (ms) | keeps up? |")
-        print("|---:|---:|---:|---:|:---|")
+        print(
+            "| sessions | turns | overhead p50 (ms) | overhead p99 (ms) | keeps up? "
+            "| orchestrator CPU (ms per session-second) |"
+        )
+        print("|---:|---:|---:|---:|:---|---:|")
         url = f"ws://127.0.0.1:{orch_port}"
         for n in sessions:
             overheads: list[float] = []
+            cpu_before, wall_before = cpu_seconds(orchestrator), time.monotonic()
             await asyncio.gather(*(session(url, token, seconds, overheads) for _ in range(n)))
+            cpu = cpu_seconds(orchestrator) - cpu_before
+            cpu_ms = 1000 * cpu / (n * (time.monotonic() - wall_before))
             p50 = statistics.median(overheads)
             p99 = float(np.percentile(overheads, 99))
             ok = "yes" if p99 < BEHIND_MS else "no"
-            print(f"| {n} | {len(overheads)} | {p50:.1f} | {p99:.1f} | {ok} |", flush=True)
+            print(f"| {n} | {len(overheads)} | {p50:.1f} | {p99:.1f} | {ok} | {cpu_ms:.2f} |", flush=True)
     finally:
         fakes.cancel()
 
@@ -184,11 +223,22 @@ def main() -> None:
     )
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 16, 32, 64])
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=1, help="orchestrator worker processes")
     args = parser.parse_args()
     backend_port, orch_port, token = free_port(), free_port(), "bench-token"
-    proc = start_orchestrator(backend_port, orch_port, token)
+    proc = start_orchestrator(backend_port, orch_port, token, args.workers)
     try:
-        asyncio.run(run(args.sessions, args.seconds, backend_port, orch_port, token))
+        process = psutil.Process(proc.pid)
+        bench = run(
+            args.sessions,
+            args.seconds,
+            backend_port,
+            orch_port,
+            token,
+            orchestrator=process,
+            workers=args.workers,
+        )
+        asyncio.run(bench)
     finally:
         proc.terminate()
         proc.wait()

@@ -2,22 +2,97 @@
 
 Every flag can also be set by environment (``ORCHESTRATOR_PORT``, ``LLM_URL``,
 ``ACCESS_TOKEN``, ...) or `.env`; flags win.
+
+``ORCHESTRATOR_WORKERS`` (``--workers``) above 1 runs that many worker processes behind
+the one port, for more sessions than one core carries. uvicorn's supervisor binds the
+port once and hands it to every worker; a new connection goes to whichever worker accepts
+it first, and a worker that dies is replaced. Sessions share nothing, so each worker is a
+whole orchestrator with its own session cap (``ORCHESTRATOR_MAX_SESSIONS`` per worker),
+backend probe and metrics: ``/metrics``, ``/ready`` and ``/api/status`` describe the
+worker that answered.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from pydantic import ValidationError
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
+
 from orchestrator.app import build_app
 from orchestrator.settings import OrchestratorSettings
 from services.common.cli import common_flags, run
+from services.common.logs import configure_logging
+
+logger = logging.getLogger(__name__)
+
+#: The supervisor's flags, for the workers it spawns (they are started without argv).
+WORKER_FLAGS_ENV = "UNMUTE_ORCHESTRATOR_FLAGS"
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Read flags and settings, serve."""
+def flags_parser() -> argparse.ArgumentParser:
+    """The orchestrator's command line."""
     parser = common_flags("python -m orchestrator", "Unmute voice orchestrator")
     parser.add_argument("--llm-url", dest="llm_url", help="OpenAI base URL of the LLM, or 'echo'")
     parser.add_argument("--stt-url", dest="stt_url")
     parser.add_argument("--tts-url", dest="tts_url")
-    run("orchestrator", parser, OrchestratorSettings, build_app, argv)
+    parser.add_argument("--workers", type=int, help="worker processes behind the one port (default 1)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Read flags and settings, serve: in this process, or as the supervisor of several workers."""
+    parser = flags_parser()
+    flags = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    try:
+        settings = OrchestratorSettings(**flags)
+    except ValidationError as exc:
+        raise SystemExit(f"{parser.prog}: bad settings: {exc}") from None
+    if settings.workers == 1:
+        run("orchestrator", parser, OrchestratorSettings, build_app, argv)
+    else:
+        supervise(settings, flags)
+
+
+def worker_app() -> FastAPI:
+    """One worker's app; uvicorn calls this in each worker process."""
+    settings = OrchestratorSettings(**json.loads(os.environ[WORKER_FLAGS_ENV]))
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        return build_app(settings)
+    except ValueError as exc:
+        # This exit code tells the supervisor to stop rather than restart the worker forever.
+        logger.error("orchestrator worker cannot start: %s", exc)
+        sys.exit(STARTUP_FAILURE)
+
+
+def supervise(settings: OrchestratorSettings, flags: dict[str, Any]) -> None:
+    """Serve `settings.workers` workers on the one port until stopped; exit non-zero if they cannot start."""
+    configure_logging(settings.log_level, settings.log_format)
+    os.environ[WORKER_FLAGS_ENV] = json.dumps(flags)  # the spawned workers inherit the environment
+    config = uvicorn.Config(
+        "orchestrator.__main__:worker_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_config=None,
+        # As services.common.lifecycle.serve configures every service's server.
+        ws_max_size=max(16 * 1024 * 1024, 4 * settings.max_message_bytes),
+        ws_per_message_deflate=False,
+    )
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
+        raise SystemExit("orchestrator: the workers could not start (the reason is logged above)")
 
 
 if __name__ == "__main__":

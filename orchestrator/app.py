@@ -21,6 +21,7 @@ from orchestrator.pipeline.backends import ServiceBackends
 from orchestrator.realtime.connection import RealtimeConnection
 from orchestrator.realtime.server_events import ErrorEvent
 from orchestrator.settings import OrchestratorSettings
+from orchestrator.turn_model import SmartTurn, TurnModelMissing
 from services.common.routes import service_routes
 
 logger = logging.getLogger(__name__)
@@ -38,11 +39,16 @@ class BackendStatus:
         self._checked = 0.0
         self._result: dict[str, dict[str, object]] = {}
         self._lock = asyncio.Lock()
+        # One client for the app's life: a new one loads the CA store (~45 ms of CPU) each time.
+        self.http = httpx.AsyncClient(timeout=1.5)
 
-    async def _probe(self, client: httpx.AsyncClient, ws_url: str) -> str | None:
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def _probe(self, ws_url: str) -> str | None:
         url = ws_url.replace("ws", "http", 1) + "/ready"
         try:
-            response = await client.get(url)
+            response = await self.http.get(url)
         except httpx.HTTPError as exc:
             return f"unreachable ({type(exc).__name__})"
         if response.status_code == 200:
@@ -55,12 +61,9 @@ class BackendStatus:
     async def get(self) -> dict[str, dict[str, object]]:
         async with self._lock:
             if time.monotonic() - self._checked > STATUS_TTL_S:
-                async with httpx.AsyncClient(timeout=1.5) as client:
-                    stt, tts, llm = await asyncio.gather(
-                        self._probe(client, self.settings.stt_ws),
-                        self._probe(client, self.settings.tts_ws),
-                        self.llm.ready(),
-                    )
+                stt, tts, llm = await asyncio.gather(
+                    self._probe(self.settings.stt_ws), self._probe(self.settings.tts_ws), self.llm.ready()
+                )
                 self._result = {
                     "stt": {"ready": stt is None, "detail": stt},
                     "tts": {"ready": tts is None, "detail": tts},
@@ -80,6 +83,16 @@ class BackendStatus:
         return "; ".join(down) or None
 
 
+def load_turn_model(settings: OrchestratorSettings) -> SmartTurn | None:
+    """Smart Turn for semantic_vad, shared by every session; without it, pauses are judged by
+    the STT's pause heads and new sessions start with server_vad (said once, in the log)."""
+    try:
+        return SmartTurn.from_path(settings.turn_model_path)
+    except TurnModelMissing as missing:
+        logger.warning("no end-of-turn model: %s; new sessions use server_vad", missing)
+        return None
+
+
 def build_app(settings: OrchestratorSettings) -> FastAPI:
     """Create the app (auth wraps everything but the probes)."""
     llm = LlmClient(
@@ -90,7 +103,11 @@ def build_app(settings: OrchestratorSettings) -> FastAPI:
         temperature=settings.llm_temperature,
     )
     backends = ServiceBackends(
-        settings.stt_ws, settings.tts_ws, settings.required_api_key().get_secret_value(), llm
+        settings.stt_ws,
+        settings.tts_ws,
+        settings.required_api_key().get_secret_value(),
+        llm,
+        turn_model=load_turn_model(settings),
     )
     status = BackendStatus(settings, llm)
     ready_reason: dict[str, str | None] = {"reason": "starting"}
@@ -113,6 +130,7 @@ def build_app(settings: OrchestratorSettings) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await probe
             await llm.aclose()
+            await status.aclose()
 
     app = FastAPI(title="Unmute orchestrator", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(service_routes("orchestrator", lambda: ready_reason["reason"]))
@@ -136,10 +154,9 @@ def build_app(settings: OrchestratorSettings) -> FastAPI:
         """The TTS service's voices, for the UI's voice picker."""
         url = settings.tts_ws.replace("ws", "http", 1) + "/v1/voices"
         try:
-            async with httpx.AsyncClient(timeout=2.0) as client:
-                response = await client.get(url)
-                response.raise_for_status()
-                return response.json()
+            response = await status.http.get(url, timeout=2.0)
+            response.raise_for_status()
+            return response.json()
         except httpx.HTTPError as exc:
             return {"voices": [], "default": None, "error": f"TTS voices unavailable: {type(exc).__name__}"}
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
@@ -53,7 +56,25 @@ class OrchestratorSettings(ServiceSettings):
     history_turns: int = Field(20, gt=0, description="User turns kept in the LLM context.")
     history_tokens: int = Field(3000, gt=0, description="Estimated tokens kept in the LLM context.")
     voice: str | None = Field(None, description="TTS voice; default: the TTS service's own.")
-    max_sessions: int = Field(32, gt=0, description="Concurrent Realtime sessions this process accepts.")
+    turn_detection: Literal["server_vad", "semantic_vad"] = Field(
+        "server_vad",
+        description="A new session's turn detection (semantic_vad needs the turn model).",
+    )
+    turn_model_path: Path | None = Field(
+        None,
+        description="Smart Turn's ONNX file (semantic_vad); default: build/models/smart-turn-v3.2/.",
+    )
+    # bench/orchestrator_overhead.py: ~5 ms of CPU per session-second, so 128 sessions keep
+    # one worker's core about two-thirds busy; an H200's 256 STT streams take two workers.
+    max_sessions: int = Field(
+        128, gt=0, description="Concurrent Realtime sessions each worker process accepts."
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Worker processes behind the one port; each has its own session cap and metrics.",
+    )
     max_append_bytes: int = Field(
         1024 * 1024,
         gt=0,

@@ -37,6 +37,9 @@ async def open_stream(service: str, url: str, api_key: str) -> ClientConnection:
                 max_size=None,
                 close_timeout=CLOSE_TIMEOUT_S,
                 compression=None,
+                # The services are ours and near: never through an HTTP(S)_PROXY meant for the
+                # internet (and looking one up walks the environment on every connect).
+                proxy=None,
             )
             first = msgpack.unpackb(await ws.recv())
         if not isinstance(first, dict):
@@ -86,9 +89,10 @@ class MoshiStream:
     def __init__(self, ws: ClientConnection) -> None:
         self._ws = ws
 
-    async def _send(self, message: WireMessage) -> None:
+    async def _send(self, frame: bytes) -> None:
+        """Send one packed message (`WireMessage.pack`, or `pack_audio` for samples)."""
         try:
-            await self._ws.send(message.pack())
+            await self._ws.send(frame)
         except websockets.ConnectionClosed as exc:
             raise BackendUnavailable(self.service, f"connection lost ({exc})") from None
 

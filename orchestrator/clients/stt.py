@@ -8,7 +8,7 @@ import numpy as np
 
 from orchestrator.clients.errors import BackendUnavailable
 from orchestrator.clients.moshi_ws import MoshiStream, open_stream
-from services.common.protocol import STT_SERVER_MESSAGES, AudioIn, MarkerIn, MessageParser, WireMessage
+from services.common.protocol import STT_SERVER_MESSAGES, MarkerIn, MessageParser, WireMessage, pack_audio
 
 
 class SttStream(MoshiStream):
@@ -23,12 +23,12 @@ class SttStream(MoshiStream):
         return cls(await open_stream(cls.service, f"{base_url}/api/asr-streaming", api_key))
 
     async def send_audio(self, pcm: np.ndarray) -> None:
-        """Send float32 24 kHz samples."""
-        await self._send(AudioIn(pcm=pcm))
+        """Send float32 24 kHz samples (decoded and checked by the caller; the STT checks them again)."""
+        await self._send(pack_audio(pcm))
 
     async def send_marker(self, marker_id: int) -> None:
         """Ask for a flush; the `Marker` comes back once all audio before it is transcribed."""
-        await self._send(MarkerIn(id=marker_id))
+        await self._send(MarkerIn(id=marker_id).pack())
 
     async def events(self) -> AsyncIterator[WireMessage]:
         """As the base, but the STT never ends a stream on its own: an end is a loss."""

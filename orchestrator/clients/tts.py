@@ -23,7 +23,7 @@ class TtsStream(MoshiStream):
         )
 
     async def send_word(self, word: str) -> None:
-        await self._send(TextIn(text=word))
+        await self._send(TextIn(text=word).pack())
 
     async def send_eos(self) -> None:
-        await self._send(Eos())
+        await self._send(Eos().pack())

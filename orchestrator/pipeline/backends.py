@@ -40,10 +40,17 @@ class Llm(Protocol):
     def stream(self, messages: list[dict[str, str]], max_tokens: int | None) -> AsyncIterator[str]: ...
 
 
+class TurnModel(Protocol):
+    """An audio end-of-turn model: how likely the turn in `audio` (24 kHz) is complete."""
+
+    async def end_probability(self, audio: np.ndarray) -> float: ...
+
+
 class Backends(Protocol):
     """Hands out the streams of one session; raises `BackendError` when it cannot."""
 
     llm: Llm
+    turn_model: TurnModel | None  # None: pauses are judged by the STT's pause heads
 
     async def open_stt(self) -> SttConnection: ...
     async def open_tts(self, voice: str | None) -> TtsConnection: ...
@@ -57,6 +64,7 @@ class ServiceBackends:
     tts_url: str
     service_key: str
     llm: LlmClient
+    turn_model: TurnModel | None = None
 
     async def open_stt(self) -> SttStream:
         """A new STT stream, `Ready` received."""

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
 class TurnDetectionConfig:
     """Server-side turn detection (absent: the client commits turns itself)."""
 
-    threshold: float = 0.6  # prs[2] (2 s pause probability) that ends a turn
-    silence_duration_ms: int = 500
+    kind: Literal["server_vad", "semantic_vad"] = "semantic_vad"
+    threshold: float = 0.6  # server_vad: prs[2] (2 s pause probability) that ends a turn
+    silence_duration_ms: int = 500  # server_vad: and at least this much silence
+    eagerness: Literal["low", "medium", "high", "auto"] = "auto"  # semantic_vad
+    idle_timeout_ms: int | None = None  # a reply is asked for after this much silence
     create_response: bool = True
     interrupt_response: bool = True
+    preemptive: bool = True  # prepare the reply at a likely end; send it once the end is sure
+    interrupt_speech_ms: int = 400  # voiced audio that interrupts the assistant (or one word)
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,6 +73,22 @@ class InputCleared:
 
 
 @dataclass(frozen=True, slots=True)
+class IdleTimeout:
+    """No speech for `idle_timeout_ms` after the last reply: an empty turn is committed."""
+
+    item_id: str
+    audio_start_ms: int
+    audio_end_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedReplyDropped:
+    """A reply prepared at a likely end was dropped unheard: the user went on speaking."""
+
+    transcript: str  # the words it answered
+
+
+@dataclass(frozen=True, slots=True)
 class ResponseStarted:
     """A reply begins; its item enters the conversation after `previous_item_id`."""
 
@@ -140,6 +156,8 @@ SessionEvent = (
     | UserTurnCommitted
     | UserTurnTranscribed
     | InputCleared
+    | IdleTimeout
+    | PreparedReplyDropped
     | ResponseStarted
     | ResponseText
     | ResponseAudio

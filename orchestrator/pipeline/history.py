@@ -64,16 +64,20 @@ class History:
         while len(self.messages) > 1 and too_big():
             self.messages.pop(0)
 
-    def for_llm(self, system_prompt: str | None = None) -> list[dict[str, str]]:
+    def for_llm(
+        self, system_prompt: str | None = None, pending_user: str | None = None
+    ) -> list[dict[str, str]]:
         """OpenAI chat messages in turn order.
 
         Empty entries (noise, a reply interrupted before a word, a turn still pending) are
         left out; two user turns left next to each other become one message, and the
         conversation starts with the user, as chat templates expect. `system_prompt`
-        replaces the session's for one request (a `response.create` with instructions).
+        replaces the session's for one request (a `response.create` with instructions);
+        `pending_user` is a user turn not yet committed (a reply prepared before it is).
         """
         turns: list[dict[str, str]] = []
-        for m in self.messages:
+        pending = [Message("user", pending_user)] if pending_user else []
+        for m in [*self.messages, *pending]:
             if not m.content.strip() or (not turns and m.role != "user"):
                 continue
             if turns and turns[-1]["role"] == m.role:

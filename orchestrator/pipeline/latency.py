@@ -18,7 +18,14 @@ STAGE_SECONDS = Histogram(
     ["stage"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0),
 )
-STAGES = ("transcript", "llm_first_token", "tts_first_audio", "first_audio_sent", "voice_to_voice")
+STAGES = (
+    "transcript",
+    "llm_first_token",
+    "tts_first_audio",
+    "first_audio_sent",
+    "voice_to_voice",
+    "prepared_early",
+)
 
 
 @dataclass
@@ -30,6 +37,8 @@ class TurnLatency:
     llm_first_token: float | None = None
     tts_first_audio: float | None = None
     first_audio_sent: float | None = None
+    prepared: float | None = None  # a preemptive reply began (before the turn was sure) ...
+    released: float | None = None  # ... and was sent once it was
 
     @staticmethod
     def now() -> float:
@@ -49,6 +58,10 @@ class TurnLatency:
             out[name] = None if before is None or after is None else round((after - before) * 1000, 1)
         sent = self.first_audio_sent
         out["voice_to_voice"] = None if sent is None else round((sent - self.speech_end) * 1000, 1)
+        early = None
+        if self.prepared is not None and self.released is not None:
+            early = round((self.released - self.prepared) * 1000, 1)
+        out["prepared_early"] = early  # how long the reply was prepared before the turn was sure
         return out
 
     def publish(self, session_id: str) -> dict[str, float | None]:

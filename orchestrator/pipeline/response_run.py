@@ -45,6 +45,7 @@ class ResponseRun:
         emit: Callable[[SessionEvent], None],
         latency: TurnLatency,
         session_id: str,
+        held_for: str | None = None,
     ) -> None:
         self.id = new_id("resp")
         self.item_id = new_id("item")
@@ -63,12 +64,43 @@ class ResponseRun:
         self._spoken: list[tuple[str, float, float]] = []  # the TTS's word times (s)
         self._audio_ms = 0.0
         self._playback_start: float | None = None
-        self._ended = False  # ResponseEnded was emitted
+        self._ended = False  # the run is over (its ResponseEnded sent, or held)
+        # A preemptive reply to the words `held_for` (a turn not yet committed): its events
+        # are held until `release`, or dropped without a sound by `discard`.
+        self.held_for = held_for
+        self._held: list[SessionEvent] | None = [] if held_for is not None else None
+        self._discarded = False
 
     def begin(self, previous_item_id: str | None) -> None:
         """Take the reply's place in the conversation now, before any await."""
         self._history.reserve("assistant", self.item_id)
         self._emit(ResponseStarted(self.id, self.item_id, previous_item_id, self.request.metadata))
+
+    def release(self, previous_item_id: str | None) -> None:
+        """The held reply's turn is confirmed: take its place and send what was prepared, now."""
+        held, self._held = self._held or [], None
+        self.begin(previous_item_id)
+        now = TurnLatency.now()
+        self._latency.released = now
+        if self._playback_start is not None:
+            self._playback_start = self._latency.first_audio_sent = now
+        for event in held:
+            self._emit(event)
+        if self._ended:
+            self._announce_end()
+
+    async def discard(self) -> None:
+        """The user went on speaking: drop the held reply with no sound and no history entry."""
+        self._discarded = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            await asyncio.wait([self.task])
+
+    def _out(self, event: SessionEvent) -> None:
+        if self._held is not None:
+            self._held.append(event)
+        elif not self._discarded:
+            self._emit(event)
 
     def generating(self) -> bool:
         """The LLM request or the TTS stream is still open."""
@@ -114,7 +146,7 @@ class ResponseRun:
                 assert isinstance(exc, BackendError)
                 what = f"{exc} - this reply was cut short; the next turn will try again"
                 self._failure = Problem(exc.event_code, what)
-                self._emit(self._failure)
+                self._out(self._failure)
             if bugs is not None:
                 self._failure = self._failure or Problem("server_error", f"the reply failed: {bugs!r}")
                 raise bugs from None
@@ -124,7 +156,7 @@ class ResponseRun:
     async def interrupt(self, *, flush: bool) -> None:
         """Barge-in or cancel: stop the LLM and the TTS now; the history keeps what was heard."""
         if flush and self._playback_start is not None:
-            self._emit(PlaybackCleared(self.id, self.item_id))
+            self._out(PlaybackCleared(self.id, self.item_id))
         if self.generating():
             assert self.task is not None
             self.task.cancel()
@@ -139,6 +171,10 @@ class ResponseRun:
 
     def _end(self) -> None:
         self._ended = True
+        if self._held is None and not self._discarded:
+            self._announce_end()
+
+    def _announce_end(self) -> None:
         text = " ".join(self._words_sent)
         heard = text if self.status == "completed" else self.heard_text(self.played_ms())
         self._history.fill(self.item_id, heard)
@@ -169,7 +205,8 @@ class ResponseRun:
         limit = (
             None if request.unlimited_tokens else request.max_output_tokens or self._config.max_output_tokens
         )
-        messages = self._history.for_llm(system_prompt=request.instructions or self._config.instructions)
+        system_prompt = request.instructions or self._config.instructions
+        messages = self._history.for_llm(system_prompt=system_prompt, pending_user=self.held_for)
         try:
             async for delta in self._backends.llm.stream(messages, limit):
                 if self._latency.llm_first_token is None:
@@ -189,7 +226,7 @@ class ResponseRun:
             while (word := await words.get()) is not None:
                 await tts.send_word(word)
                 self._words_sent.append(word)
-                self._emit(ResponseText(self.id, self.item_id, word))
+                self._out(ResponseText(self.id, self.item_id, word))
             await tts.send_eos()
 
     async def _play(self, tts: TtsConnection) -> None:
@@ -197,7 +234,7 @@ class ResponseRun:
             if isinstance(message, AudioOut):
                 if self._latency.tts_first_audio is None:
                     self._latency.tts_first_audio = TurnLatency.now()
-                self._emit(ResponseAudio(self.id, self.item_id, message.pcm))
+                self._out(ResponseAudio(self.id, self.item_id, message.pcm))
                 if self._playback_start is None:
                     self._playback_start = self._latency.first_audio_sent = TurnLatency.now()
                 self._audio_ms += message.pcm.size * 1000 / SAMPLE_RATE

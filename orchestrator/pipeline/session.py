@@ -1,10 +1,12 @@
 """One conversation: audio in -> STT -> the user's turn -> a reply (LLM -> TTS) -> audio out.
 
 `VoiceSession` ties the parts together: an `SttLink` kept up for the session's life, the
-`UserTurn` being built from its words and pause probabilities, and one `ResponseRun` at
-a time. It emits domain events (`pipeline.events`); the wire format is not its business.
-Everything it starts runs under its `TaskGroup`: a backend failure becomes a `Problem`
-and the session goes on; any other exception ends the session, and its owner reports it.
+`UserTurn` being built from its words and pause probabilities (and, where there is one,
+an end-of-turn model's verdict on each pause), `Preemption` for a reply prepared at a
+likely end, and `Replies` for the assistant's side. It emits domain events
+(`pipeline.events`); the wire format is not its business. Everything it starts runs under
+its `TaskGroup`: a backend failure becomes a `Problem` and the session goes on; any other
+exception ends the session, and its owner reports it.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from orchestrator.clients.errors import BackendError
 from orchestrator.pipeline.backends import Backends
 from orchestrator.pipeline.config import ResponseRequest, SessionConfig
 from orchestrator.pipeline.events import (
+    IdleTimeout,
     InputCleared,
-    ItemTruncated,
     Problem,
     SessionEvent,
     SpeechStarted,
@@ -32,13 +34,15 @@ from orchestrator.pipeline.events import (
 )
 from orchestrator.pipeline.history import DEFAULT_SYSTEM_PROMPT, History
 from orchestrator.pipeline.latency import TurnLatency
+from orchestrator.pipeline.preemption import Preemption, PreparedReply
+from orchestrator.pipeline.replies import Replies
 from orchestrator.pipeline.response_run import ResponseRun
 from orchestrator.pipeline.stt_link import SttLink
 from orchestrator.pipeline.turns import TurnEvent
-from orchestrator.pipeline.user_turn import UserTurn
+from orchestrator.pipeline.user_turn import FinishedTurn, UserTurn
 from services.common.protocol import Error, Step, WireMessage, Word
 
-KEPT_RESPONSES = 32  # truncation only concerns recent items
+IDLE_PROMPT = "(The user has said nothing for {seconds:.0f} s.)"
 
 
 class VoiceSession:
@@ -52,19 +56,17 @@ class VoiceSession:
         history: History,
     ) -> None:
         self.id = new_id("sess")
-        self.config = config
         self.history = history
         self._backends = backends
         self._emit = emit
         self.turn = UserTurn()
         self.stt = SttLink(backends, self._on_stt, self._stt_down, self.id)
+        self.replies = Replies(backends, history, emit, self._spawn, self.id)
+        self.preemption = Preemption(self.stt, self.turn, self.replies.new_run, self._spawn, emit)
         self._tasks: asyncio.TaskGroup | None = None
         self.running = asyncio.Event()  # requests are taken once the TaskGroup is up
         self._turn_task: asyncio.Task[None] | None = None
-        self._speech_end: float | None = None
         self._last_item: str | None = None  # the conversation's latest item
-        self.response: ResponseRun | None = None
-        self._responses: dict[str, ResponseRun] = {}  # by item id
         self.configure(config)
 
     async def run(self) -> None:
@@ -91,14 +93,14 @@ class VoiceSession:
 
     def configure(self, config: SessionConfig) -> None:
         """Apply new settings; a reply in progress keeps the ones it started with."""
-        self.config = config
+        self.config = self.replies.config = config
         self.history.system_prompt = config.instructions or DEFAULT_SYSTEM_PROMPT
         if config.turn_detection is not None:
-            self.turn.configure(config.turn_detection)
+            self.turn.configure(config.turn_detection, use_model=self._backends.turn_model is not None)
 
     async def append_audio(self, pcm: np.ndarray) -> None:
         """Client audio, on to the STT."""
-        self.turn.heard_audio(pcm.size)
+        self.turn.heard_audio(pcm)
         await self.stt.send(pcm)
 
     def commit(self) -> None:
@@ -107,85 +109,89 @@ class VoiceSession:
 
     def clear(self) -> None:
         """Forget the user's unfinished turn."""
+        self.preemption.drop()
         self.turn.clear()
         self._emit(InputCleared())
 
     def create_response(self, request: ResponseRequest, client_event_id: str | None = None) -> None:
-        """`response.create`: answer once the committed turn's transcript is final.
-
-        One response at a time, as in OpenAI's API: while one runs, another is refused.
-        """
-        if self.response is not None and self.response.generating():
-            what = "a response is already in progress; cancel it first (response.cancel)"
-            self._emit(
-                Problem(
-                    "conversation_already_has_active_response", what, "invalid_request_error", client_event_id
-                )
+        """`response.create`: answer once the committed turn's transcript is final."""
+        if self.running.is_set() and not self.replies.refuses_another(client_event_id):
+            self._start_reply(
+                self.replies.new_run(TurnLatency(speech_end=TurnLatency.now()), request=request)
             )
-            return
-        self._start_response(request, TurnLatency(speech_end=TurnLatency.now()))
 
     async def cancel_response(
         self, response_id: str | None = None, client_event_id: str | None = None
     ) -> None:
-        """`response.cancel`: stop the reply (no flush: the client asked and stops its playback)."""
-        response = self.response
-        if response is None or not response.generating() or response_id not in (None, response.id):
-            what = f"response {response_id!r} is" if response_id else "no response is"
-            self._emit(
-                Problem(
-                    "response_cancel_not_active",
-                    f"{what} in progress",
-                    "invalid_request_error",
-                    client_event_id,
-                )
-            )
-            return
-        response.cancel_reason = "client_cancelled"
-        await response.interrupt(flush=False)
+        """`response.cancel` (of the latest reply, or of `response_id`)."""
+        await self.replies.cancel(response_id, client_event_id)
 
     def truncate(self, item_id: str, audio_end_ms: int, client_event_id: str | None = None) -> None:
-        """Keep in the history only the words of `item_id` whose audio had started by `audio_end_ms`."""
-        response = self._responses.get(item_id)
-        if response is None:
-            what = f"no assistant item {item_id!r}"
-            self._emit(Problem("item_not_found", what, "invalid_request_error", client_event_id, "item_id"))
-            return
-        heard = response.heard_text(audio_end_ms)
-        self.history.fill(item_id, heard)
-        self._emit(ItemTruncated(item_id, audio_end_ms, heard))
+        """`conversation.item.truncate`: the history keeps what was heard."""
+        self.replies.truncate(item_id, audio_end_ms, client_event_id)
 
     # ---- the user's side ----------------------------------------------------------------
 
     def _on_stt(self, message: WireMessage) -> None:
-        detect = self.config.turn_detection is not None
-        if isinstance(message, Step) and detect:
-            event = self.turn.on_step(message.prs)
-            if event is TurnEvent.SPEECH_STARTED:
-                self._speech_started()
-            elif event is TurnEvent.END_OF_TURN:
-                self._speech_end = TurnLatency.now() - self.turn.quiet_s()
-                self._end_turn()
+        detection = self.config.turn_detection
+        if isinstance(message, Step) and detection is not None:
+            self._on_turn_event(self.turn.on_step(message.prs))
+            if self.turn.interrupts():
+                self._talked_over(word=False)
+            busy = self.replies.speaking() or self._finishing() or self.preemption.current is not None
+            if self.turn.idle(assistant_busy=busy):
+                self._idle_timeout()
         elif isinstance(message, Word):
             item = self.turn.item_id
-            if self.turn.on_word(message.text, detect) is TurnEvent.SPEECH_STARTED:
-                self._speech_started()
+            # A word a flush brings out is the flushed turn's, not new speech.
+            speech = detection is not None and not self.stt.flushing
+            event = self.turn.on_word(message.text, speech)
             self._emit(TranscriptDelta(item, message.text + " "))
+            self._on_turn_event(event)
+            if speech and self.turn.interrupts(message.text):
+                self._talked_over(word=True)
         elif isinstance(message, Error):
             self._emit(Problem("stt_error", f"STT: {message.message}"))
 
-    def _speech_started(self) -> None:
-        self._emit(SpeechStarted(self.turn.item_id, int(self.turn.input_ms)))
+    def _on_turn_event(self, event: TurnEvent | None) -> None:
         detection = self.config.turn_detection
-        if detection is not None and detection.interrupt_response and self._assistant_speaking():
-            assert self.response is not None
-            self._spawn(self.response.interrupt(flush=True), "interrupt")
+        if event is TurnEvent.SPEECH_STARTED:
+            self._emit(SpeechStarted(self.turn.item_id, int(self.turn.input_ms)))
+        elif event is TurnEvent.PAUSE_STARTED and self._backends.turn_model is not None:
+            self._spawn(self._judge_pause(), "judge")
+        elif event is TurnEvent.LIKELY_END and detection is not None:
+            if detection.preemptive and detection.create_response and not self.replies.speaking():
+                self.preemption.prepare()
+        elif event is TurnEvent.END_OF_TURN:
+            self._end_turn(speech_end=TurnLatency.now() - self.turn.quiet_s())
 
-    def _assistant_speaking(self) -> bool:
-        return self.response is not None and self.response.speaking()
+    def _talked_over(self, *, word: bool) -> None:
+        """Real speech (not a cough, a click or an "mm-hm"): it ends a reply held or playing."""
+        self.preemption.user_went_on(word=word)
+        detection = self.config.turn_detection
+        if detection is not None and detection.interrupt_response and self.replies.speaking():
+            self.replies.barge_in()
 
-    def _end_turn(self) -> None:
-        if self._turn_task is not None and not self._turn_task.done():
+    async def _judge_pause(self) -> None:
+        """Ask the end-of-turn model about the pause that just began (in a worker thread)."""
+        model = self._backends.turn_model
+        assert model is not None
+        probability = await model.end_probability(self.turn.recent_audio())
+        self._on_turn_event(self.turn.detector.on_end_probability(probability))
+
+    def _idle_timeout(self) -> None:
+        """`idle_timeout_ms` of silence after the last reply: commit an empty turn and answer it."""
+        detection = self.config.turn_detection
+        assert detection is not None and detection.idle_timeout_ms is not None
+        end = int(self.turn.input_ms)
+        self._emit(IdleTimeout(self.turn.item_id, max(0, end - detection.idle_timeout_ms), end))
+        self._end_turn(idle_s=detection.idle_timeout_ms / 1000)
+
+    def _finishing(self) -> bool:
+        return self._turn_task is not None and not self._turn_task.done()
+
+    def _end_turn(self, speech_end: float | None = None, idle_s: float | None = None) -> None:
+        if self._finishing():
             return  # already finishing this turn
         turn = self.turn.commit()
         if turn.was_speaking:  # OpenAI pairs it with speech_started: none without turn detection
@@ -194,54 +200,37 @@ class VoiceSession:
         self.history.reserve("user", turn.item_id)
         previous, self._last_item = self._last_item, turn.item_id
         self._emit(UserTurnCommitted(turn.item_id, previous))
-        latency = TurnLatency(speech_end=self._speech_end or TurnLatency.now())
-        self._speech_end = None
-        self._turn_task = self._spawn(
-            self._finish_turn(turn.item_id, previous, turn.audio_s, latency), "turn"
-        )
+        latency = TurnLatency(speech_end=speech_end or TurnLatency.now())
+        self._turn_task = self._spawn(self._finish_turn(turn, previous, latency, idle_s), "turn")
 
     async def _finish_turn(
-        self, item_id: str, previous: str | None, audio_s: float, latency: TurnLatency
+        self, turn: FinishedTurn, previous: str | None, latency: TurnLatency, idle_s: float | None
     ) -> None:
-        try:
-            await self.stt.flush()
-        except BackendError as exc:
-            self._emit(Problem(exc.event_code, f"{exc} - using the words so far"))
+        """Final transcript (from the prepared reply's flush, or a flush now), then the reply."""
+        prepared: PreparedReply | None = await self.preemption.take()
+        if prepared is None:
+            try:
+                await self.stt.flush()
+            except BackendError as exc:
+                self._emit(Problem(exc.event_code, f"{exc} - using the words so far"))
+            latency.transcript = TurnLatency.now()
         transcript = self.turn.take_transcript()
-        latency.transcript = TurnLatency.now()
-        self.history.fill(item_id, transcript)
-        self._emit(UserTurnTranscribed(item_id, previous, transcript, audio_s))
+        said = transcript or (IDLE_PROMPT.format(seconds=idle_s) if idle_s is not None else "")
+        self.history.fill(turn.item_id, said)
+        self._emit(UserTurnTranscribed(turn.item_id, previous, transcript, turn.audio_s))
         detection = self.config.turn_detection
-        if transcript and detection is not None and detection.create_response:
-            self._start_response(ResponseRequest(), latency)
-        # Noise or silence gets no answer; without turn detection the client asks (response.create).
+        if not said or detection is None or not detection.create_response:
+            if prepared is not None and prepared.run is not None:
+                await prepared.run.discard()
+            return  # noise or silence gets no answer; without turn detection the client asks
+        if prepared is not None and prepared.run is not None and prepared.run.held_for == transcript:
+            self._start_reply(prepared.run)
+        else:
+            self._start_reply(self.replies.new_run(latency))
 
-    # ---- the assistant's side ------------------------------------------------------------
-
-    def _start_response(self, request: ResponseRequest, latency: TurnLatency) -> None:
-        """Begin a reply now; it reads the history once the turn being transcribed and the
-        reply it replaces are done."""
-        if not self.running.is_set():
-            return
-        after: list[asyncio.Task[None]] = []
-        if self._turn_task is not None and not self._turn_task.done():
-            after.append(self._turn_task)
-        if self.response is not None and self.response.speaking():
-            interrupt = self._spawn(self.response.interrupt(flush=True), "interrupt")
-            after += [interrupt] if interrupt is not None else []
-        run = ResponseRun(
-            request,
-            config=self.config,
-            backends=self._backends,
-            history=self.history,
-            emit=self._emit,
-            latency=latency,
-            session_id=self.id,
+    def _start_reply(self, run: ResponseRun) -> None:
+        after = (
+            [self._turn_task] if self._finishing() and self._turn_task is not asyncio.current_task() else []
         )
-        run.begin(self._last_item)
+        self.replies.start(run, self._last_item, after)
         self._last_item = run.item_id
-        self.response = run
-        self._responses[run.item_id] = run
-        while len(self._responses) > KEPT_RESPONSES:
-            self._responses.pop(next(iter(self._responses)))
-        run.task = self._spawn(run.run(after), run.id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -55,6 +56,12 @@ class SttLink:
         self._marker_seq = 0
         self._sent_s = 0.0  # audio sent on the current stream ...
         self._done_s = 0.0  # ... and how much of it the STT has stepped through
+        # A flush pads the stream with silence the user never made: its steps are counted
+        # (the stream's frames include them) but not passed on, or turn detection would
+        # take the padding for a pause. Frames past `_padding_after` are padding until the
+        # flush's marker comes back; `_padding_s` is all padding so far on this stream.
+        self._padding_after: float | None = None
+        self._padding_s = 0.0
 
     async def run(self) -> None:
         """Keep a stream up until cancelled; the stream is closed on every way out."""
@@ -74,7 +81,8 @@ class SttLink:
 
     async def _serve(self, stream: SttConnection) -> None:
         held, self._held = self._held, []
-        self._sent_s = self._done_s = 0.0
+        self._sent_s = self._done_s = self._padding_s = 0.0
+        self._padding_after = None
         for pcm in held:
             await stream.send_audio(pcm)
             self._sent_s += pcm.size / SAMPLE_RATE
@@ -87,15 +95,29 @@ class SttLink:
             async for message in stream.events():
                 if isinstance(message, Step):
                     self._done_s += FRAME_SECONDS
+                    if self.flushing and self._done_s > self._padding_after + FRAME_SECONDS / 2:
+                        continue  # a step of the flush's silence
                 if isinstance(message, MarkerOut):
-                    future = self._markers.pop(message.id, None)
-                    if future is not None and not future.done():
-                        future.set_result(None)
+                    self._marker_back(message.id)
                 else:
                     self._on_message(message)
         finally:
             self._stream = None
             self._up.clear()
+
+    @property
+    def flushing(self) -> bool:
+        """A flush is under way (the words that arrive now are the flushed turn's)."""
+        return self._padding_after is not None
+
+    def _marker_back(self, marker_id: int) -> None:
+        future = self._markers.pop(marker_id, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+        if not self._markers and self._padding_after is not None:
+            # Every step so far is real audio (up to the flush) or padding.
+            self._padding_s = self._done_s - (self._padding_after - self._padding_s)
+            self._padding_after = None
 
     async def send(self, pcm: np.ndarray) -> None:
         """Forward audio; held until the first stream is up, dropped while the STT is down
@@ -123,15 +145,22 @@ class SttLink:
         seq = self._marker_seq
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._markers[seq] = future
+        if self._padding_after is None:
+            # The STT pads the last partial frame, then adds its silence.
+            frames = math.ceil(round(self._sent_s / FRAME_SECONDS, 6))
+            self._padding_after = self._padding_s + frames * FRAME_SECONDS
         await stream.send_marker(seq)
         # A client may commit seconds of audio sent in one burst: the STT has to get
         # through that backlog first, so it counts on top of the stuck-STT margin.
         try:
-            await asyncio.wait_for(future, FLUSH_TIMEOUT_S + max(0.0, self._sent_s - self._done_s))
+            backlog = self._sent_s - (self._done_s - self._padding_s)  # audio not stepped through yet
+            await asyncio.wait_for(future, FLUSH_TIMEOUT_S + max(0.0, backlog))
         except TimeoutError:
             raise BackendTimeout("STT", f"flush took over {FLUSH_TIMEOUT_S:.0f} s") from None
         finally:
             self._markers.pop(seq, None)
+            if not self._markers:
+                self._padding_after = None  # a flush that failed: pass every step on again
 
     def _fail_markers(self) -> None:
         for future in self._markers.values():

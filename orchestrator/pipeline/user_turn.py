@@ -1,13 +1,21 @@
-"""The user's turn as it is being built: its item id, its words, and when it starts and ends."""
+"""The user's turn as it is being built: its item id, words and audio, and the turn-taking
+rules read from it (when it ends, when the user interrupts, when the user has gone quiet)."""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from orchestrator.pipeline.config import TurnDetectionConfig
 from orchestrator.pipeline.events import new_id
-from orchestrator.pipeline.turns import TurnDetector, TurnEvent
+from orchestrator.pipeline.turns import FRAME_MS, TurnDetector, TurnEvent
 from services.common.audio import SAMPLE_RATE
+
+TURN_AUDIO_S = 8.0  # what the end-of-turn model looks at
+# Words that acknowledge rather than interrupt ("mm-hm" while the assistant talks).
+BACKCHANNELS = frozenset({"mm", "mhm", "hmm", "mm-hm", "uh-huh", "uh", "um", "ah", "oh", "huh"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,14 +30,17 @@ class FinishedTurn:
 
 @dataclass
 class UserTurn:
-    """Fed with the input audio's length and the STT's steps and words; pure bookkeeping."""
+    """Fed with the input audio and the STT's steps and words; pure bookkeeping, no I/O."""
 
     detector: TurnDetector = field(default_factory=TurnDetector)
     input_ms: float = 0.0  # all input audio of the session
+    quiet_since_reply_ms: float = 0.0  # for idle_timeout_ms
     _item_id: str | None = None
     _words: list[str] = field(default_factory=list)
     _speaking: bool = False  # a speech_started was sent for the current item
     _committed_ms: float = 0.0  # input audio up to the last commit
+    _audio: deque[np.ndarray] = field(default_factory=deque)
+    _audio_samples: int = 0
 
     @property
     def item_id(self) -> str:
@@ -38,15 +49,24 @@ class UserTurn:
             self._item_id = new_id("item")
         return self._item_id
 
-    def configure(self, detection: TurnDetectionConfig) -> None:
-        self.detector.threshold = detection.threshold
-        self.detector.silence_duration_ms = detection.silence_duration_ms
+    def configure(self, detection: TurnDetectionConfig, *, use_model: bool) -> None:
+        self.detector.config = detection
+        self.detector.use_model = use_model
 
-    def heard_audio(self, samples: int) -> None:
-        self.input_ms += samples * 1000 / SAMPLE_RATE
+    def heard_audio(self, pcm: np.ndarray) -> None:
+        """Input audio: counted, and its last `TURN_AUDIO_S` kept for the end-of-turn model."""
+        self.input_ms += pcm.size * 1000 / SAMPLE_RATE
+        self._audio.append(pcm)
+        self._audio_samples += pcm.size
+        while self._audio_samples - self._audio[0].size >= TURN_AUDIO_S * SAMPLE_RATE:
+            self._audio_samples -= self._audio.popleft().size
+
+    def recent_audio(self) -> np.ndarray:
+        """Up to the last `TURN_AUDIO_S` of input, for the end-of-turn model."""
+        return np.concatenate(self._audio) if self._audio else np.zeros(0, np.float32)
 
     def on_step(self, prs: list[float]) -> TurnEvent | None:
-        """One STT step's pause probabilities; SPEECH_STARTED or END_OF_TURN when one happens."""
+        """One STT step's pause probabilities; the turn event it causes, if any."""
         event = self.detector.on_step(prs)
         if event is TurnEvent.SPEECH_STARTED:
             self._speaking = True
@@ -55,10 +75,38 @@ class UserTurn:
     def on_word(self, text: str, detect: bool) -> TurnEvent | None:
         """A recognised word joins the turn; with turn detection on, it is also speech."""
         self._words.append(text)
-        if detect and self.detector.on_word() is TurnEvent.SPEECH_STARTED:
+        if not detect:
+            return None
+        event = self.detector.on_word()
+        if event is TurnEvent.SPEECH_STARTED:
             self._speaking = True
-            return TurnEvent.SPEECH_STARTED
-        return None
+        return event
+
+    def interrupts(self, word: str | None = None) -> bool:
+        """Whether the user is really talking over the assistant: a word that is not a
+        backchannel, or voiced audio for `interrupt_speech_ms` (a cough or a click is not)."""
+        if word is not None:
+            return word.lower().strip(".,!?") not in BACKCHANNELS
+        return self.detector.voiced_ms() >= max(FRAME_MS, self.detector.config.interrupt_speech_ms)
+
+    def idle(self, assistant_busy: bool) -> bool:
+        """One more quiet step: True once `idle_timeout_ms` of it followed the last reply."""
+        timeout = self.detector.config.idle_timeout_ms
+        if timeout is None or assistant_busy or self.detector.speaking or self._words:
+            self.quiet_since_reply_ms = 0.0
+            return False
+        self.quiet_since_reply_ms += FRAME_MS
+        if self.quiet_since_reply_ms < timeout:
+            return False
+        self.quiet_since_reply_ms = 0.0
+        return True
+
+    def word_count(self) -> int:
+        return len(self._words)
+
+    def transcript(self) -> str:
+        """The words so far (a preemptive reply answers these)."""
+        return " ".join(self._words).strip()
 
     def quiet_s(self) -> float:
         """How long the user has been quiet, as the detector counts it."""
@@ -78,7 +126,7 @@ class UserTurn:
 
     def take_transcript(self) -> str:
         """The committed turn's words; the next word starts a new item."""
-        transcript = " ".join(self._words).strip()
+        transcript = self.transcript()
         self._words.clear()
         self._item_id = None
         return transcript

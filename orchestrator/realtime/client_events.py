@@ -11,7 +11,15 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, Union
 
 import pydantic_core
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    ValidationError,
+    model_serializer,
+)
 
 from orchestrator.pipeline.events import new_id
 
@@ -36,7 +44,10 @@ class _Event(_Model):
 
 
 class TurnDetection(BaseModel):
-    """Server-side turn detection; `None` in `session.update` means manual commits."""
+    """Server-side turn detection; `None` in `session.update` means manual commits.
+
+    `preemptive` and `interrupt_speech_ms` are this project's additions (see README, Turns).
+    """
 
     model_config = ConfigDict(extra="allow")
     type: Literal["server_vad", "semantic_vad"] = "server_vad"
@@ -47,8 +58,26 @@ class TurnDetection(BaseModel):
         500, ge=80, le=10_000, description="silence needed before a turn may end"
     )
     prefix_padding_ms: int = Field(300, ge=0, le=5_000)
+    eagerness: Literal["low", "medium", "high", "auto"] = "auto"
+    idle_timeout_ms: int | None = Field(None, ge=1_000, le=300_000)
     create_response: bool = True
     interrupt_response: bool = True
+    preemptive: bool = Field(True, description="prepare the reply at a likely end, send it once sure")
+    interrupt_speech_ms: int = Field(
+        400, ge=0, le=5_000, description="voiced audio that interrupts the assistant (or one word)"
+    )
+
+    @model_serializer(mode="wrap")
+    def _fields_of_its_type(self, to_dict: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Only the fields OpenAI defines for this `type` (and this project's two)."""
+        out: dict[str, Any] = to_dict(self)
+        for name in SEMANTIC_ONLY if self.type == "server_vad" else SERVER_ONLY:
+            out.pop(name, None)
+        return out
+
+
+SERVER_ONLY = ("threshold", "silence_duration_ms", "prefix_padding_ms", "idle_timeout_ms")
+SEMANTIC_ONLY = ("eagerness",)
 
 
 class AudioFormat(BaseModel):

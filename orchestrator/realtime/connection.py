@@ -34,6 +34,7 @@ from orchestrator.realtime.client_events import (
     ResponseCreate,
     Session,
     SessionUpdate,
+    TurnDetection,
     parse_client_event,
 )
 from orchestrator.realtime.inbound import (
@@ -93,6 +94,9 @@ class RealtimeConnection:
         history = History(max_turns=settings.history_turns, max_tokens=settings.history_tokens)
         self.view = Session(max_output_tokens=settings.max_output_tokens)  # what the client sees
         self.view.audio.output.voice = settings.voice
+        # semantic_vad by default where an end-of-turn model judges the pauses.
+        kind = settings.turn_detection if backends.turn_model is not None else "server_vad"
+        self.view.audio.input.turn_detection = TurnDetection(type=kind)
         self.session = VoiceSession(backends, self._emit, pipeline_config(self.view), history)
         self.view.id = self.session.id
         self.rate = AudioRate(settings.max_realtime_factor)

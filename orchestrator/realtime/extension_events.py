@@ -26,3 +26,10 @@ class UnmuteLatency(ServerEvent):
     response_id: str
     item_id: str
     stages_ms: dict[str, float | None]
+
+
+class UnmutePreparedReplyDropped(ServerEvent):
+    """Sent when a reply prepared at a likely end of turn was dropped unheard (the user went on)."""
+
+    type: Literal["unmute_slurm.prepared_reply.dropped"] = "unmute_slurm.prepared_reply.dropped"
+    transcript: str

@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 
 from orchestrator.pipeline.events import (
+    IdleTimeout,
     InputCleared,
     ItemTruncated,
     PlaybackCleared,
+    PreparedReplyDropped,
     Problem,
     ResponseAudio,
     ResponseEnded,
@@ -29,33 +31,7 @@ from orchestrator.pipeline.events import (
     UserTurnCommitted,
     UserTurnTranscribed,
 )
-from orchestrator.realtime.extension_events import UnmuteLatency, UnmuteOutputAudioClear
-from orchestrator.realtime.server_events import (
-    ContentPartAdded,
-    ContentPartDone,
-    ConversationItemAdded,
-    ConversationItemDone,
-    ConversationItemRetrieved,
-    ConversationItemTruncated,
-    ErrorEvent,
-    InputAudioBufferCleared,
-    InputAudioBufferCommitted,
-    InputAudioBufferSpeechStarted,
-    InputAudioBufferSpeechStopped,
-    InputTranscriptionCompleted,
-    InputTranscriptionDelta,
-    OutputAudioBufferCleared,
-    OutputAudioBufferStarted,
-    OutputAudioBufferStopped,
-    OutputAudioDelta,
-    OutputAudioDone,
-    OutputItemAdded,
-    OutputItemDone,
-    OutputTranscriptDelta,
-    OutputTranscriptDone,
-    ResponseCreated,
-    ResponseDone,
-)
+from orchestrator.realtime import server_events as wire
 from orchestrator.realtime.server_items import (
     AssistantMessageItem,
     ContentPart,
@@ -103,8 +79,8 @@ class ServerEvents:
         item = self._items.get(item_id)
         if item is None:
             what = f"no item {item_id!r} in the recent conversation"
-            return ErrorEvent.of("item_not_found", what, client_event_id, "item_id")
-        return ConversationItemRetrieved(item=item)
+            return wire.ErrorEvent.of("item_not_found", what, client_event_id, "item_id")
+        return wire.ConversationItemRetrieved(item=item)
 
     def _keep(self, item: ConversationItem) -> None:
         self._items.pop(item.id, None)
@@ -114,57 +90,66 @@ class ServerEvents:
 
     def _text(self, event: ResponseText) -> list[ServerEvent]:
         return [
-            OutputTranscriptDelta(
+            wire.OutputTranscriptDelta(
                 response_id=event.response_id, item_id=event.item_id, delta=event.text + " "
             )
         ]
 
     def _problem(self, event: Problem) -> list[ServerEvent]:
-        return [ErrorEvent.of(event.code, event.message, event.client_event_id, event.param, event.kind)]
+        return [wire.ErrorEvent.of(event.code, event.message, event.client_event_id, event.param, event.kind)]
 
     def _speech_started(self, event: SpeechStarted) -> list[ServerEvent]:
-        return [InputAudioBufferSpeechStarted(item_id=event.item_id, audio_start_ms=event.audio_start_ms)]
+        return [
+            wire.InputAudioBufferSpeechStarted(item_id=event.item_id, audio_start_ms=event.audio_start_ms)
+        ]
 
     def _speech_stopped(self, event: SpeechStopped) -> list[ServerEvent]:
-        return [InputAudioBufferSpeechStopped(item_id=event.item_id, audio_end_ms=event.audio_end_ms)]
+        return [wire.InputAudioBufferSpeechStopped(item_id=event.item_id, audio_end_ms=event.audio_end_ms)]
 
     def _transcript(self, event: TranscriptDelta) -> list[ServerEvent]:
-        return [InputTranscriptionDelta(item_id=event.item_id, delta=event.text)]
+        return [wire.InputTranscriptionDelta(item_id=event.item_id, delta=event.text)]
 
     def _cleared(self, event: InputCleared) -> list[ServerEvent]:
-        return [InputAudioBufferCleared()]
+        return [wire.InputAudioBufferCleared()]
+
+    def _idle(self, event: IdleTimeout) -> list[ServerEvent]:
+        ms = {"audio_start_ms": event.audio_start_ms, "audio_end_ms": event.audio_end_ms}
+        return [wire.InputAudioBufferTimeoutTriggered(item_id=event.item_id, **ms)]
+
+    def _dropped(self, event: PreparedReplyDropped) -> list[ServerEvent]:
+        return [wire.UnmutePreparedReplyDropped(transcript=event.transcript)]
 
     def _playback_cleared(self, event: PlaybackCleared) -> list[ServerEvent]:
         self._streaming.discard(event.response_id)
         return [
-            UnmuteOutputAudioClear(response_id=event.response_id, item_id=event.item_id),
-            OutputAudioBufferCleared(response_id=event.response_id),
+            wire.UnmuteOutputAudioClear(response_id=event.response_id, item_id=event.item_id),
+            wire.OutputAudioBufferCleared(response_id=event.response_id),
         ]
 
     def _truncated(self, event: ItemTruncated) -> list[ServerEvent]:
         if isinstance(item := self._items.get(event.item_id), AssistantMessageItem):
             self._keep(AssistantMessageItem.of(item.id, event.heard, "incomplete"))
         return [
-            ConversationItemTruncated(
+            wire.ConversationItemTruncated(
                 item_id=event.item_id, audio_end_ms=event.audio_end_ms, transcript=event.heard
             )
         ]
 
     def _audio(self, event: ResponseAudio) -> list[ServerEvent]:
-        delta = OutputAudioDelta(
+        delta = wire.OutputAudioDelta(
             response_id=event.response_id, item_id=event.item_id, delta=pcm16_base64(event.pcm)
         )
         if event.response_id in self._streaming or event.response_id not in self._previous_item:
             return [delta]
         self._streaming.add(event.response_id)
-        return [OutputAudioBufferStarted(response_id=event.response_id), delta]
+        return [wire.OutputAudioBufferStarted(response_id=event.response_id), delta]
 
     def _committed(self, event: UserTurnCommitted) -> list[ServerEvent]:
         item = UserMessageItem.of(event.item_id)
         self._keep(item)
         return [
-            InputAudioBufferCommitted(item_id=event.item_id, previous_item_id=event.previous_item_id),
-            ConversationItemAdded(previous_item_id=event.previous_item_id, item=item),
+            wire.InputAudioBufferCommitted(item_id=event.item_id, previous_item_id=event.previous_item_id),
+            wire.ConversationItemAdded(previous_item_id=event.previous_item_id, item=item),
         ]
 
     def _transcribed(self, event: UserTurnTranscribed) -> list[ServerEvent]:
@@ -173,8 +158,8 @@ class ServerEvents:
         self._keep(item)
         usage = DurationUsage(seconds=round(event.audio_s, 3))
         return [
-            ConversationItemDone(previous_item_id=event.previous_item_id, item=item),
-            InputTranscriptionCompleted(item_id=event.item_id, transcript=event.transcript, usage=usage),
+            wire.ConversationItemDone(previous_item_id=event.previous_item_id, item=item),
+            wire.InputTranscriptionCompleted(item_id=event.item_id, transcript=event.transcript, usage=usage),
         ]
 
     def _started(self, event: ResponseStarted) -> list[ServerEvent]:
@@ -183,10 +168,10 @@ class ServerEvents:
         self._keep(item)
         response = ResponseObject(id=event.response_id, status="in_progress", metadata=event.metadata)
         return [
-            ResponseCreated(response=response),
-            OutputItemAdded(response_id=event.response_id, item=item),
-            ConversationItemAdded(previous_item_id=event.previous_item_id, item=item),
-            ContentPartAdded(response_id=event.response_id, item_id=event.item_id, part=ContentPart()),
+            wire.ResponseCreated(response=response),
+            wire.OutputItemAdded(response_id=event.response_id, item=item),
+            wire.ConversationItemAdded(previous_item_id=event.previous_item_id, item=item),
+            wire.ContentPartAdded(response_id=event.response_id, item_id=event.item_id, part=ContentPart()),
         ]
 
     def _ended(self, event: ResponseEnded) -> list[ServerEvent]:
@@ -211,18 +196,18 @@ class ServerEvents:
         )
         out: list[ServerEvent] = []
         if event.stages_ms is not None:
-            out.append(UnmuteLatency(**ids, stages_ms=event.stages_ms))
+            out.append(wire.UnmuteLatency(**ids, stages_ms=event.stages_ms))
         out += [
-            OutputAudioDone(**ids),
-            OutputTranscriptDone(**ids, transcript=event.text),
-            ContentPartDone(**ids, part=ContentPart(transcript=event.text)),
-            OutputItemDone(response_id=event.response_id, item=item),
-            ConversationItemDone(previous_item_id=previous, item=item),
-            ResponseDone(response=response),
+            wire.OutputAudioDone(**ids),
+            wire.OutputTranscriptDone(**ids, transcript=event.text),
+            wire.ContentPartDone(**ids, part=ContentPart(transcript=event.text)),
+            wire.OutputItemDone(response_id=event.response_id, item=item),
+            wire.ConversationItemDone(previous_item_id=previous, item=item),
+            wire.ResponseDone(response=response),
         ]
         if event.response_id in self._streaming:
             self._streaming.discard(event.response_id)
-            out.append(OutputAudioBufferStopped(response_id=event.response_id))
+            out.append(wire.OutputAudioBufferStopped(response_id=event.response_id))
         return out
 
 
@@ -236,6 +221,8 @@ _TRANSLATIONS: dict[type, Callable[[ServerEvents, Any], list[ServerEvent]]] = {
     UserTurnCommitted: ServerEvents._committed,
     UserTurnTranscribed: ServerEvents._transcribed,
     InputCleared: ServerEvents._cleared,
+    IdleTimeout: ServerEvents._idle,
+    PreparedReplyDropped: ServerEvents._dropped,
     ResponseStarted: ServerEvents._started,
     ResponseEnded: ServerEvents._ended,
     PlaybackCleared: ServerEvents._playback_cleared,

@@ -9,7 +9,11 @@ from __future__ import annotations
 from typing import Literal
 
 from orchestrator.realtime.client_events import Session
-from orchestrator.realtime.extension_events import UnmuteLatency, UnmuteOutputAudioClear
+from orchestrator.realtime.extension_events import (
+    UnmuteLatency,
+    UnmuteOutputAudioClear,
+    UnmutePreparedReplyDropped,
+)
 from orchestrator.realtime.server_items import (
     AssistantMessageItem,
     ContentPartAdded,
@@ -238,4 +242,5 @@ SERVER_EVENTS: tuple[type[ServerEvent], ...] = (
     OutputAudioBufferCleared,
     UnmuteOutputAudioClear,
     UnmuteLatency,
+    UnmutePreparedReplyDropped,
 )

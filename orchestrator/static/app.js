@@ -119,6 +119,10 @@ function onServerEvent(event) {
       setText(turn, turn.text + event.delta);
       break;
     }
+    case 'session.created':
+    case 'session.updated':
+      window.unmuteSession = event.session;  // what the tests (and a curious user) can read
+      break;
     case 'response.output_audio.delta':
       ui.state.textContent = 'speaking…';
       live.playback.port.postMessage({ type: 'push', item: event.item_id, samples: base64ToFloat32(event.delta) });

@@ -99,6 +99,9 @@ async def test_spoken_exchange_shows_transcripts_plays_audio_and_measures_latenc
     latencies = await page.evaluate("window.unmuteLatencies")
     assert latencies and 0 < latencies[0]["ms"] < 30_000
     assert (await page.inner_text('td[data-stage="browser"]')).endswith("ms")
+    # The turn was held with the default turn-taking: preemptive replies on.
+    detection = await page.evaluate("window.unmuteSession.audio.input.turn_detection")
+    assert detection["preemptive"] is True, detection
     await page.screenshot(path=SCREENSHOTS / "2-conversation.png")
 
 

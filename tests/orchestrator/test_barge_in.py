@@ -8,8 +8,10 @@ import re
 import time
 
 import httpx
+import numpy as np
 import pytest
 
+from services.common.audio import SAMPLE_RATE
 from tests.realtime_client import RealtimeTestClient, speech
 
 pytestmark = pytest.mark.lite
@@ -69,7 +71,8 @@ async def test_barge_in_cancels_flushes_and_truncates(lite_stack):
         truncated = await client.wait_type("conversation.item.truncated", start)
         assert truncated["item_id"] == item_id and truncated["audio_end_ms"] == 700
         # The interrupting speech becomes the next turn; its LLM request shows the history.
-        await client.send_audio(speech(seconds_of_silence_after=1.5)[-24000:])
+        # Silence past semantic_vad's longest wait (4 s), whatever the end-of-turn model says.
+        await client.send_audio(np.zeros(int(4.5 * SAMPLE_RATE), np.float32))
         await client.wait_for(
             lambda e: e["type"] == "response.created" and e["response"]["id"] != created["response"]["id"],
             start,

@@ -60,7 +60,10 @@ async def test_spoken_turn_with_server_vad(lite_stack):
         "tts_first_audio",
         "first_audio_sent",
         "voice_to_voice",
+        "prepared_early",  # None when the reply was not prepared before the turn was sure
     }
+    early = latency.pop("prepared_early")
+    assert early is None or early >= 0
     assert all(v is not None and v >= 0 for v in latency.values())
     # The LLM got the system prompt and the user's words.
     messages = lite_stack.llm_requests()[-1]

@@ -13,12 +13,14 @@ from collections.abc import AsyncIterator, Callable
 import numpy as np
 
 from orchestrator.clients.errors import BackendUnavailable
+from orchestrator.pipeline.session import VoiceSession
 from services.common.audio import FRAME_SIZE, SAMPLE_RATE
 from services.common.protocol import AudioOut, MarkerOut, Step, TextOut, WireMessage, Word
 
 VOICED = [0.0, 0.0, 0.0, 0.0]  # prs of a frame with speech: no pause ahead
 PAUSE = [1.0, 1.0, 1.0, 1.0]  # prs of a frame in a pause
 FRAMES_PER_WORD = 3  # each fake TTS word is 240 ms of audio
+FLUSH_PADDING_STEPS = 7  # a flush's silence: more than a pause that ends a turn
 
 
 class FakeStt:
@@ -41,6 +43,8 @@ class FakeStt:
         self.audio_samples += pcm.size
 
     async def send_marker(self, marker_id: int) -> None:
+        """As the real STT: the flush's silence is stepped through before the echo."""
+        self.steps(PAUSE, FLUSH_PADDING_STEPS)
         self._queue.put_nowait(MarkerOut(id=marker_id))
 
     def word(self, text: str) -> None:
@@ -49,6 +53,10 @@ class FakeStt:
     def steps(self, prs: list[float], count: int) -> None:
         for n in range(count):
             self._queue.put_nowait(Step(step_idx=n, prs=prs, buffered_pcm=0))
+
+    def drained(self) -> bool:
+        """Every message pushed so far has been read (and handled: the session does so at once)."""
+        return self._queue.empty()
 
     def drop(self) -> None:
         """The service goes away: the reading side sees a lost connection."""
@@ -117,11 +125,25 @@ class FakeLlm:
         self.first_token_sent.set()
 
 
+class FakeTurnModel:
+    """An end-of-turn model that says what the test tells it to, and counts its calls."""
+
+    def __init__(self, probability: float) -> None:
+        self.probability = probability
+        self.calls = 0
+
+    async def end_probability(self, audio: np.ndarray) -> float:
+        self.calls += 1
+        await asyncio.sleep(0)  # a verdict arrives between steps, as from a worker thread
+        return self.probability
+
+
 class FakeBackends:
     """Hands out fake streams and keeps them for the test to drive and inspect."""
 
-    def __init__(self, llm: FakeLlm | None = None) -> None:
+    def __init__(self, llm: FakeLlm | None = None, turn_model: FakeTurnModel | None = None) -> None:
         self.llm = llm or FakeLlm()
+        self.turn_model = turn_model
         self.stt_streams: list[FakeStt] = []
         self.tts_streams: list[FakeTts] = []
         self.stt_refusals = 0  # how many of the next STT connects fail
@@ -141,6 +163,12 @@ class FakeBackends:
     def stt(self) -> FakeStt:
         """The STT stream that is up now."""
         return self.stt_streams[-1]
+
+
+async def hear(session: VoiceSession, backends: FakeBackends, prs: list[float], frames: int) -> None:
+    """`frames` frames of the user's audio, and the STT's steps for them."""
+    await session.append_audio(np.zeros(frames * FRAME_SIZE, np.float32))
+    backends.stt.steps(prs, frames)
 
 
 async def until(condition: Callable[[], object], timeout_s: float = 5.0) -> None:

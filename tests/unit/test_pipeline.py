@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from orchestrator.pipeline.config import TurnDetectionConfig
 from orchestrator.pipeline.history import History
 from orchestrator.pipeline.latency import TurnLatency
 from orchestrator.pipeline.speech_text import SpeechWords, clean_for_speech
@@ -22,14 +23,39 @@ def test_words_are_released_only_when_complete():
     assert words.flush() == ["you?"]
 
 
-def test_turn_detector_needs_speech_then_pause_and_silence():
-    turns = TurnDetector(threshold=0.6, silence_duration_ms=400)
-    voiced, quiet = [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.7, 0.5]
-    assert turns.on_step(voiced) is None  # one voiced frame is not speech yet
-    assert turns.on_step(voiced) is TurnEvent.SPEECH_STARTED
-    events = [turns.on_step(quiet) for _ in range(5)]
-    assert events == [None, None, None, None, TurnEvent.END_OF_TURN]  # 5 x 80 ms >= 400 ms
+VOICED, QUIET = [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.7, 0.5]
+
+
+def test_server_vad_needs_speech_then_pause_and_silence_and_says_when_an_end_is_likely():
+    turns = TurnDetector(TurnDetectionConfig(kind="server_vad", threshold=0.6, silence_duration_ms=400))
+    assert turns.on_step(VOICED) is None  # one voiced frame is not speech yet
+    assert turns.on_step(VOICED) is TurnEvent.SPEECH_STARTED
+    events = [turns.on_step(QUIET) for _ in range(5)]
+    assert events == [
+        TurnEvent.PAUSE_STARTED,  # 80 ms: the end-of-turn model may judge the pause
+        TurnEvent.LIKELY_END,  # 160 ms: a reply may be prepared
+        None,
+        None,
+        TurnEvent.END_OF_TURN,  # 5 x 80 ms >= 400 ms
+    ]
     assert turns.on_word() is TurnEvent.SPEECH_STARTED  # a word is speech too
+
+
+def test_semantic_vad_ends_on_the_models_verdict_or_at_the_longest_wait():
+    config = TurnDetectionConfig(kind="semantic_vad", eagerness="high")  # bar 0.3, 80 ms, 2 s
+    sure = TurnDetector(config, use_model=True)
+    sure.on_step(VOICED), sure.on_step(VOICED)
+    assert sure.on_step(QUIET) is TurnEvent.PAUSE_STARTED
+    assert sure.on_end_probability(0.9) is TurnEvent.END_OF_TURN
+    unsure = TurnDetector(config, use_model=True)
+    unsure.on_step(VOICED), unsure.on_step(VOICED)
+    unsure.on_step(QUIET)
+    assert unsure.on_end_probability(0.1) is None  # "I'd like to book... um"
+    events = [unsure.on_step(QUIET) for _ in range(24)]  # to 2 s of quiet
+    assert events.count(TurnEvent.END_OF_TURN) == 1 and events[-1] is TurnEvent.END_OF_TURN
+    stale = TurnDetector(config, use_model=True)
+    stale.on_step(VOICED), stale.on_step(VOICED), stale.on_step(QUIET), stale.on_step(VOICED)
+    assert stale.on_end_probability(0.9) is None  # the user spoke again before the verdict
 
 
 def say(history: History, role: str, text: str, item_id: str) -> None:

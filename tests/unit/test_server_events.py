@@ -18,7 +18,7 @@ import pytest
 from openai import BaseModel as SdkModel
 from openai.types.realtime import RealtimeServerEvent
 
-from orchestrator.realtime.client_events import Audio, AudioInput, AudioOutput, Session
+from orchestrator.realtime.client_events import Audio, AudioInput, AudioOutput, Session, TurnDetection
 from orchestrator.realtime.server_events import (
     SERVER_EVENTS,
     ConversationItemAdded,
@@ -44,6 +44,7 @@ from orchestrator.realtime.server_events import (
     SessionUpdated,
     UnmuteLatency,
     UnmuteOutputAudioClear,
+    UnmutePreparedReplyDropped,
 )
 from orchestrator.realtime.server_items import (
     AssistantMessageItem,
@@ -71,6 +72,12 @@ ALLOWED_EXTRAS = {
     ("session.created", "session.object"),
     ("session.updated", "session.id"),
     ("session.updated", "session.object"),
+    # this project's turn-taking settings (README, Turns)
+    *(
+        (kind, f"session.audio.input.turn_detection.{name}")
+        for kind in ("session.created", "session.updated")
+        for name in ("preemptive", "interrupt_speech_ms")
+    ),
 }
 
 USER, REPLY, RESP = "item_0a1b2c3d4e5f6071", "item_8f9e0d1c2b3a4958", "resp_1a2b3c4d5e6f7081"
@@ -84,6 +91,9 @@ def _samples() -> list[ServerEvent]:
     """At least one realistic instance of every event we send, every field filled."""
     voiced = Session(instructions="Answer in one sentence.", audio=Audio(output=AudioOutput(voice="marin")))
     manual = Session(audio=Audio(input=AudioInput(turn_detection=None)), max_output_tokens="inf")
+    semantic = Session(
+        audio=Audio(input=AudioInput(turn_detection=TurnDetection(type="semantic_vad", eagerness="high")))
+    )
     started = ResponseObject(
         id=RESP, status="in_progress", metadata={"topic": "weather"}, conversation_id="conv_5e6f7a8b"
     )
@@ -112,6 +122,7 @@ def _samples() -> list[ServerEvent]:
         ErrorEvent.of("server_error", "the STT link failed", kind="server_error"),
         SessionCreated(session=voiced),
         SessionUpdated(session=manual),
+        SessionUpdated(session=semantic),
         InputAudioBufferSpeechStarted(item_id=USER, audio_start_ms=1280),
         InputAudioBufferSpeechStopped(item_id=USER, audio_end_ms=3760),
         InputAudioBufferCommitted(item_id=USER, previous_item_id=None),
@@ -146,6 +157,7 @@ def _samples() -> list[ServerEvent]:
         OutputAudioBufferStopped(response_id=RESP),
         OutputAudioBufferCleared(response_id=RESP),
         UnmuteOutputAudioClear(**AUDIO_IDS),
+        UnmutePreparedReplyDropped(transcript="I would like to book"),
         UnmuteLatency(
             stages_ms={"stt_flush": 41.5, "llm_first_token": 230.0, "tts_first_audio": None}, **AUDIO_IDS
         ),
@@ -187,7 +199,11 @@ def test_our_openai_types_are_in_the_sdk_union_and_the_others_are_extensions():
     sdk = _sdk_types()
     ours = {cls.model_fields["type"].default for cls in SERVER_EVENTS}
     extensions = {kind for kind in ours if kind not in sdk}
-    assert extensions == {"unmute_slurm.output_audio.clear", "unmute_slurm.latency"}
+    assert extensions == {
+        "unmute_slurm.output_audio.clear",
+        "unmute_slurm.latency",
+        "unmute_slurm.prepared_reply.dropped",
+    }
     assert all(kind.startswith(EXTENSION_PREFIX) for kind in extensions)
     assert not any(kind.startswith(EXTENSION_PREFIX) for kind in sdk)
 

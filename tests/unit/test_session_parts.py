@@ -28,7 +28,7 @@ from orchestrator.pipeline.events import (
 )
 from orchestrator.pipeline.history import History
 from orchestrator.pipeline.session import VoiceSession
-from tests.unit.fake_backends import PAUSE, VOICED, FakeBackends, FakeLlm, until
+from tests.unit.fake_backends import PAUSE, VOICED, FakeBackends, FakeLlm, hear, until
 
 MANUAL = SessionConfig(turn_detection=None)
 T = TypeVar("T")
@@ -95,17 +95,16 @@ async def test_a_barge_in_while_the_stt_reconnects_still_cancels_the_reply():
     backends = FakeBackends(llm)
     config = SessionConfig()  # server VAD, interrupt_response on
     async with running(backends, config) as (session, events, _):
-        await session.append_audio(np.zeros(4800, np.float32))
-        backends.stt.steps(VOICED, 3)
+        await hear(session, backends, VOICED, 3)
         backends.stt.word("hello")
-        backends.stt.steps(PAUSE, 8)  # 640 ms of pause: the turn ends and the reply starts
+        await hear(session, backends, PAUSE, 8)  # 640 ms of pause: the turn ends and the reply starts
         await until(lambda: of_type(events, ResponseAudio))
         backends.stt_refusals = 1  # the first reconnect fails too
         backends.stt.drop()
         await until(lambda: len(backends.stt_streams) == 2, timeout_s=10)
         problems = [p for p in of_type(events, Problem) if p.code.startswith("stt_")]
         assert problems and "paused" in problems[0].message  # reported once
-        backends.stt.steps(VOICED, 3)  # the user talks over the reply, on the new stream
+        await hear(session, backends, VOICED, 6)  # 480 ms of speech over the reply, on the new stream
         await until(lambda: of_type(events, ResponseEnded))
         ended = of_type(events, ResponseEnded)[0]
         assert (ended.status, ended.reason) == ("cancelled", "turn_detected")

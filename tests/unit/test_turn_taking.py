@@ -1,0 +1,93 @@
+"""Turn-taking in-process (fake backends): preemptive replies, the barge-in rule, the idle timeout."""
+
+from __future__ import annotations
+
+import asyncio
+
+from orchestrator.pipeline.config import SessionConfig, TurnDetectionConfig
+from orchestrator.pipeline.events import (
+    IdleTimeout,
+    PreparedReplyDropped,
+    ResponseAudio,
+    ResponseEnded,
+    ResponseStarted,
+)
+from tests.unit.fake_backends import PAUSE, VOICED, FakeBackends, FakeLlm, hear, until
+from tests.unit.test_session_parts import of_type, running
+
+SERVER_VAD = SessionConfig(turn_detection=TurnDetectionConfig(kind="server_vad", silence_duration_ms=500))
+
+
+async def test_a_reply_prepared_at_a_likely_end_is_sent_at_once_when_the_end_is_sure():
+    backends = FakeBackends(FakeLlm("Prepared answer."))
+    async with running(backends, SERVER_VAD) as (session, events, _):
+        await hear(session, backends, VOICED, 3)
+        backends.stt.word("hello")
+        await hear(session, backends, PAUSE, 3)  # 240 ms: likely, not sure (500 ms)
+        await until(lambda: backends.tts_streams and backends.tts_streams[0].closed)
+        assert not of_type(events, ResponseStarted) and not of_type(events, ResponseAudio)  # held
+        assert session.history.for_llm()[1:] == []  # nor in the history yet
+        await hear(session, backends, PAUSE, 4)  # 560 ms: sure
+        await until(lambda: of_type(events, ResponseEnded))
+        assert len(backends.llm.requests) == 1  # the prepared reply was the one sent
+        assert backends.llm.requests[0][-1] == {"role": "user", "content": "hello"}
+        started, ended = of_type(events, ResponseStarted)[0], of_type(events, ResponseEnded)[0]
+        assert events.index(started) < events.index(of_type(events, ResponseAudio)[0])
+        assert ended.status == "completed" and ended.stages_ms is not None
+        assert ended.stages_ms["prepared_early"] is not None and ended.stages_ms["prepared_early"] > 0
+        turns = [(m["role"], m["content"]) for m in session.history.for_llm()[1:]]
+        assert turns == [("user", "hello"), ("assistant", "Prepared answer.")]
+
+
+async def test_speech_after_a_likely_end_drops_the_prepared_reply_unheard():
+    backends = FakeBackends(FakeLlm("Some answer."))
+    async with running(backends, SERVER_VAD) as (session, events, _):
+        await hear(session, backends, VOICED, 3)
+        backends.stt.word("book")
+        await hear(session, backends, PAUSE, 3)  # "I'd like to book..." - a likely end
+        await until(lambda: backends.llm.requests)
+        await hear(session, backends, VOICED, 6)  # "... a table for two"
+        backends.stt.word("table")
+        await until(lambda: of_type(events, PreparedReplyDropped))
+        await hear(session, backends, PAUSE, 8)
+        await until(lambda: of_type(events, ResponseEnded))
+        assert [e.transcript for e in of_type(events, PreparedReplyDropped)] == ["book"]
+        assert len(of_type(events, ResponseStarted)) == 1  # only the reply to the whole turn
+        assert backends.llm.requests[-1][-1] == {"role": "user", "content": "book table"}
+        assert [m["role"] for m in session.history.for_llm()[1:]] == ["user", "assistant"]
+
+
+async def test_a_cough_a_click_or_an_mm_hm_does_not_interrupt_but_a_word_does():
+    llm = FakeLlm("A reply that keeps going for a while.")
+    llm.gate = asyncio.Event()
+    backends = FakeBackends(llm)
+    async with running(backends, SERVER_VAD) as (session, events, _):
+        await hear(session, backends, VOICED, 3)
+        backends.stt.word("hello")
+        await hear(session, backends, PAUSE, 8)
+        await until(lambda: of_type(events, ResponseAudio))
+        await hear(session, backends, VOICED, 3)  # a cough: 240 ms of voiced audio, under 400 ms
+        await hear(session, backends, PAUSE, 2)
+        backends.stt.word("mm-hm")  # a backchannel
+        await hear(session, backends, PAUSE, 2)
+        await until(backends.stt.drained)
+        assert not of_type(events, ResponseEnded)
+        backends.stt.word("stop")
+        await until(lambda: of_type(events, ResponseEnded))
+        ended = of_type(events, ResponseEnded)[0]
+        assert (ended.status, ended.reason) == ("cancelled", "turn_detected")
+
+
+async def test_the_idle_timeout_commits_an_empty_turn_and_asks_for_a_reply():
+    config = SessionConfig(turn_detection=TurnDetectionConfig(kind="server_vad", idle_timeout_ms=1000))
+    backends = FakeBackends(FakeLlm("Are you still there?"))
+    async with running(backends, config) as (session, events, _):
+        await hear(session, backends, PAUSE, 10)  # 800 ms: not yet
+        await until(backends.stt.drained)
+        assert not of_type(events, IdleTimeout)
+        await hear(session, backends, PAUSE, 3)
+        await until(lambda: of_type(events, ResponseEnded))
+        timeout = of_type(events, IdleTimeout)[0]
+        assert timeout.audio_end_ms - timeout.audio_start_ms == 1000 or timeout.audio_start_ms == 0
+        assert "said nothing" in backends.llm.requests[0][-1]["content"]
+        assert len(of_type(events, IdleTimeout)) == 1  # once, not on every quiet step after
