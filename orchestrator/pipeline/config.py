@@ -18,7 +18,7 @@ class TurnDetectionConfig:
     create_response: bool = True
     interrupt_response: bool = True
     preemptive: bool = True  # prepare the reply at a likely end; send it once the end is sure
-    interrupt_speech_ms: int = 400  # voiced audio that interrupts the assistant (or one word)
+    interrupt_speech_ms: int = 640  # voiced audio that interrupts the assistant (or one word)
 
 
 @dataclass(frozen=True, slots=True)

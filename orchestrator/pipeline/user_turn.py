@@ -14,8 +14,12 @@ from orchestrator.pipeline.turns import FRAME_MS, TurnDetector, TurnEvent
 from services.common.audio import SAMPLE_RATE
 
 TURN_AUDIO_S = 8.0  # what the end-of-turn model looks at
-# Words that acknowledge rather than interrupt ("mm-hm" while the assistant talks).
-BACKCHANNELS = frozenset({"mm", "mhm", "hmm", "mm-hm", "uh-huh", "uh", "um", "ah", "oh", "huh"})
+# Words that acknowledge rather than interrupt ("mm-hm", "yeah" while the assistant talks);
+# a real interruption goes on past them ("yeah but ...": "but" interrupts).
+BACKCHANNELS = frozenset(
+    {"mm", "mhm", "hmm", "hm", "hum", "mm-hm", "uh-huh", "uh", "um", "ah", "oh", "huh"}
+    | {"yeah", "yes", "yep", "right", "okay", "ok", "sure", "aha"}
+)
 
 
 @dataclass(frozen=True, slots=True)

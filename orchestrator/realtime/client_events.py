@@ -64,7 +64,7 @@ class TurnDetection(BaseModel):
     interrupt_response: bool = True
     preemptive: bool = Field(True, description="prepare the reply at a likely end, send it once sure")
     interrupt_speech_ms: int = Field(
-        400, ge=0, le=5_000, description="voiced audio that interrupts the assistant (or one word)"
+        640, ge=0, le=5_000, description="voiced audio that interrupts the assistant (or one word)"
     )
 
     @model_serializer(mode="wrap")

@@ -104,7 +104,7 @@ async def test_a_barge_in_while_the_stt_reconnects_still_cancels_the_reply():
         await until(lambda: len(backends.stt_streams) == 2, timeout_s=10)
         problems = [p for p in of_type(events, Problem) if p.code.startswith("stt_")]
         assert problems and "paused" in problems[0].message  # reported once
-        await hear(session, backends, VOICED, 6)  # 480 ms of speech over the reply, on the new stream
+        await hear(session, backends, VOICED, 9)  # 720 ms of speech over the reply, on the new stream
         await until(lambda: of_type(events, ResponseEnded))
         ended = of_type(events, ResponseEnded)[0]
         assert (ended.status, ended.reason) == ("cancelled", "turn_detected")

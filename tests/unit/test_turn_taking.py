@@ -66,7 +66,7 @@ async def test_a_cough_a_click_or_an_mm_hm_does_not_interrupt_but_a_word_does():
         backends.stt.word("hello")
         await hear(session, backends, PAUSE, 8)
         await until(lambda: of_type(events, ResponseAudio))
-        await hear(session, backends, VOICED, 3)  # a cough: 240 ms of voiced audio, under 400 ms
+        await hear(session, backends, VOICED, 6)  # a double cough: 480 ms of voiced audio, under 640 ms
         await hear(session, backends, PAUSE, 2)
         backends.stt.word("mm-hm")  # a backchannel
         await hear(session, backends, PAUSE, 2)
