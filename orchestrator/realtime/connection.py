@@ -32,9 +32,7 @@ from orchestrator.realtime.client_events import (
     InputAudioBufferCommit,
     ResponseCancel,
     ResponseCreate,
-    Session,
     SessionUpdate,
-    TurnDetection,
     parse_client_event,
 )
 from orchestrator.realtime.inbound import (
@@ -47,6 +45,7 @@ from orchestrator.realtime.inbound import (
 from orchestrator.realtime.outbound import ServerEvents
 from orchestrator.realtime.server_events import ErrorEvent, SessionCreated, SessionUpdated
 from orchestrator.realtime.server_items import ServerEvent
+from orchestrator.realtime.session_model import Session, TurnDetection
 from orchestrator.settings import OrchestratorSettings
 from services.common.audio import SAMPLE_RATE
 from services.common.ratelimit import POLICY_VIOLATION, MessageBudget, RateLimitExceeded

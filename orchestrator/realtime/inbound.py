@@ -10,10 +10,9 @@ from orchestrator.pipeline.config import ResponseRequest, SessionConfig, TurnDet
 from orchestrator.realtime.client_events import (
     EventError,
     ResponseParams,
-    Session,
     SessionPatch,
-    TurnDetection,
 )
+from orchestrator.realtime.session_model import Session
 
 
 def apply_session_update(session: Session, patch: SessionPatch) -> None:
@@ -24,10 +23,7 @@ def apply_session_update(session: Session, patch: SessionPatch) -> None:
         session.max_output_tokens = patch.max_output_tokens
     audio = patch.audio
     if audio is not None and audio.input is not None and "turn_detection" in audio.input.model_fields_set:
-        detection = audio.input.turn_detection
-        session.audio.input.turn_detection = (
-            None if detection is None else TurnDetection.model_validate(detection)
-        )
+        session.audio.input.turn_detection = audio.input.turn_detection  # None: manual commits
     if audio is not None and audio.output is not None and audio.output.voice is not None:
         session.audio.output.voice = audio.output.voice
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-from orchestrator.realtime.client_events import Session
 from orchestrator.realtime.extension_events import (
     UnmuteLatency,
     UnmuteOutputAudioClear,
@@ -29,6 +28,7 @@ from orchestrator.realtime.server_items import (
     ResponseObject,
     ServerEvent,
 )
+from orchestrator.realtime.session_model import Session
 
 
 class ErrorEvent(ServerEvent):

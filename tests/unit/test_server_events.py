@@ -18,7 +18,6 @@ import pytest
 from openai import BaseModel as SdkModel
 from openai.types.realtime import RealtimeServerEvent
 
-from orchestrator.realtime.client_events import Audio, AudioInput, AudioOutput, Session, TurnDetection
 from orchestrator.realtime.server_events import (
     SERVER_EVENTS,
     ConversationItemAdded,
@@ -62,6 +61,7 @@ from orchestrator.realtime.server_items import (
     StatusError,
     UserMessageItem,
 )
+from orchestrator.realtime.session_model import Audio, AudioInput, AudioOutput, Session, TurnDetection
 
 SDK_EVENTS: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(RealtimeServerEvent)
 EXTENSION_PREFIX = "unmute_slurm."
