@@ -30,12 +30,12 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
     chown 1000 /data/hf
 
 # Smart Turn v3.2, the end-of-turn model of semantic_vad (BSD-2, 8 MB, sha256 pinned in the script).
-COPY scripts/fetch-smart-turn.sh /tmp/fetch-smart-turn.sh
+COPY scripts/fetch-smart-turn.sh /opt/fetch-smart-turn.sh
 RUN --mount=type=secret,id=ca_bundle,required=false \
     set -eux; \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
-    SMART_TURN_DIR=/opt/models/smart-turn-v3.2 PY=/opt/venv/bin/python bash /tmp/fetch-smart-turn.sh; \
-    rm /tmp/fetch-smart-turn.sh
+    SMART_TURN_DIR=/opt/models/smart-turn-v3.2 PY=/opt/venv/bin/python bash /opt/fetch-smart-turn.sh; \
+    rm /opt/fetch-smart-turn.sh
 
 ENV ORCHESTRATOR_HOST=0.0.0.0 \
     ORCHESTRATOR_PORT=3004 \

@@ -17,7 +17,7 @@ class TurnDetectionConfig:
     idle_timeout_ms: int | None = None  # a reply is asked for after this much silence
     create_response: bool = True
     interrupt_response: bool = True
-    preemptive: bool = True  # prepare the reply at a likely end; send it once the end is sure
+    preemptive: bool = False  # prepare the reply at a likely end; send it once the end is sure
     interrupt_speech_ms: int = 640  # voiced audio that interrupts the assistant (or one word)
 
 

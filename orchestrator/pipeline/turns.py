@@ -131,7 +131,14 @@ class TurnDetector:
             self.speaking, self.likely = False, False
             return TurnEvent.END_OF_TURN
         likely_signal = max(probability, head_probability)
-        if not self.likely and self.quiet_ms >= LIKELY_QUIET_MS and likely_signal >= LIKELY_BAR:
+        # server_vad: not before half its silence, or every gap between words would flush the
+        # STT mid-phrase (pocketsphinx then decodes the two halves apart, and worse).
+        likely_quiet = (
+            LIKELY_QUIET_MS
+            if config.kind != "server_vad"
+            else max(LIKELY_QUIET_MS, config.silence_duration_ms / 2)
+        )
+        if not self.likely and self.quiet_ms >= likely_quiet and likely_signal >= LIKELY_BAR:
             self.likely = True
             return TurnEvent.LIKELY_END
         return None

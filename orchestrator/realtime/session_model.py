@@ -29,7 +29,7 @@ class TurnDetection(BaseModel):
     idle_timeout_ms: int | None = Field(None, ge=1_000, le=300_000)
     create_response: bool = True
     interrupt_response: bool = True
-    preemptive: bool = Field(True, description="prepare the reply at a likely end, send it once sure")
+    preemptive: bool = Field(False, description="prepare the reply at a likely end, send it once sure")
     interrupt_speech_ms: int = Field(
         640, ge=0, le=5_000, description="voiced audio that interrupts the assistant (or one word)"
     )

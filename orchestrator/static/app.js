@@ -9,6 +9,7 @@ const SEND_EVERY_MS = 100; // batch 20 ms capture blocks into 100 ms appends
 const ui = {
   talk: $('#talk'), state: $('#state'), error: $('#error'), conversation: $('#conversation'),
   hint: $('#hint'), echo: $('#echo-banner'), instructions: $('#instructions'), voice: $('#voice'),
+  preemptive: $('#preemptive'),
 };
 
 let live = null; // {ws, context, stream, capture, playback}
@@ -223,7 +224,9 @@ async function start() {
     ws.onopen = () => {
       const session = { type: 'realtime' };
       if (ui.instructions.value.trim()) session.instructions = ui.instructions.value.trim();
-      if (ui.voice.value) session.audio = { output: { voice: ui.voice.value } };
+      session.audio = {};
+      if (ui.voice.value) session.audio.output = { voice: ui.voice.value };
+      if (ui.preemptive.checked) session.audio.input = { turn_detection: { type: 'server_vad', preemptive: true } };
       send({ type: 'session.update', session });
       ui.state.textContent = 'listening';
       ui.talk.textContent = 'Stop';

@@ -86,6 +86,8 @@ async def test_spoken_exchange_shows_transcripts_plays_audio_and_measures_latenc
     await page.goto(f"{lite_stack.orchestrator.http}/?token={lite_stack.token}")
     await page.wait_for_selector("#status li.ready[data-service=llm]")
     await page.screenshot(path=SCREENSHOTS / "1-ready.png")
+    await page.click("summary:text('Settings')")
+    await page.check("#preemptive")  # this turn is held with preemptive replies on
     await page.click("#talk")
     await page.wait_for_selector(".turn.assistant:not(.pending)", timeout=60_000)
     # The phrase went through Chromium's capture, the worklet's resampling and pocketsphinx:
@@ -99,7 +101,7 @@ async def test_spoken_exchange_shows_transcripts_plays_audio_and_measures_latenc
     latencies = await page.evaluate("window.unmuteLatencies")
     assert latencies and 0 < latencies[0]["ms"] < 30_000
     assert (await page.inner_text('td[data-stage="browser"]')).endswith("ms")
-    # The turn was held with the default turn-taking: preemptive replies on.
+    # The turn was held with preemptive replies on.
     detection = await page.evaluate("window.unmuteSession.audio.input.turn_detection")
     assert detection["preemptive"] is True, detection
     await page.screenshot(path=SCREENSHOTS / "2-conversation.png")

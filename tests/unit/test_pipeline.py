@@ -33,8 +33,8 @@ def test_server_vad_needs_speech_then_pause_and_silence_and_says_when_an_end_is_
     events = [turns.on_step(QUIET) for _ in range(5)]
     assert events == [
         TurnEvent.PAUSE_STARTED,  # 80 ms: the end-of-turn model may judge the pause
-        TurnEvent.LIKELY_END,  # 160 ms: a reply may be prepared
         None,
+        TurnEvent.LIKELY_END,  # 240 ms, past half the silence: a reply may be prepared
         None,
         TurnEvent.END_OF_TURN,  # 5 x 80 ms >= 400 ms
     ]

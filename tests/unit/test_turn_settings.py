@@ -49,8 +49,8 @@ def test_a_bad_turn_detection_value_is_named_and_changes_nothing(turn_detection:
         assert error["type"] == "error" and error["error"]["code"] == "invalid_value"
         assert error["error"]["param"].endswith(f"turn_detection.{field}")
         assert update(ws)["session"]["audio"]["input"]["turn_detection"] == before  # kept as it was
-        good = update(ws, {"type": "semantic_vad", "eagerness": "low", "preemptive": False})
+        good = update(ws, {"type": "semantic_vad", "eagerness": "low", "preemptive": True})
         assert good["type"] == "session.updated"
         after = good["session"]["audio"]["input"]["turn_detection"]
-        assert after["eagerness"] == "low" and after["preemptive"] is False
+        assert after["eagerness"] == "low" and after["preemptive"] is True
         assert after["create_response"] == before["create_response"]

@@ -15,7 +15,9 @@ from orchestrator.pipeline.events import (
 from tests.unit.fake_backends import PAUSE, VOICED, FakeBackends, FakeLlm, hear, until
 from tests.unit.test_session_parts import of_type, running
 
-SERVER_VAD = SessionConfig(turn_detection=TurnDetectionConfig(kind="server_vad", silence_duration_ms=500))
+SERVER_VAD = SessionConfig(
+    turn_detection=TurnDetectionConfig(kind="server_vad", silence_duration_ms=500, preemptive=True)
+)
 
 
 async def test_a_reply_prepared_at_a_likely_end_is_sent_at_once_when_the_end_is_sure():
@@ -23,11 +25,11 @@ async def test_a_reply_prepared_at_a_likely_end_is_sent_at_once_when_the_end_is_
     async with running(backends, SERVER_VAD) as (session, events, _):
         await hear(session, backends, VOICED, 3)
         backends.stt.word("hello")
-        await hear(session, backends, PAUSE, 3)  # 240 ms: likely, not sure (500 ms)
+        await hear(session, backends, PAUSE, 4)  # 320 ms: likely (past 250 ms), not sure (500 ms)
         await until(lambda: backends.tts_streams and backends.tts_streams[0].closed)
         assert not of_type(events, ResponseStarted) and not of_type(events, ResponseAudio)  # held
         assert session.history.for_llm()[1:] == []  # nor in the history yet
-        await hear(session, backends, PAUSE, 4)  # 560 ms: sure
+        await hear(session, backends, PAUSE, 3)  # 560 ms: sure
         await until(lambda: of_type(events, ResponseEnded))
         assert len(backends.llm.requests) == 1  # the prepared reply was the one sent
         assert backends.llm.requests[0][-1] == {"role": "user", "content": "hello"}
@@ -44,7 +46,7 @@ async def test_speech_after_a_likely_end_drops_the_prepared_reply_unheard():
     async with running(backends, SERVER_VAD) as (session, events, _):
         await hear(session, backends, VOICED, 3)
         backends.stt.word("book")
-        await hear(session, backends, PAUSE, 3)  # "I'd like to book..." - a likely end
+        await hear(session, backends, PAUSE, 4)  # "I'd like to book..." - a likely end
         await until(lambda: backends.llm.requests)
         await hear(session, backends, VOICED, 6)  # "... a table for two"
         backends.stt.word("table")
