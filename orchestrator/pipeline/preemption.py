@@ -9,18 +9,16 @@ dropped without a sound and without a history entry.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from orchestrator.clients.errors import BackendError
 from orchestrator.pipeline.events import PreparedReplyDropped, SessionEvent
 from orchestrator.pipeline.latency import TurnLatency
+from orchestrator.pipeline.replies import Spawn
 from orchestrator.pipeline.response_run import ResponseRun
 from orchestrator.pipeline.stt_link import SttLink
 from orchestrator.pipeline.user_turn import UserTurn
-
-Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None] | None"]
 
 
 @dataclass
@@ -31,7 +29,7 @@ class PreparedReply:
     task: asyncio.Task[None] | None = None
     run: ResponseRun | None = None
     words: int = -1  # the turn's word count after the flush; more later means it went on
-    dropped: bool = field(default=False)
+    dropped: bool = False
 
 
 class Preemption:

@@ -15,6 +15,7 @@ from orchestrator.pipeline.latency import TurnLatency
 from orchestrator.pipeline.response_run import ResponseRun
 
 KEPT_RESPONSES = 32  # truncation only concerns recent items
+# How a part starts a task in the session's TaskGroup (None: the session is ending).
 Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None] | None"]
 
 

@@ -12,7 +12,7 @@ from orchestrator.pipeline.events import (
     ResponseEnded,
     ResponseStarted,
 )
-from tests.unit.fake_backends import PAUSE, VOICED, FakeBackends, FakeLlm, hear, until
+from tests.unit.fake_backends import PAUSE, VOICED, FakeBackends, FakeLlm, FakeTurnModel, hear, until
 from tests.unit.test_session_parts import of_type, running
 
 SERVER_VAD = SessionConfig(
@@ -90,6 +90,29 @@ async def test_the_idle_timeout_commits_an_empty_turn_and_asks_for_a_reply():
         await hear(session, backends, PAUSE, 3)
         await until(lambda: of_type(events, ResponseEnded))
         timeout = of_type(events, IdleTimeout)[0]
-        assert timeout.audio_end_ms - timeout.audio_start_ms == 1000 or timeout.audio_start_ms == 0
+        assert timeout.audio_end_ms - timeout.audio_start_ms == 1000  # the idle span, in input audio
         assert "said nothing" in backends.llm.requests[0][-1]["content"]
         assert len(of_type(events, IdleTimeout)) == 1  # once, not on every quiet step after
+
+
+async def test_semantic_vad_ends_the_turn_on_the_end_of_turn_models_verdict():
+    """The model judges each pause: "complete" ends the turn after a short quiet (where
+    server_vad would wait 500 ms), "unfinished" waits, up to the eagerness's longest wait."""
+    semantic = SessionConfig(turn_detection=TurnDetectionConfig(kind="semantic_vad", eagerness="auto"))
+    sure = FakeBackends(FakeLlm("Answer."), FakeTurnModel(0.9))
+    async with running(sure, semantic) as (session, events, _):
+        await hear(session, sure, VOICED, 3)
+        sure.stt.word("hello")
+        await hear(session, sure, PAUSE, 1)  # the pause begins: the model is asked
+        await until(lambda: sure.turn_model.calls == 1)
+        await hear(session, sure, PAUSE, 1)  # 160 ms of quiet: enough for "complete"
+        await until(lambda: of_type(events, ResponseEnded))
+    unsure = FakeBackends(FakeLlm("Answer."), FakeTurnModel(0.1))
+    async with running(unsure, semantic) as (session, events, _):
+        await hear(session, unsure, VOICED, 3)
+        unsure.stt.word("book")
+        await hear(session, unsure, PAUSE, 10)  # 800 ms: server_vad would have ended the turn
+        await until(unsure.stt.drained)
+        assert unsure.turn_model.calls == 1 and not of_type(events, ResponseStarted)
+        await hear(session, unsure, PAUSE, 41)  # past auto's longest wait, 4 s
+        await until(lambda: of_type(events, ResponseEnded))
