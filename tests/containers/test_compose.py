@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,6 +247,26 @@ def test_ci_changes_only_the_gpu_the_llm_and_a_read_only_cache(tmp_path: Path) -
         ["python", "-m", "tests.llm_server"],
         ["--host", "0.0.0.0", "--port", str(values["LLM_PORT"])],
     )
+
+
+def test_the_gpu_plan_reaches_compose_as_device_ids_and_tensor_parallel(tmp_path: Path) -> None:
+    """slurm/placement.py's plan for four GPUs with TP=2, as compose settings (README, GPUs)."""
+    plan = subprocess.run(
+        [sys.executable, str(ROOT / "slurm/placement.py"), "--gpus", "0,1,2,3", "--format", "env"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "LLM_TENSOR_PARALLEL_SIZE": "2"},
+    ).stdout
+    values = dict(line.split("=", 1) for line in plan.splitlines() if not line.startswith("#"))
+    env_file = write_env_file(tmp_path / "gpus.env", {**settings("gpu", tmp_path / "hf"), **values})
+    services = compose_config(env_file, COMPOSE_FILE)
+
+    def device_ids(name: str) -> list[str]:
+        return services[name]["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"]
+
+    assert (device_ids("stt"), device_ids("tts"), device_ids("llm")) == (["0"], ["1"], ["2,3"])
+    assert {"--tensor-parallel-size=2", "--gpu-memory-utilization=0.90"} <= set(services["llm"]["command"])
 
 
 def test_leftovers_of_a_killed_run_are_removed() -> None:

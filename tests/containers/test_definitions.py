@@ -75,10 +75,10 @@ def test_hadolint():
 
 
 def test_shellcheck():
-    globs = ("scripts/*.sh", "tests/slurm/*.sh", "tests/containers/*.sh", "bench/*.sh")
+    globs = ("scripts/*.sh", "slurm/lib/*.sh", "tests/slurm/*.sh", "tests/containers/*.sh", "bench/*.sh")
     found = [path for pattern in globs for path in ROOT.glob(pattern)]
     scripts = [str(p.relative_to(ROOT)) for p in found]
-    scripts += [".ci/run", "slurm/instances.sbatch", "slurm/prefetch", "slurm/build"]
+    scripts += [".ci/run", "slurm/instances.sbatch", "slurm/node-services", "slurm/prefetch", "slurm/build"]
     result = run(str(BIN / "shellcheck"), "--external-sources", *scripts)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -52,12 +52,18 @@ class HostCluster:
 
     def leftovers(self, job: Job) -> list[str]:
         """RUNTIME=host starts every service in the job directory: its cwd gives it away."""
+        return [command for command, _environ in self.service_environments(job)]
+
+    def service_environments(self, job: Job) -> list[tuple[str, dict[str, str]]]:
+        """Command line and environment of each process the job runs in its directory."""
         found = []
         for proc in Path("/proc").iterdir():
             if proc.name.isdigit():
                 try:
                     if str(job.job_dir) in os.readlink(proc / "cwd"):
-                        found.append((proc / "cmdline").read_text().replace("\0", " "))
+                        environ = (proc / "environ").read_bytes().decode(errors="replace").split("\0")
+                        command = (proc / "cmdline").read_text().replace("\0", " ")
+                        found.append((command, dict(item.split("=", 1) for item in environ if "=" in item)))
                 except OSError:
                     continue
         return found
@@ -79,6 +85,12 @@ class Job:
         env_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
         self.env_file = env_file
         self.id = ""
+
+    def sibling(self, workdir: Path) -> Job:
+        """Another job from this one's settings file (the same .env, so the same ports asked for)."""
+        other = Job(self.cluster, workdir)
+        other.env_file, other.ports = self.env_file, self.ports
+        return other
 
     def submit(self, *sbatch_args: str, **env: str) -> None:
         """sbatch the script from the job's work directory (its output file lands there)."""
