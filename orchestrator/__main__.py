@@ -3,6 +3,11 @@
 Every flag can also be set by environment (``ORCHESTRATOR_PORT``, ``LLM_URL``,
 ``ACCESS_TOKEN``, ...) or `.env`; flags win.
 
+With ``ORCHESTRATOR_TLS_CERT_FILE`` and ``ORCHESTRATOR_TLS_KEY_FILE`` (``--tls-cert``,
+``--tls-key``) it serves HTTPS and WSS instead, after checking the pair before anything
+starts (``python -m orchestrator.tls`` makes a self-signed one): browsers give the page
+the microphone only over HTTPS, or on localhost (an SSH tunnel).
+
 ``ORCHESTRATOR_WORKERS`` (``--workers``) above 1 runs that many worker processes behind
 the one port, for more sessions than one core carries. uvicorn's supervisor binds the
 port once and hands it to every worker; a new connection goes to whichever worker accepts
@@ -19,6 +24,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -29,6 +35,7 @@ from uvicorn.supervisors import Multiprocess
 
 from orchestrator.app import build_app
 from orchestrator.settings import OrchestratorSettings
+from orchestrator.tls import TlsError, check_pair
 from services.common.cli import common_flags, run
 from services.common.logs import configure_logging
 
@@ -45,7 +52,23 @@ def flags_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stt-url", dest="stt_url")
     parser.add_argument("--tts-url", dest="tts_url")
     parser.add_argument("--workers", type=int, help="worker processes behind the one port (default 1)")
+    parser.add_argument("--tls-cert", dest="tls_cert_file", help="PEM certificate (chain): serve HTTPS/WSS")
+    parser.add_argument("--tls-key", dest="tls_key_file", help="PEM private key of --tls-cert")
     return parser
+
+
+def checked_tls(settings: OrchestratorSettings) -> tuple[Path, Path] | None:
+    """The certificate and key to serve HTTPS/WSS with, checked now; None to serve HTTP."""
+    cert, key = settings.tls_cert_file, settings.tls_key_file
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise TlsError(
+            "set both ORCHESTRATOR_TLS_CERT_FILE (--tls-cert) and ORCHESTRATOR_TLS_KEY_FILE (--tls-key), "
+            "or neither"
+        )
+    check_pair(cert, key)
+    return cert, key
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,10 +79,15 @@ def main(argv: list[str] | None = None) -> None:
         settings = OrchestratorSettings(**flags)
     except ValidationError as exc:
         raise SystemExit(f"{parser.prog}: bad settings: {exc}") from None
+    # Before the app is built or the port bound: a job with a bad pair fails at once, saying why.
+    try:
+        tls = checked_tls(settings)
+    except TlsError as exc:
+        raise SystemExit(f"{parser.prog}: bad TLS certificate: {exc}") from None
     if settings.workers == 1:
-        run("orchestrator", parser, OrchestratorSettings, build_app, argv)
+        run("orchestrator", parser, OrchestratorSettings, build_app, argv, tls=tls)
     else:
-        supervise(settings, flags)
+        supervise(settings, flags, tls)
 
 
 def worker_app() -> FastAPI:
@@ -74,16 +102,22 @@ def worker_app() -> FastAPI:
         sys.exit(STARTUP_FAILURE)
 
 
-def supervise(settings: OrchestratorSettings, flags: dict[str, Any]) -> None:
-    """Serve `settings.workers` workers on the one port until stopped; exit non-zero if they cannot start."""
+def supervise(
+    settings: OrchestratorSettings, flags: dict[str, Any], tls: tuple[Path, Path] | None = None
+) -> None:
+    """Serve `settings.workers` workers on the one port (over HTTPS/WSS when `tls`, a checked
+    certificate and key, is given) until stopped; exit non-zero if they cannot start."""
     configure_logging(settings.log_level, settings.log_format)
     os.environ[WORKER_FLAGS_ENV] = json.dumps(flags)  # the spawned workers inherit the environment
+    cert, key = tls or (None, None)
     config = uvicorn.Config(
         "orchestrator.__main__:worker_app",
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
+        ssl_certfile=cert,  # each worker loads the pair into its own SSL context
+        ssl_keyfile=key,
         log_config=None,
         # As services.common.lifecycle.serve configures every service's server.
         ws_max_size=max(16 * 1024 * 1024, 4 * settings.max_message_bytes),

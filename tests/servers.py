@@ -53,8 +53,10 @@ def start_service(
     port: int | None = None,
     timeout_s: float = 120.0,
     env: dict | None = None,
+    scheme: str = "http",
 ) -> Iterator[ServiceProcess]:
-    """Run `python -m module args --port P` in `workdir` (so no stray .env is read) until /ready."""
+    """Run `python -m module args --port P` in `workdir` (so no stray .env is read) until /ready
+    answers (over `scheme`: https for an orchestrator given a certificate, not verified here)."""
     port = port or free_port()
     log = workdir / "service.log"
     full_env = {**os.environ, "SERVICE_API_KEY": api_key, "LOG_FORMAT": "json", **(env or {})}
@@ -73,7 +75,8 @@ def start_service(
             if proc.poll() is not None:
                 raise RuntimeError(f"{module} exited with {proc.returncode}:\n{service.log_text()[-3000:]}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{service.http}/ready", timeout=1).status_code == 200:
+                ready = f"{scheme}://127.0.0.1:{port}/ready"
+                if httpx.get(ready, timeout=1, verify=scheme == "http").status_code == 200:
                     break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{module} not ready after {timeout_s} s:\n{service.log_text()[-3000:]}")

@@ -9,8 +9,30 @@ const SEND_EVERY_MS = 100; // batch 20 ms capture blocks into 100 ms appends
 const ui = {
   talk: $('#talk'), state: $('#state'), error: $('#error'), conversation: $('#conversation'),
   hint: $('#hint'), echo: $('#echo-banner'), instructions: $('#instructions'), voice: $('#voice'),
-  preemptive: $('#preemptive'),
+  preemptive: $('#preemptive'), insecure: $('#insecure'),
 };
+
+// Browsers give the microphone only to a secure page: https, or http://localhost (the SSH
+// tunnel). Anywhere else navigator.mediaDevices is missing, so say how to get one.
+const microphoneAllowed = window.isSecureContext && Boolean(navigator.mediaDevices?.getUserMedia);
+
+function explainNoMicrophone() {
+  if (window.isSecureContext) {
+    ui.insecure.textContent = 'This browser gives pages no microphone (navigator.mediaDevices is missing): '
+      + 'use a current Chrome, Edge or Firefox.';
+  } else {
+    const tunnel = `http://localhost:${location.port || '80'}/`;
+    const link = document.createElement('a');
+    link.href = tunnel;
+    link.textContent = tunnel;
+    ui.insecure.replaceChildren(
+      'The microphone needs HTTPS or a tunnel: browsers do not let a plain http:// page from another ',
+      'machine record. Open the https:// address the job prints, or start the SSH tunnel it prints and ',
+      'open ', link, ' (with the ?token=… it prints).',
+    );
+  }
+  ui.insecure.hidden = false;
+}
 
 let live = null; // {ws, context, stream, capture, playback}
 const turns = new Map(); // item_id -> {el, text, kind}
@@ -176,6 +198,12 @@ function onServerEvent(event) {
 }
 
 async function start() {
+  if (!microphoneAllowed) {
+    showError('Cannot start: this page cannot have the microphone (see above).');
+    ui.state.textContent = 'no microphone';
+    ui.insecure.scrollIntoView({ block: 'nearest' });
+    return;
+  }
   ui.talk.disabled = true;
   try {
     const stream = await navigator.mediaDevices.getUserMedia({
@@ -293,6 +321,7 @@ async function loadVoices() {
   } catch (err) { /* voices are optional */ }
 }
 
+if (!microphoneAllowed) explainNoMicrophone();
 refreshStatus();
 setInterval(refreshStatus, 3000);
 loadVoices();

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import FastAPI
@@ -31,8 +32,11 @@ def run(
     settings_cls: type[S],
     build_app: Callable[[S], FastAPI],
     argv: list[str] | None = None,
+    *,
+    tls: tuple[Path, Path] | None = None,
 ) -> None:
-    """Parse flags, build settings and the app, serve until stopped."""
+    """Parse flags, build settings and the app, serve until stopped (over HTTPS/WSS when
+    `tls`, a certificate and its key that the caller has checked, is given)."""
     overrides: dict[str, Any] = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
     try:
         settings = settings_cls(**overrides)
@@ -40,4 +44,4 @@ def run(
         app = build_app(settings)
     except (ValidationError, ValueError) as exc:
         raise SystemExit(f"{parser.prog}: bad settings: {exc}") from None
-    serve(app, settings, getattr(app.state, "model", None), name)
+    serve(app, settings, getattr(app.state, "model", None), name, tls=tls)

@@ -5,7 +5,8 @@
     python3 healthcheck.py --service llm    # vLLM: /v1/models lists LLM_MODEL (LLM_API_KEY)
 
 Exits 0 when the URL answers 200, else 1, with one short line saying why. Standard
-library only, so it starts fast and works in every image.
+library only, so it starts fast and works in every image. ``--service orchestrator``
+probes over HTTPS when ``ORCHESTRATOR_TLS_CERT_FILE`` is set, as the orchestrator serves.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -21,10 +23,22 @@ import urllib.request
 DEFAULT_PORTS = {"stt": 3001, "tts": 3003, "orchestrator": 3004}
 
 
+def _unverified_tls() -> ssl.SSLContext:
+    """TLS without certificate checks, for probes only. They reach a service on this
+    machine (loopback) whose certificate is the job's self-signed one (no CA vouches for
+    it) or one named only for the addresses users open; and a probe sends no secret, it
+    only learns whether the service is ready."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def probe(url: str, timeout_s: float) -> str | None:
     """None when `url` answers 200 within `timeout_s`, else the reason."""
+    context = _unverified_tls() if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        with urllib.request.urlopen(url, timeout=timeout_s, context=context) as response:
             return None if response.status == 200 else f"HTTP {response.status}"
     except urllib.error.HTTPError as exc:
         body = exc.read(300).decode(errors="replace")
@@ -49,9 +63,11 @@ def probe_llm(timeout_s: float) -> str | None:
 
 
 def service_url(service: str) -> str:
-    """The loopback /ready URL of one of this project's services, from its *_PORT variable."""
+    """The loopback /ready URL of one of this project's services, from its *_PORT variable
+    (https for the orchestrator when it is given a certificate, as it then serves only that)."""
     port = os.environ.get(f"{service.upper()}_PORT") or DEFAULT_PORTS[service]
-    return f"http://127.0.0.1:{port}/ready"
+    tls = service == "orchestrator" and os.environ.get("ORCHESTRATOR_TLS_CERT_FILE")
+    return f"{'https' if tls else 'http'}://127.0.0.1:{port}/ready"
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from fastapi import FastAPI, WebSocket
@@ -131,15 +132,26 @@ async def admit_stream(ws: WebSocket, key: SecretStr, state: ModelState[L]) -> L
     return state.loop
 
 
-def serve(app: FastAPI, settings: ServiceSettings, state: ModelState[Any] | None, name: str) -> None:
-    """Run uvicorn; exit non-zero when the model failed to load."""
+def serve(
+    app: FastAPI,
+    settings: ServiceSettings,
+    state: ModelState[Any] | None,
+    name: str,
+    *,
+    tls: tuple[Path, Path] | None = None,
+) -> None:
+    """Run uvicorn, over HTTPS/WSS when `tls` (certificate, key) is given; exit non-zero
+    when the model failed to load."""
     import uvicorn
 
+    cert, key = tls or (None, None)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
             host=settings.host,
             port=settings.port,
+            ssl_certfile=cert,
+            ssl_keyfile=key,
             log_config=None,
             # Leave room above our own per-message limit so an oversized message is
             # answered with an Error instead of a protocol-level close.

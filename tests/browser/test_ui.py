@@ -5,79 +5,11 @@ Screenshots of each state are written to artifacts/screenshots/ (kept by CI).
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-from pathlib import Path
-
-import numpy as np
 import pytest
-import soundfile
 
-from services.common.audio import resample
-from tests.realtime_client import speech
+from tests.browser.conftest import SCREENSHOTS
 
-pytestmark = [
-    pytest.mark.lite,
-    pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed"),
-]
-
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-]
-
-
-def microphone(path: Path, silence_s: float) -> Path:
-    """The phrase then silence, at 48 kHz (Chromium loops the file)."""
-    audio = np.concatenate(
-        [
-            np.zeros(12000, np.float32),
-            resample(speech(), 24000, 48000),
-            np.zeros(int(48000 * silence_s), np.float32),
-        ]
-    )
-    soundfile.write(path, audio, 48000, subtype="PCM_16")
-    return path
-
-
-@pytest.fixture
-async def browser_page(tmp_path):
-    async def open_page(mic_silence_s: float = 6.0):
-        from playwright.async_api import async_playwright
-
-        playwright = await async_playwright().start()
-        mic = microphone(tmp_path / "mic.wav", mic_silence_s)
-        browser = await playwright.chromium.launch(
-            executable_path=shutil.which("chromium"),
-            args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={mic}"],
-        )
-        page = await browser.new_page(viewport={"width": 1200, "height": 800})
-        opened.append((playwright, browser, page))
-        return page
-
-    opened: list = []
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    yield open_page
-    from playwright.async_api import Error as PlaywrightError
-
-    for playwright, browser, page in opened:
-        # Hang up like a user would, so the server ends the session now rather than after
-        # the browser process is gone, then close the browser.
-        with contextlib.suppress(PlaywrightError):
-            await page.evaluate(
-                "(b => b && b.textContent === 'Stop' && b.click())(document.querySelector('#talk'))"
-            )
-            await page.wait_for_timeout(300)
-        await browser.close()
-        await playwright.stop()
+pytestmark = pytest.mark.lite
 
 
 async def test_spoken_exchange_shows_transcripts_plays_audio_and_measures_latency(lite_stack, browser_page):
