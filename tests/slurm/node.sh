@@ -5,12 +5,14 @@
 # needs glibc >= 2.38, which bookworm lacks). The tests run it privileged on the host's
 # network with the repository bind-mounted at its own path; inside, an unprivileged user
 # builds SIFs with --fakeroot and submits slurm/instances.sbatch, as on a cluster. (Root
-# cannot run Apptainer here: this VM withholds CAP_SYS_RESOURCE.)
+# cannot run Apptainer here: this VM withholds CAP_SYS_RESOURCE.) tests/slurm/cluster.py
+# runs three of them on a Docker network instead: a controller and two compute nodes.
 #
 #   tests/slurm/node.sh image     build localhost/unmute-node:trixie (root; skipped if it exists)
 #   tests/slurm/node.sh init      the container's command: the user, SLURM, then wait
 #
-# init reads NODE_USER and NODE_UID (the user to create), SLURMCTLD_PORT and SLURMD_PORT.
+# init reads NODE_USER and NODE_UID (the user to create); start_slurm.sh reads its own
+# settings (SLURMCTLD_PORT and SLURMD_PORT; CLUSTER_ROLE and the rest in a multi-host cluster).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -69,7 +71,7 @@ add_user() {
 init() {
   add_user
   "$HERE/start_slurm.sh"
-  log "node ready: user $NODE_USER, slurmctld on port ${SLURMCTLD_PORT:-6817}"
+  log "node ready: user $NODE_USER, role ${CLUSTER_ROLE:-both}, slurmctld on port ${SLURMCTLD_PORT:-6817}"
   # PID 1 only waits; the daemons run detached as on a real node.
   exec sleep infinity
 }
