@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from prometheus_client import Gauge
 
 from orchestrator.auth import TokenAuth, accepted_subprotocol
 from orchestrator.clients.llm import LlmClient
+from orchestrator.clients.replicas import LlmReplicas, ReplicaPool, http_url, poll_forever, ready_prober
 from orchestrator.pipeline.backends import ServiceBackends
 from orchestrator.realtime.connection import RealtimeConnection
 from orchestrator.realtime.server_events import ErrorEvent
@@ -27,59 +27,28 @@ from services.common.routes import service_routes
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 SESSIONS = Gauge("orchestrator_sessions", "Open Realtime sessions")
-STATUS_TTL_S = 2.0
 
 
 class BackendStatus:
-    """Readiness of STT, TTS and LLM, probed at most every `STATUS_TTL_S` (UI and /ready poll it)."""
+    """Readiness of STT, TTS and LLM: a kind is ready while one of its replicas is (the
+    replica poller keeps their health current; the UI and /ready read it)."""
 
-    def __init__(self, settings: OrchestratorSettings, llm: LlmClient) -> None:
-        self.settings = settings
-        self.llm = llm
-        self._checked = 0.0
-        self._result: dict[str, dict[str, object]] = {}
-        self._lock = asyncio.Lock()
-        # One client for the app's life: a new one loads the CA store (~45 ms of CPU) each time.
-        self.http = httpx.AsyncClient(timeout=1.5)
+    def __init__(self, backends: ServiceBackends) -> None:
+        self.pools = {"stt": backends.stt, "tts": backends.tts, "llm": backends.llm.pool}
+        self.llm = backends.llm
 
-    async def aclose(self) -> None:
-        await self.http.aclose()
+    def get(self) -> dict[str, dict[str, object]]:
+        """Per kind: ready, why not, and its replicas (`Replica.status`); the LLM's kind and model."""
+        result: dict[str, dict[str, object]] = {
+            name: {"ready": pool.down is None, "detail": pool.down, "replicas": pool.status()}
+            for name, pool in self.pools.items()
+        }
+        result["llm"] |= {"echo": self.llm.is_echo, "model": self.llm.model}
+        return result
 
-    async def _probe(self, ws_url: str) -> str | None:
-        url = ws_url.replace("ws", "http", 1) + "/ready"
-        try:
-            response = await self.http.get(url)
-        except httpx.HTTPError as exc:
-            return f"unreachable ({type(exc).__name__})"
-        if response.status_code == 200:
-            return None
-        try:
-            return str(response.json().get("reason", response.status_code))
-        except ValueError:
-            return f"HTTP {response.status_code}"
-
-    async def get(self) -> dict[str, dict[str, object]]:
-        async with self._lock:
-            if time.monotonic() - self._checked > STATUS_TTL_S:
-                stt, tts, llm = await asyncio.gather(
-                    self._probe(self.settings.stt_ws), self._probe(self.settings.tts_ws), self.llm.ready()
-                )
-                self._result = {
-                    "stt": {"ready": stt is None, "detail": stt},
-                    "tts": {"ready": tts is None, "detail": tts},
-                    "llm": {
-                        "ready": llm is None,
-                        "detail": llm,
-                        "echo": self.llm.is_echo,
-                        "model": self.llm.model,
-                    },
-                }
-                self._checked = time.monotonic()
-            return self._result
-
-    async def not_ready(self) -> str | None:
-        status = await self.get()
-        down = [f"{name}: {s['detail']}" for name, s in status.items() if not s["ready"]]
+    def not_ready(self) -> str | None:
+        """None while every kind has a ready replica, else which kinds have none, and why."""
+        down = [f"{name}: {pool.down}" for name, pool in self.pools.items() if pool.down is not None]
         return "; ".join(down) or None
 
 
@@ -95,45 +64,49 @@ def load_turn_model(settings: OrchestratorSettings) -> SmartTurn | None:
 
 def build_app(settings: OrchestratorSettings) -> FastAPI:
     """Create the app (auth wraps everything but the probes)."""
-    llm = LlmClient(
-        settings.llm_base if settings.llm_url != "echo" else "echo",
-        settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
-        settings.llm_model,
-        timeout_s=settings.llm_timeout_s,
-        temperature=settings.llm_temperature,
+    # One client for the app's life: a new one loads the CA store (~45 ms of CPU) each time.
+    http = httpx.AsyncClient(timeout=1.5)
+    llm = LlmReplicas(
+        [
+            LlmClient(
+                url,
+                settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+                settings.llm_model,
+                timeout_s=settings.llm_timeout_s,
+                temperature=settings.llm_temperature,
+            )
+            for url in settings.llm_endpoints
+        ]
     )
     backends = ServiceBackends(
-        settings.stt_ws,
-        settings.tts_ws,
+        ReplicaPool("STT", settings.stt_endpoints, ready_prober(http)),
+        ReplicaPool("TTS", settings.tts_endpoints, ready_prober(http)),
         settings.required_api_key().get_secret_value(),
         llm,
         turn_model=load_turn_model(settings),
     )
-    status = BackendStatus(settings, llm)
-    ready_reason: dict[str, str | None] = {"reason": "starting"}
+    status = BackendStatus(backends)
     open_sessions: set[RealtimeConnection] = set()
-
-    async def refresh_readiness() -> None:
-        while True:
-            ready_reason["reason"] = await status.not_ready()
-            await asyncio.sleep(STATUS_TTL_S)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.access_token is None:
             logger.warning("ACCESS_TOKEN is not set: anyone who can reach this port can use the assistant")
-        probe = asyncio.create_task(refresh_readiness(), name="readiness")
+        # Owned here: started with the app, cancelled and awaited when it stops.
+        poller = asyncio.create_task(
+            poll_forever([backends.stt, backends.tts, llm.pool]), name="replica-poller"
+        )
         try:
             yield
         finally:
-            probe.cancel()
+            poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await probe
+                await poller
             await llm.aclose()
-            await status.aclose()
+            await http.aclose()
 
     app = FastAPI(title="Unmute orchestrator", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.include_router(service_routes("orchestrator", lambda: ready_reason["reason"]))
+    app.include_router(service_routes("orchestrator", status.not_ready))
 
     @app.get("/")
     async def index() -> FileResponse:
@@ -142,19 +115,19 @@ def build_app(settings: OrchestratorSettings) -> FastAPI:
 
     @app.get("/api/status")
     async def backend_status() -> dict[str, object]:
-        """Backend readiness for the UI, plus what kind of LLM answers."""
+        """Backend readiness and replicas for the UI, plus what kind of LLM answers."""
         return {
-            "backends": await status.get(),
+            "backends": status.get(),
             "sessions": len(open_sessions),
             "max_sessions": settings.max_sessions,
         }
 
     @app.get("/api/voices")
     async def voices() -> dict[str, object]:
-        """The TTS service's voices, for the UI's voice picker."""
-        url = settings.tts_ws.replace("ws", "http", 1) + "/v1/voices"
+        """The TTS service's voices (the replica a new stream would go to), for the UI's voice picker."""
+        url = http_url(backends.tts.choose().url) + "/v1/voices"
         try:
-            response = await status.http.get(url, timeout=2.0)
+            response = await http.get(url, timeout=2.0)
             response.raise_for_status()
             return response.json()
         except httpx.HTTPError as exc:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
@@ -13,6 +14,19 @@ from services.common.settings import ServiceSettings
 
 def _alias(name: str) -> AliasChoices:
     return AliasChoices(name, name.lower())
+
+
+def _url_list(value: str, schemes: tuple[str, ...], name: str) -> list[str]:
+    """The comma-separated URLs in `value`, each with one of `schemes` and a host."""
+    urls = [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+    if not urls:
+        raise ValueError(f"{name} lists no URL")
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in schemes or not parts.hostname:
+            wanted = ", ".join(f"{scheme}://host:port" for scheme in schemes)
+            raise ValueError(f"{name}: {url!r} is not a URL of the form {wanted}")
+    return urls
 
 
 class OrchestratorSettings(ServiceSettings):
@@ -46,6 +60,26 @@ class OrchestratorSettings(ServiceSettings):
         validation_alias=_alias("LLM_URL"),
         description="OpenAI base URL, or 'echo'. Default: loopback LLM_PORT.",
     )
+    stt_urls: str | None = Field(
+        None,
+        validation_alias=_alias("STT_URLS"),
+        description="Comma-separated STT replicas (ws://host:port); wins over STT_URL.",
+    )
+    tts_urls: str | None = Field(
+        None,
+        validation_alias=_alias("TTS_URLS"),
+        description="Comma-separated TTS replicas (ws://host:port); wins over TTS_URL.",
+    )
+    llm_urls: str | None = Field(
+        None,
+        validation_alias=_alias("LLM_URLS"),
+        description="Comma-separated OpenAI base URLs of LLM replicas; wins over LLM_URL.",
+    )
+    tls_cert_file: Path | None = Field(
+        None,
+        description="PEM certificate (chain) to serve HTTPS/WSS with; needs tls_key_file.",
+    )
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file.")
     llm_api_key: SecretStr | None = Field(None, validation_alias=_alias("LLM_API_KEY"))
     llm_model: str | None = Field(
         None, validation_alias=_alias("LLM_MODEL"), description="Default: first listed."
@@ -105,3 +139,35 @@ class OrchestratorSettings(ServiceSettings):
     @property
     def llm_base(self) -> str:
         return self._loopback(self.llm_url, self.llm_port, "http", "/v1")
+
+    @field_validator("stt_urls", "tts_urls")
+    @classmethod
+    def _check_service_urls(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Each replica checked, then kept as ws:// or wss:// (http(s):// is accepted too)."""
+        if value is None:
+            return None
+        urls = _url_list(value, ("ws", "wss", "http", "https"), str(info.field_name).upper())
+        # http(s):// becomes ws(s)://; only the scheme: a host name may contain "http".
+        return ",".join("ws" + url.removeprefix("http") if url.startswith("http") else url for url in urls)
+
+    @field_validator("llm_urls")
+    @classmethod
+    def _check_llm_urls(cls, value: str | None) -> str | None:
+        return None if value is None else ",".join(_url_list(value, ("http", "https"), "LLM_URLS"))
+
+    @property
+    def stt_endpoints(self) -> list[str]:
+        """The STT replicas (ws:// or wss://): STT_URLS, else the one `stt_ws`."""
+        return self.stt_urls.split(",") if self.stt_urls else [self.stt_ws]
+
+    @property
+    def tts_endpoints(self) -> list[str]:
+        """The TTS replicas (ws:// or wss://): TTS_URLS, else the one `tts_ws`."""
+        return self.tts_urls.split(",") if self.tts_urls else [self.tts_ws]
+
+    @property
+    def llm_endpoints(self) -> list[str]:
+        """The LLM replicas' OpenAI base URLs: LLM_URLS, else the one LLM_URL (or "echo")."""
+        if self.llm_urls:
+            return self.llm_urls.split(",")
+        return ["echo"] if self.llm_url == "echo" else [self.llm_base]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import httpx
 import openai
@@ -38,10 +38,8 @@ class LlmClient:
             else AsyncOpenAI(base_url=url, api_key=api_key or "not-needed", timeout=timeout_s, max_retries=0)
         )
 
-    async def resolve_model(self) -> str:
-        """The model to ask for: the configured one, else the first the server lists."""
-        if self.model:
-            return self.model
+    async def _list_models(self) -> None:
+        """Ask for the server's models; the first becomes the model asked for when none is set."""
         assert self._client is not None
         try:
             models = [m.id async for m in self._client.models.list()]
@@ -49,21 +47,31 @@ class LlmClient:
             raise BackendUnavailable(SERVICE, f"cannot list models at {self.url}: {exc}") from None
         if not models:
             raise BackendUnavailable(SERVICE, f"{self.url} serves no model")
-        self.model = models[0]
-        logger.info("LLM model discovered", extra={"model": self.model, "listed": models})
+        if not self.model:
+            self.model = models[0]
+            logger.info("LLM model discovered", extra={"model": self.model, "listed": models})
+
+    async def resolve_model(self) -> str:
+        """The model to ask for: the configured one, else the first the server lists."""
+        if not self.model:
+            await self._list_models()
+        assert self.model is not None
         return self.model
 
     async def ready(self) -> str | None:
-        """None when the endpoint answers /v1/models, else the reason."""
+        """None when the endpoint answers /v1/models, else the reason. Asked every time (it is
+        the health probe), not only until the model is known."""
         if self.is_echo:
             return None
         try:
-            await asyncio.wait_for(self.resolve_model(), timeout=2.0)
+            await asyncio.wait_for(self._list_models(), timeout=2.0)
         except (BackendError, TimeoutError) as exc:
             return str(exc) or "LLM: no answer from /v1/models within 2 s"
         return None
 
-    async def stream(self, messages: list[dict[str, str]], max_tokens: int | None) -> AsyncIterator[str]:
+    async def stream(
+        self, messages: list[dict[str, str]], max_tokens: int | None
+    ) -> AsyncGenerator[str, None]:
         """Text deltas of the assistant's reply."""
         if self.is_echo:
             async for piece in _echo(messages):

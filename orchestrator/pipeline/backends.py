@@ -1,7 +1,8 @@
 """The three backends a session talks to, behind one seam.
 
 `ServiceBackends` opens real streams to the STT and TTS services and uses the LLM
-client; tests hand a session fakes with the same shape and drive it in-process.
+client, each time on the replica with the most room (`clients.replicas`); tests hand a
+session fakes with the same shape and drive it in-process.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Protocol, Self
 
 import numpy as np
 
-from orchestrator.clients.llm import LlmClient
+from orchestrator.clients.replicas import LlmReplicas, ReplicaPool
 from orchestrator.clients.stt import SttStream
 from orchestrator.clients.tts import TtsStream
 from services.common.protocol import WireMessage
@@ -58,18 +59,22 @@ class Backends(Protocol):
 
 @dataclass
 class ServiceBackends:
-    """The real services, shared by all sessions of the process."""
+    """The real services, shared by all sessions of the process.
 
-    stt_url: str
-    tts_url: str
+    Every open chooses its replica anew: a session's STT reconnect and each reply's TTS
+    stream and LLM request go to a replica that is up and has room.
+    """
+
+    stt: ReplicaPool
+    tts: ReplicaPool
     service_key: str
-    llm: LlmClient
+    llm: LlmReplicas
     turn_model: TurnModel | None = None
 
     async def open_stt(self) -> SttStream:
         """A new STT stream, `Ready` received."""
-        return await SttStream.open(self.stt_url, self.service_key)
+        return await self.stt.place(lambda replica: SttStream.open(replica.url, self.service_key))
 
     async def open_tts(self, voice: str | None) -> TtsStream:
         """A new TTS stream in `voice`, `Ready` received."""
-        return await TtsStream.open(self.tts_url, self.service_key, voice)
+        return await self.tts.place(lambda replica: TtsStream.open(replica.url, self.service_key, voice))

@@ -143,6 +143,8 @@ class ResponseRun:
             backend, bugs = failure.split(BackendError)
             if backend is not None:
                 exc = backend.exceptions[0]
+                while isinstance(exc, BaseExceptionGroup):  # lost mid-reply: from _speak's own TaskGroup
+                    exc = exc.exceptions[0]
                 assert isinstance(exc, BackendError)
                 what = f"{exc} - this reply was cut short; the next turn will try again"
                 self._failure = Problem(exc.event_code, what)

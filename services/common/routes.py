@@ -13,6 +13,8 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.common.steploop import Capacity
+
 _STARTED = time.time()
 
 
@@ -32,11 +34,17 @@ def _git_describe() -> str:
         return "unknown"
 
 
-def service_routes(name: str, readiness: Callable[[], str | None]) -> APIRouter:
+def service_routes(
+    name: str,
+    readiness: Callable[[], str | None],
+    capacity: Callable[[], Capacity | None] | None = None,
+) -> APIRouter:
     """Build the shared routes.
 
     `readiness()` returns None when the service is ready, else a short reason
-    ("loading model", "warming up") that /ready reports with status 503.
+    ("loading model", "warming up") that /ready reports with status 503. A ready
+    service's `capacity()`, where given, goes in the /ready answer (`slots`,
+    `free_slots`): the orchestrator places new streams by it.
     """
     router = APIRouter()
 
@@ -50,7 +58,9 @@ def service_routes(name: str, readiness: Callable[[], str | None]) -> APIRouter:
         """200 once the model is loaded and one warm-up inference has run, else 503."""
         reason = readiness()
         if reason is None:
-            return JSONResponse({"status": "ready", "service": name})
+            slots = capacity() if capacity is not None else None
+            extra = {"slots": slots.slots, "free_slots": slots.free_slots} if slots is not None else {}
+            return JSONResponse({"status": "ready", "service": name, **extra})
         return JSONResponse({"status": "not ready", "service": name, "reason": reason}, status_code=503)
 
     @router.get("/metrics")

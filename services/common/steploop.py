@@ -50,11 +50,22 @@ class Batch(Generic[R]):
     deliver: Callable[[R], bool]
 
 
-class StepLoop(abc.ABC, Generic[S]):
-    """Owns the worker thread, the open streams (`_slots`, by index) and the loop."""
+@dataclass(frozen=True)
+class Capacity:
+    """How many streams a service runs at once, and how many more it would take now."""
 
-    def __init__(self, name: str) -> None:
+    slots: int
+    free_slots: int
+
+
+class StepLoop(abc.ABC, Generic[S]):
+    """Owns the worker thread, the slots (`_free` indexes, open streams in `_slots`) and the loop."""
+
+    def __init__(self, name: str, batch_size: int) -> None:
         self.name = name
+        self.batch_size = batch_size
+        # Popped from the end: the lowest index goes first.
+        self._free: list[int] = list(range(batch_size))[::-1]
         self._slots: dict[int, S] = {}
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-step")
@@ -67,6 +78,10 @@ class StepLoop(abc.ABC, Generic[S]):
     @abc.abstractmethod
     def close(self, slot: S) -> None:
         """End the stream: the slot is handed back and its outbox gets the final None."""
+
+    def capacity(self) -> Capacity:
+        """Slots in all and free now (a slot still being stopped in the engine is not free)."""
+        return Capacity(self.batch_size, len(self._free))
 
     def wake(self) -> None:
         """Tell a sleeping loop that a stream may have work."""

@@ -34,7 +34,9 @@ def build_app(settings: SttSettings, engine_factory: EngineFactory = load_engine
     )
     app = FastAPI(title="Unmute STT", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.model = state
-    app.include_router(service_routes("stt", state.readiness))
+    app.include_router(
+        service_routes("stt", state.readiness, lambda: state.loop.capacity() if state.loop else None)
+    )
 
     @app.websocket("/api/asr-streaming")
     async def asr_streaming(ws: WebSocket) -> None:

@@ -78,10 +78,9 @@ class SttBatcher(StepLoop[Slot]):
     """Owns the engine and the slots; says what each step of the shared loop is."""
 
     def __init__(self, engine: SttEngine, max_buffered_samples: int) -> None:
-        super().__init__("stt")
+        super().__init__("stt", engine.batch_size)
         self.engine = engine
         self.max_buffered_samples = max_buffered_samples
-        self._free: list[int] = list(range(engine.batch_size))[::-1]
         self._frames = np.zeros((engine.batch_size, FRAME_SIZE), dtype=np.float32)
         self.step_idx = 0
 

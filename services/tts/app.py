@@ -35,7 +35,9 @@ def build_app(settings: TtsSettings, engine_factory: EngineFactory = load_engine
     lifespan = model_lifespan(state, load=load, make_loop=TtsBatcher)
     app = FastAPI(title="Unmute TTS", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.model = state
-    app.include_router(service_routes("tts", state.readiness))
+    app.include_router(
+        service_routes("tts", state.readiness, lambda: state.loop.capacity() if state.loop else None)
+    )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -44,9 +44,8 @@ class TtsBatcher(StepLoop[TtsSlot]):
     """Owns the engine and the slots; says what each step of the shared loop is."""
 
     def __init__(self, engine: TtsEngine) -> None:
-        super().__init__("tts")
+        super().__init__("tts", engine.batch_size)
         self.engine = engine
-        self._free: list[int] = list(range(engine.batch_size))[::-1]
         self._stopping: set[int] = set()  # left by their client, to be stopped in the engine
 
     @property
