@@ -20,12 +20,17 @@ worker that answered.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import os
+import shutil
+import socket
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from fastapi import FastAPI
@@ -35,7 +40,7 @@ from uvicorn.supervisors import Multiprocess
 
 from orchestrator.app import build_app
 from orchestrator.settings import OrchestratorSettings
-from orchestrator.tls import TlsError, check_pair
+from orchestrator.tls import TlsError, check_pair, self_signed
 from services.common.cli import common_flags, run
 from services.common.logs import configure_logging
 
@@ -58,10 +63,10 @@ def flags_parser() -> argparse.ArgumentParser:
 
 
 def checked_tls(settings: OrchestratorSettings) -> tuple[Path, Path] | None:
-    """The certificate and key to serve HTTPS/WSS with, checked now; None to serve HTTP."""
+    """The certificate and key to serve HTTPS/WSS with, checked (or made) now; None for HTTP."""
     cert, key = settings.tls_cert_file, settings.tls_key_file
     if cert is None and key is None:
-        return None
+        return self_signed_for_this_run(settings) if settings.tls == "self-signed" else None
     if cert is None or key is None:
         raise TlsError(
             "set both ORCHESTRATOR_TLS_CERT_FILE (--tls-cert) and ORCHESTRATOR_TLS_KEY_FILE (--tls-key), "
@@ -69,6 +74,37 @@ def checked_tls(settings: OrchestratorSettings) -> tuple[Path, Path] | None:
         )
     check_pair(cert, key)
     return cert, key
+
+
+def self_signed_for_this_run(settings: OrchestratorSettings) -> tuple[Path, Path]:
+    """A certificate for this host and ORCHESTRATOR_TLS_HOSTS, gone when the process ends."""
+    directory = Path(tempfile.mkdtemp(prefix="unmute-tls-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    extra = [host.strip() for host in (settings.tls_hosts or "").split(",") if host.strip()]
+    hosts = list(dict.fromkeys([socket.gethostname(), socket.getfqdn(), *extra]))
+    info = self_signed(directory, hosts)
+    # Printed, not logged: logging is configured later, and the user must see it to check it.
+    print(
+        f"orchestrator: HTTPS with a self-signed certificate for {', '.join(hosts)} (and loopback); "
+        f"SHA-256 fingerprint {info.fingerprint_sha256}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return info.cert, info.key
+
+
+def unresolvable_replicas(settings: OrchestratorSettings) -> list[str]:
+    """The replica URLs whose host name does not resolve (a node list that cannot be reached)."""
+    bad = []
+    for url in [*settings.stt_endpoints, *settings.tts_endpoints, *settings.llm_endpoints]:
+        host = urlsplit(url).hostname
+        if host is None:  # "echo"
+            continue
+        try:
+            socket.getaddrinfo(host, None)
+        except OSError:
+            bad.append(url)
+    return bad
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,7 +115,10 @@ def main(argv: list[str] | None = None) -> None:
         settings = OrchestratorSettings(**flags)
     except ValidationError as exc:
         raise SystemExit(f"{parser.prog}: bad settings: {exc}") from None
-    # Before the app is built or the port bound: a job with a bad pair fails at once, saying why.
+    # Before the app is built or the port bound: bad settings fail at once, saying why.
+    unreachable = unresolvable_replicas(settings)
+    if unreachable:
+        raise SystemExit(f"{parser.prog}: these backends' hosts do not resolve: {', '.join(unreachable)}")
     try:
         tls = checked_tls(settings)
     except TlsError as exc:

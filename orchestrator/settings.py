@@ -80,6 +80,16 @@ class OrchestratorSettings(ServiceSettings):
         description="PEM certificate (chain) to serve HTTPS/WSS with; needs tls_key_file.",
     )
     tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file.")
+    tls: Literal["off", "self-signed"] = Field(
+        "off",
+        description="self-signed: serve HTTPS with a certificate made at start (its fingerprint is "
+        "logged); ignored when tls_cert_file is set.",
+    )
+    tls_hosts: str | None = Field(
+        None,
+        description="Comma-separated names and addresses a self-signed certificate is also for "
+        "(in a container: the host's, which the browser uses).",
+    )
     llm_api_key: SecretStr | None = Field(None, validation_alias=_alias("LLM_API_KEY"))
     llm_model: str | None = Field(
         None, validation_alias=_alias("LLM_MODEL"), description="Default: first listed."

@@ -6,7 +6,8 @@
 
 Exits 0 when the URL answers 200, else 1, with one short line saying why. Standard
 library only, so it starts fast and works in every image. ``--service orchestrator``
-probes over HTTPS when ``ORCHESTRATOR_TLS_CERT_FILE`` is set, as the orchestrator serves.
+probes over HTTPS when ``ORCHESTRATOR_TLS_CERT_FILE`` is set or ``ORCHESTRATOR_TLS`` is
+``self-signed``, as the orchestrator then serves.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ def service_url(service: str) -> str:
     """The loopback /ready URL of one of this project's services, from its *_PORT variable
     (https for the orchestrator when it is given a certificate, as it then serves only that)."""
     port = os.environ.get(f"{service.upper()}_PORT") or DEFAULT_PORTS[service]
-    tls = service == "orchestrator" and os.environ.get("ORCHESTRATOR_TLS_CERT_FILE")
+    tls = service == "orchestrator" and (
+        os.environ.get("ORCHESTRATOR_TLS_CERT_FILE") or os.environ.get("ORCHESTRATOR_TLS") == "self-signed"
+    )
     return f"{'https' if tls else 'http'}://127.0.0.1:{port}/ready"
 
 

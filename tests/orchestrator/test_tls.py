@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -226,3 +227,55 @@ def test_the_healthcheck_probes_the_orchestrator_over_https_when_it_has_a_certif
     http = {"ORCHESTRATOR_PORT": str(lite_stack.orchestrator.port), "ORCHESTRATOR_TLS_CERT_FILE": ""}
     ready = python_m("services.common.healthcheck", "--service", "orchestrator", env=http)
     assert (ready.returncode, ready.stdout) == (0, "ready\n"), ready
+
+
+@pytest.mark.lite
+async def test_self_signed_mode_makes_a_certificate_at_start_and_prints_its_fingerprint(
+    lite_stack: Stack, tmp_path: Path
+) -> None:
+    """ORCHESTRATOR_TLS=self-signed (compose's way): no files given, the fingerprint is printed."""
+    env = {
+        "STT_PORT": str(lite_stack.stt.port),
+        "TTS_PORT": str(lite_stack.tts.port),
+        "LLM_URL": "echo",
+        "ORCHESTRATOR_TLS": "self-signed",
+        "ORCHESTRATOR_TLS_HOSTS": "workstation.lab.example,10.9.8.7",
+    }
+    with start_service(
+        "orchestrator", [], lite_stack.stt.api_key, tmp_path, env=env, scheme="https"
+    ) as server:
+        printed = re.search(r"SHA-256 fingerprint ([0-9A-F:]{95})", server.log_text())
+        assert printed, server.log_text()[-2000:]
+        served = ssl.get_server_certificate(("127.0.0.1", server.port))
+        der = ssl.PEM_cert_to_DER_cert(served)
+        digest = hashlib.sha256(der).hexdigest().upper()
+        assert printed.group(1) == ":".join(digest[i : i + 2] for i in range(0, 64, 2))
+        names = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        )
+        assert "workstation.lab.example" in names.value.get_values_for_type(x509.DNSName)
+        assert ip_address("10.9.8.7") in names.value.get_values_for_type(x509.IPAddress)
+        # The image's healthcheck probes it over https from the same settings.
+        assert (
+            python_m(
+                "services.common.healthcheck",
+                "--service",
+                "orchestrator",
+                env={"ORCHESTRATOR_PORT": str(server.port), "ORCHESTRATOR_TLS": "self-signed"},
+            ).returncode
+            == 0
+        )
+
+
+def test_a_replica_host_that_does_not_resolve_stops_the_orchestrator_at_start(tmp_path: Path) -> None:
+    result = python_m(
+        "orchestrator",
+        cwd=tmp_path,
+        env={
+            "SERVICE_API_KEY": "k",
+            "LLM_URL": "echo",
+            "STT_URLS": "ws://127.0.0.1:9,ws://no-such-node.invalid:3001",
+        },
+    )
+    assert result.returncode != 0
+    assert "these backends' hosts do not resolve: ws://no-such-node.invalid:3001" in result.stderr
