@@ -7,7 +7,7 @@
 declare -A INST_SERVICE=() INST_DEVICES=() INST_PORT=() INST_MEMORY=()
 declare -A PIDS=()    # RUNTIME=host: instance -> pid
 STARTED=()            # instances this process started, in order
-TLS_DIR=              # the orchestrator's certificate and key, when it serves HTTPS
+TLS_DIR=${TLS_DIR:-}   # the orchestrator's certificate and key, when it serves HTTPS
 TLS_MOUNT=/run/unmute-tls
 
 sif() { printf '%s/%s.sif' "$SIF_DIR" "$([[ $1 == llm ]] && echo vllm || echo "$1")"; }

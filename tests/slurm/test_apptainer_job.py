@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from services.common.tiny_checkpoints import STT_REPO, TTS_REPO, TTS_VOICES_REPO
@@ -19,6 +21,7 @@ from tests.containers.engine import BASE_IMAGE, ROOT, docker, require_engine
 from tests.deployment.suite import run_deployment_suite
 from tests.llm_server import MODEL as SCRIPTED_MODEL
 from tests.servers import ServiceProcess, start_service
+from tests.slurm.cluster import Cluster
 from tests.slurm.jobs import Job
 from tests.slurm.node import NODE_IMAGE, UID, Node
 
@@ -193,3 +196,72 @@ def test_a_def_that_fails_in_post_names_the_image_and_the_next_command(node: Nod
     assert result.returncode != 0
     assert "building stt failed" in output and "rerun: slurm/build stt" in output, output[-3000:]
     assert not (tree / "sif/stt.sif").exists()
+
+
+# ---- replicas across nodes: the same SIFs on a two-host SLURM (tests/slurm/cluster.py) ------
+
+
+@pytest.fixture(scope="module")
+def cluster(sifs: Path) -> Iterator[Cluster]:
+    """ctl + n1 + n2 on their own network, with this module's SIFs (hard links: no copy)."""
+    require_engine(NODE_IMAGE)
+    Cluster.remove_leftovers()
+    cluster = Cluster()
+    try:
+        cluster.start()
+        shared = cluster.workdir("sif")
+        for image in IMAGES:
+            os.link(sifs / f"{image}.sif", shared / f"{image}.sif")
+        cluster.exports = {
+            "RUNTIME": "apptainer",
+            "SIF_DIR": str(shared),
+            "HF_HOME": str(cluster.workdir("hf")),
+        }
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_a_two_node_job_serves_from_both_nodes_and_outlives_one_nodes_services(cluster: Cluster) -> None:
+    job = Job(cluster, cluster.workdir("two-nodes"))  # lite engines in the same images, echo LLM
+    job.submit("--nodes=2", READY_TIMEOUT_S="300")
+    try:
+        job.wait_output(r"open  http://localhost:\d+/", 600)
+        settings = dict(line.split("=", 1) for line in job.env.read_text().splitlines() if "=" in line)
+        n1, n2 = cluster.address("n1"), cluster.address("n2")
+        for kind in ("STT_URLS", "TTS_URLS"):
+            hosts = {url.split("//")[1].split(":")[0] for url in settings[kind].split(",")}
+            assert hosts == {n1, n2}, settings[kind]
+        assert settings["UNMUTE_HOST"] == n1  # the orchestrator runs on the batch node
+        status = httpx.get(
+            f"http://{n1}:{settings['ORCHESTRATOR_PORT']}/api/status",
+            headers={"Authorization": f"Bearer {settings['ACCESS_TOKEN']}"},
+            timeout=10,
+        ).json()
+        for kind in ("stt", "tts"):
+            replicas = status["backends"][kind]["replicas"]
+            assert [r["healthy"] for r in replicas] == [True, True], status
+        run_deployment_suite(job.env)
+
+        # n2's model services die: its step ends, the job goes on with n1's replicas.
+        server = r"python -m services\.(stt|tts)$"
+        killed = cluster.node("n2").root("pkill", "--signal", "KILL", "--uid", "researcher", "--full", server)
+        assert killed.returncode == 0, "no service process on n2"
+        job.wait_output("the replicas on n2 stopped", 90)
+        assert job.state() == "RUNNING"
+        run_deployment_suite(job.env)
+    finally:
+        job.cancel()
+    assert job.wait_end() == "CANCELLED"
+    # The orchestrator and n1's replicas run in steps of their own: each stops what it runs.
+    logs = job.job_dir / "logs"
+    for log in (logs / "orchestrator-step.log", logs / "node-n1.log"):
+        wait_for_text(log, "stopped on n1")
+    assert job.leftovers() == [], job.text()
+
+
+def wait_for_text(path: Path, text: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in (path.read_text() if path.exists() else ""):
+        assert time.monotonic() < deadline, f"no {text!r} in {path}"
+        time.sleep(0.5)
