@@ -60,13 +60,13 @@ tiny: ## build the tiny random-weight checkpoints into build/tiny and an HF cach
 	$(PY) -m services.common.tiny_checkpoints --out build/tiny --hf-home build/hf
 
 lint: ## ruff lint and format check, shellcheck
-	$(VENV)/bin/ruff check services orchestrator tests bench
-	$(VENV)/bin/ruff format --check services orchestrator tests bench
+	$(VENV)/bin/ruff check services orchestrator tests bench slurm
+	$(VENV)/bin/ruff format --check services orchestrator tests bench slurm
 	$(VENV)/bin/shellcheck --external-sources scripts/*.sh .ci/run slurm/instances.sbatch slurm/node-services slurm/lib/*.sh slurm/prefetch slurm/build tests/slurm/*.sh tests/containers/*.sh bench/*.sh
 
 format: ## apply ruff fixes and formatting
-	$(VENV)/bin/ruff check --fix services orchestrator tests bench
-	$(VENV)/bin/ruff format services orchestrator tests bench
+	$(VENV)/bin/ruff check --fix services orchestrator tests bench slurm
+	$(VENV)/bin/ruff format services orchestrator tests bench slurm
 
 # The SLURM tests need a real single-node cluster; as root (CI) it is installed and started,
 # elsewhere those tests skip and say why.
