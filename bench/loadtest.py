@@ -232,15 +232,19 @@ async def main_async(args: argparse.Namespace) -> None:
     plot(rows, args.out / "loadtest.png")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def orchestrator_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's command line with the orchestrator to drive: --url and --token (from .env)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     port = env_value("ORCHESTRATOR_PORT") or "3004"
     parser.add_argument("--url", default=f"ws://127.0.0.1:{port}", help="orchestrator WebSocket base URL")
     parser.add_argument(
         "--token", default=env_value("ACCESS_TOKEN"), help="ACCESS_TOKEN (default: from .env)"
     )
+    return parser
+
+
+def main() -> None:
+    parser = orchestrator_parser(__doc__)
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--turns", type=int, default=2, help="turns per session")
     parser.add_argument(

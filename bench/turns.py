@@ -56,7 +56,7 @@ import websockets
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.loadtest import env_value, pcm16_event, percentile  # noqa: E402
+from bench.loadtest import orchestrator_parser, pcm16_event, percentile  # noqa: E402
 from bench.turn_corpus import (  # noqa: E402
     INTERJECTIONS,
     MID_TURN_PAUSES,
@@ -500,14 +500,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    port = env_value("ORCHESTRATOR_PORT") or "3004"
-    parser.add_argument("--url", default=f"ws://127.0.0.1:{port}", help="orchestrator WebSocket base URL")
-    parser.add_argument(
-        "--token", default=env_value("ACCESS_TOKEN"), help="ACCESS_TOKEN (default: from .env)"
-    )
+    parser = orchestrator_parser(__doc__)
     parser.add_argument(
         "--configs",
         type=parse_config,

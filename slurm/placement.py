@@ -154,21 +154,6 @@ def _replicas(service: str, gpus: tuple[int, ...], memory: str) -> list[Instance
     ]
 
 
-def vllm_command(instance: Instance, env: dict[str, str], host: str, port: str) -> str:
-    """The command apptainer/vllm.def's %startscript runs for this plan (the key stays in the environment)."""
-    return " ".join(
-        [
-            "vllm serve",
-            env.get("LLM_MODEL") or "google/gemma-3-12b-it",
-            f"--host {host} --port {port}",
-            f"--tensor-parallel-size {len(instance.gpus)}",
-            f"--gpu-memory-utilization {instance.memory}",
-            f"--max-model-len {env.get('LLM_MAX_MODEL_LEN') or 8192}",
-            "--limit-mm-per-prompt '{\"image\": 0}'",
-        ]
-    )
-
-
 def print_env(instances: list[Instance], ids: list[str]) -> None:
     """The plan as compose's .env settings: one instance per service, on its first listed GPU."""
     for service in ("stt", "tts", "llm"):

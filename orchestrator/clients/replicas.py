@@ -209,6 +209,12 @@ class ReplicaPool:
             # Streams placed before the probe went out are in its report.
             replica.placed = max(0, replica.placed - placed_before)
 
+    def mark_all_down(self, reason: str) -> None:
+        """Report every replica down with `reason` (its health can no longer be known)."""
+        for replica in self.replicas:
+            replica.healthy, replica.detail = False, reason
+        self._count()
+
     def _count(self) -> None:
         HEALTHY.labels(self.service.lower()).set(sum(r.healthy for r in self.replicas))
 
@@ -306,7 +312,17 @@ class LlmReplicas:
 
 
 async def poll_forever(pools: Sequence[ReplicaPool], interval_s: float = POLL_INTERVAL_S) -> None:
-    """Probe every pool's replicas, then again `interval_s` after each round, until cancelled."""
-    while True:
-        await asyncio.gather(*(pool.poll() for pool in pools))
-        await asyncio.sleep(interval_s)
+    """Probe every pool's replicas, then again `interval_s` after each round, until cancelled.
+
+    A fault of its own (a probe answers with a reason, it does not raise) must not leave the
+    last verdicts standing: every replica is then reported down with the reason, so /ready
+    answers 503 and says why, and the poller ends.
+    """
+    try:
+        while True:
+            await asyncio.gather(*(pool.poll() for pool in pools))
+            await asyncio.sleep(interval_s)
+    except Exception as exc:
+        logger.exception("the replica poller failed; every replica is reported down")
+        for pool in pools:
+            pool.mark_all_down(f"replica poller failed: {type(exc).__name__}: {exc}")

@@ -12,7 +12,15 @@ import pytest
 from pydantic import ValidationError
 
 from orchestrator.clients.errors import BackendAtCapacity, BackendTimeout, BackendUnavailable
-from orchestrator.clients.replicas import LlmReplicas, Probe, Replica, ReplicaPool, public_url, ready_prober
+from orchestrator.clients.replicas import (
+    LlmReplicas,
+    Probe,
+    Replica,
+    ReplicaPool,
+    poll_forever,
+    public_url,
+    ready_prober,
+)
 from orchestrator.settings import OrchestratorSettings
 from services.common.steploop import Capacity
 
@@ -263,3 +271,13 @@ def test_settings_url_lists(monkeypatch: pytest.MonkeyPatch):
         OrchestratorSettings(_env_file=None, tts_urls="ws://n0:3003,tcp://n1:3003")  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="LLM_URLS lists no URL"):
         OrchestratorSettings(_env_file=None, llm_urls=" , ")  # type: ignore[call-arg]
+
+
+async def test_a_poller_that_fails_reports_every_replica_down_with_the_reason():
+    async def broken(url: str) -> Probe:
+        raise RuntimeError("bug in a probe")
+
+    pool = ReplicaPool("STT", ["ws://a:1", "ws://b:2"], broken)
+    await poll_forever([pool], interval_s=0.01)  # returns: it does not spin or stay silent
+    assert pool.down is not None and "replica poller failed: RuntimeError: bug in a probe" in pool.down
+    assert not any(r.healthy for r in pool.replicas)
