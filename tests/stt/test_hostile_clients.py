@@ -17,7 +17,7 @@ import websockets
 
 from services.common.audio import SAMPLE_RATE, resample
 from tests.servers import start_service
-from tests.stt.failing_stt import TRIGGER
+from tests.stt.faulty_stt import TRIGGER
 from tests.stt.test_sphinx import EXPECTED, PHRASE
 from tests.stt_client import FRAME, audio_msg, connect, marker_msg, speechlike, transcribe_stream
 
@@ -128,41 +128,52 @@ async def test_marker_flood_keeps_memory_bounded_and_the_neighbour_flowing(sphin
     assert watch.largest_gap() < 1.0
 
 
-async def test_a_fast_file_sender_keeps_its_keepalive(sphinx_stt):
-    """Kyutai's stt_from_file_rust_server.py --rtf 1000, with the keepalive tightened to 2 s
-    (the script's websockets default is 20 s) so that a starved pong shows in a short test."""
-    # 100 s, over the old 60 s read-ahead; mostly silence, which sphinx decodes fastest.
+async def test_a_fast_file_sender_keeps_its_keepalive(api_key, tmp_path):
+    """Kyutai's stt_from_file_rust_server.py --rtf 1000 against a model 4x faster than real time:
+    a ping sent behind the whole file is answered once the server has read the file, not once the
+    model has worked through it (which is when a starved keepalive times out).
+
+    Asserted by order, not by a clock: the pong must come while at least 3/4 of the Steps are still
+    to come. Reads that waited for the model past the old 60 s read-ahead would hold it until the
+    model had done 46 s of the 106 s, 43% of the Steps. A stall of the whole machine delays the
+    pong and the Steps alike."""
     pcm = np.concatenate([speechlike(10.0, seed=9), np.zeros(90 * 24000, np.float32)])
+    total_steps = (len(pcm) + 6 * 24000) // FRAME
+    args = ["--batch-size", "2", "--step-delay-s", "0.02"]
     received: list[dict] = []
-    async with websockets.connect(
-        f"{sphinx_stt.ws}/api/asr-streaming",
-        additional_headers={"kyutai-api-key": sphinx_stt.api_key},
-        ping_interval=2,
-        ping_timeout=2,
-    ) as ws:
+    with start_service("tests.stt.faulty_stt", args, api_key, tmp_path) as service:
+        async with websockets.connect(
+            f"{service.ws}/api/asr-streaming",
+            additional_headers={"kyutai-api-key": api_key},
+            ping_interval=None,
+        ) as ws:
+            steps_at_pong: list[int] = []
 
-        async def send() -> None:
-            await ws.send(audio_msg(np.zeros(24000, np.float32)))
-            for start in range(0, len(pcm), FRAME):
-                await ws.send(audio_msg(pcm[start : start + FRAME]))
-            for _ in range(5):
+            async def send() -> None:
                 await ws.send(audio_msg(np.zeros(24000, np.float32)))
-            await ws.send(msgpack.packb({"type": "Marker", "id": 0}, use_single_float=True))
+                for start in range(0, len(pcm), FRAME):
+                    await ws.send(audio_msg(pcm[start : start + FRAME]))
+                for _ in range(5):
+                    await ws.send(audio_msg(np.zeros(24000, np.float32)))
+                await ws.send(msgpack.packb({"type": "Marker", "id": 0}, use_single_float=True))
+                pong = await ws.ping()
+                pong.add_done_callback(lambda _: steps_at_pong.append(len(received)))
 
-        sender = asyncio.create_task(send())
-        async for raw in ws:
-            received.append(msgpack.unpackb(raw))
-            if received[-1]["type"] == "Marker":
-                break
-        await sender
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(send())
+                async for raw in ws:
+                    received.append(msgpack.unpackb(raw))
+                    if received[-1]["type"] == "Marker":
+                        break
     assert received[-1] == {"type": "Marker", "id": 0}
     steps = [m for m in received if m["type"] == "Step"]
-    assert len(steps) >= (len(pcm) + 6 * 24000) // FRAME
+    assert len(steps) >= total_steps
+    assert steps_at_pong and steps_at_pong[0] < total_steps // 4, (steps_at_pong, total_steps)
 
 
 async def test_a_failing_step_ends_every_stream_turns_ready_503_and_exits_non_zero(api_key, tmp_path):
     args = ["--batch-size", "3"]
-    with start_service("tests.stt.failing_stt", args, api_key, tmp_path) as service:
+    with start_service("tests.stt.faulty_stt", args, api_key, tmp_path) as service:
         clients = [connect(service.ws, api_key) for _ in range(2)]
         async with clients[0] as bystander, clients[1] as culprit:
             for ws in (bystander, culprit):

@@ -1,0 +1,58 @@
+"""`python -m tests.stt.faulty_stt`: the STT service on pocketsphinx with two injected faults,
+to test what the service does around its engine: a step raises once a client sends the trigger
+frame (every sample 0.5), and `--step-delay-s` makes every step that long, a model that runs
+behind a client sending faster than real time."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from services.common.cli import common_flags, run
+from services.stt.app import build_app
+from services.stt.engines.base import FrameResult
+from services.stt.engines.sphinx_engine import SphinxSttEngine
+from services.stt.settings import SttSettings
+
+TRIGGER = 0.5
+
+
+class FaultySphinxEngine(SphinxSttEngine):
+    """pocketsphinx, except that a frame of constant TRIGGER makes the whole step raise, and each
+    step takes at least `step_delay_s`."""
+
+    def __init__(self, batch_size: int, step_delay_s: float) -> None:
+        super().__init__(batch_size)
+        self.step_delay_s = step_delay_s
+
+    def step(
+        self, frames: npt.NDArray[np.float32], active: npt.NDArray[np.bool_], reset: Sequence[int]
+    ) -> list[FrameResult | None]:
+        if any(active[b] and np.all(frames[b] == TRIGGER) for b in range(self.batch_size)):
+            raise RuntimeError("simulated device fault")
+        time.sleep(self.step_delay_s)
+        return super().step(frames, active, reset)
+
+
+def main() -> None:
+    # The delay is the engine's, not a service setting, so it is taken off before the service's flags.
+    own = argparse.ArgumentParser(add_help=False)
+    own.add_argument("--step-delay-s", type=float, default=0.0, help="Sleep this long in every step.")
+    fault, argv = own.parse_known_args()
+    parser = common_flags("python -m tests.stt.faulty_stt", "STT service with a faulty engine")
+    parser.add_argument("--batch-size", type=int, dest="batch_size")
+    run(
+        "STT",
+        parser,
+        SttSettings,
+        lambda settings: build_app(settings, lambda s: FaultySphinxEngine(s.batch_size, fault.step_delay_s)),
+        argv,
+    )
+
+
+if __name__ == "__main__":
+    main()
