@@ -31,6 +31,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+DEPLOYMENT_SUITE = Path(__file__).parent / "deployment"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the deployment suite unless a deployment is named: it tests services someone
+    started (`make integration`, or the compose and SLURM tests, which run it in a pytest of
+    its own against what they start), so in a plain run it is not run rather than skipped."""
+    if config.getoption("deployment_env") is not None:
+        return
+    left_out = [item for item in items if item.path.is_relative_to(DEPLOYMENT_SUITE)]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not item.path.is_relative_to(DEPLOYMENT_SUITE)]
+
+
 @pytest.fixture(scope="session")
 def api_key() -> str:
     return secrets.token_urlsafe(24)
@@ -39,7 +54,6 @@ def api_key() -> str:
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory):
     """Tiny checkpoints as local directories plus an HF cache (``HF_HOME``) holding them."""
-    pytest.importorskip("moshi")
     from services.common.tiny_checkpoints import build_tiny_checkpoints
 
     root = tmp_path_factory.mktemp("tiny")

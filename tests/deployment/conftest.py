@@ -1,5 +1,6 @@
 """Where the deployment under test is: the `.env` (or a SLURM job's env file) named by
-``--deployment-env``. Without it, the suite skips: it needs services someone started."""
+``--deployment-env``. Without it, the suite is left out of the run (tests/conftest.py): it
+needs services someone started."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ class Deployment(BaseSettings):
 def deployment(request: pytest.FixtureRequest) -> Deployment:
     path = request.config.getoption("deployment_env")
     if path is None:
-        pytest.skip("no deployment to test: pass --deployment-env PATH (a .env or a SLURM job's job.env)")
+        pytest.fail("no deployment to test: pass --deployment-env PATH (a .env or a SLURM job's job.env)")
     if not Path(path).is_file():
         pytest.fail(f"--deployment-env {path}: no such file")
     return Deployment(_env_file=path)

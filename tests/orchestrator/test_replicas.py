@@ -41,8 +41,6 @@ class Replicated:
 @contextlib.contextmanager
 def replicated(api_key: str, factory: pytest.TempPathFactory, stt_slots: list[int], tts_slots: list[int]):
     """Start the replicas with these slot counts, and the orchestrator over them."""
-    pytest.importorskip("pocketsphinx")
-    pytest.importorskip("espeakng_loader")
     started: list[Restartable] = []
     try:
         for module, engine, slots in [("services.stt", "sphinx", n) for n in stt_slots] + [

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from tests.stt_client import FRAME, speechlike
 
 pytestmark = pytest.mark.moshi
 
-torch = pytest.importorskip("torch")
 
 #: Tensor methods that read device data on the host (each one waits for the device).
 HOST_READS = {"cpu", "numpy", "item", "tolist", "__bool__", "__int__", "__float__", "__index__"}

@@ -10,14 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile
+import torch
 
 from services.common.audio import FRAME_SIZE, SAMPLE_RATE, resample
 from services.stt.engines.base import pause_probabilities
 from tests.conftest import FIXTURES
 
 pytestmark = pytest.mark.moshi
-
-torch = pytest.importorskip("torch")
 
 
 def _onnx_session():

@@ -49,8 +49,6 @@ class Demo:
 def demo(tmp_path: Path) -> Iterator[Demo]:
     """The demo script, run from a copy of its layout with its own .env on free ports, in its
     own session, until it prints the URL."""
-    pytest.importorskip("pocketsphinx")
-    pytest.importorskip("espeakng_loader")
     (tmp_path / "scripts").mkdir()
     shutil.copy(ROOT / "scripts" / "cpu-demo.sh", tmp_path / "scripts")
     dotenv = {

@@ -86,7 +86,6 @@ def espeak_library():
 
 def espeak(text: str, voice: str) -> npt.NDArray[np.float32]:
     """`text` spoken by espeak-ng at 24 kHz, ending at its last sound."""
-    pytest.importorskip("espeakng_loader")
     library = espeak_library()
     pcm, _ = library.synthesize(text, voice)
     audio = resample(pcm.astype(np.float32) / 32768, library.sample_rate, SAMPLE_RATE)

@@ -120,7 +120,6 @@ def _feed(engine, pcm: np.ndarray, slot: int, reset: bool) -> list:
 
 
 def test_sphinx_utterance_without_hypothesis_gives_no_words(monkeypatch):
-    pytest.importorskip("pocketsphinx")
     from services.stt.engines import sphinx_engine
 
     real = sphinx_engine.Decoder
@@ -143,7 +142,6 @@ def test_sphinx_utterance_without_hypothesis_gives_no_words(monkeypatch):
 
 
 def test_sphinx_builds_no_decoder_inside_a_step(monkeypatch):
-    pytest.importorskip("pocketsphinx")
     from services.stt.engines import sphinx_engine
 
     engine = sphinx_engine.SphinxSttEngine(3)
