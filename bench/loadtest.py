@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import sys
 import time
@@ -110,12 +111,18 @@ async def one_turn(ws, audio: np.ndarray, speech_samples: int, results: Results)
     reader = asyncio.create_task(read())
     step = int(SAMPLE_RATE * CHUNK_S)
     started = time.monotonic()
-    for i, start in enumerate(range(0, len(audio), step)):
-        if start <= speech_samples < start + step:
-            marks["speech_end"] = time.monotonic()
-        await ws.send(pcm16_event(audio[start : start + step]))
-        await asyncio.sleep(max(0.0, started + (i + 1) * CHUNK_S - time.monotonic()))
-    await asyncio.wait_for(reader, 60)
+    try:
+        for i, start in enumerate(range(0, len(audio), step)):
+            if start <= speech_samples < start + step:
+                marks["speech_end"] = time.monotonic()
+            await ws.send(pcm16_event(audio[start : start + step]))
+            await asyncio.sleep(max(0.0, started + (i + 1) * CHUNK_S - time.monotonic()))
+        await asyncio.wait_for(reader, 60)
+    finally:
+        # A send that failed leaves the reader running: stop it, and let its own failure show.
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
     await asyncio.sleep(max(0.0, playing_until - time.monotonic()))  # hear the reply out
     if "first_word" in marks:
         results.samples["stt_first_word"].append((marks["first_word"] - started) * 1000)

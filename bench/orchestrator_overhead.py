@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import statistics
@@ -132,6 +133,8 @@ async def session(url: str, token: str, seconds: float, overheads: list[float]) 
             await asyncio.sleep(max(0.0, tick - time.monotonic()))
         await asyncio.sleep(0.5)
         read.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await read  # a reader that failed fails the run rather than shortening its sample
 
 
 def wait_ready(url: str) -> None:
@@ -215,6 +218,8 @@ async def run(
             print(f"| {n} | {len(overheads)} | {p50:.1f} | {p99:.1f} | {ok} | {cpu_ms:.2f} |", flush=True)
     finally:
         fakes.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fakes
 
 
 def main() -> None:

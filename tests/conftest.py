@@ -29,6 +29,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="env file (.env, or a SLURM job's job.env) of a running deployment for tests/deployment",
     )
+    parser.addoption(
+        "--deployment-ca",
+        default=None,
+        help="the deployment's orchestrator serves HTTPS/WSS with a certificate this PEM file trusts "
+        "(a SLURM job's tls/cert.pem, or your TLS_DIR/cert.pem)",
+    )
 
 
 DEPLOYMENT_SUITE = Path(__file__).parent / "deployment"

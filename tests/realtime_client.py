@@ -8,6 +8,7 @@ import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
+from ssl import SSLContext
 
 import numpy as np
 import soundfile
@@ -42,11 +43,17 @@ class RealtimeTestClient:
         self._arrived = asyncio.Event()
 
     @classmethod
-    async def connect(cls, url: str, token: str | None, *, extensions: bool = True) -> RealtimeTestClient:
-        """`extensions`: ask for this project's `unmute_slurm.*` events too, as the UI does."""
+    async def connect(
+        cls, url: str, token: str | None, *, extensions: bool = True, ssl: SSLContext | None = None
+    ) -> RealtimeTestClient:
+        """`extensions`: ask for this project's `unmute_slurm.*` events too, as the UI does;
+        `ssl`: what a wss:// server's certificate is checked with."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         query = "?extensions=unmute_slurm" if extensions else ""
-        ws = await websockets.connect(f"{url}/v1/realtime{query}", additional_headers=headers, max_size=None)
+        options = {"ssl": ssl} if ssl is not None else {}
+        ws = await websockets.connect(
+            f"{url}/v1/realtime{query}", additional_headers=headers, max_size=None, **options
+        )
         return cls(ws)
 
     async def _read(self) -> None:

@@ -55,13 +55,14 @@ def require_engine(*images: str) -> None:
 
 
 @contextmanager
-def readable_copy(hf_home: Path, prefix: str) -> Iterator[Path]:
-    """A copy of an HF cache under a world-readable temporary directory (pytest's are 0700),
-    for containers that run as a user other than the test's."""
+def readable_copy(source: Path, prefix: str) -> Iterator[Path]:
+    """A copy of a directory (an HF cache, a certificate and key) under a world-readable
+    temporary directory (pytest's are 0700), for containers that run as a user other than
+    the test's."""
     root = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         root.chmod(0o755)
-        shutil.copytree(hf_home, root / "hf", symlinks=True)
-        yield root / "hf"
+        shutil.copytree(source, root / source.name, symlinks=True)
+        yield root / source.name
     finally:
         shutil.rmtree(root)

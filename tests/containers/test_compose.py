@@ -51,10 +51,11 @@ pytestmark = [
 ]
 
 
-def settings(profile: str, hf_cache: Path | None) -> dict[str, object]:
+def settings(profile: str, hf_cache: Path | None, tls_dir: Path | None = None) -> dict[str, object]:
     """A user's `.env` for `profile`: fresh ports and secrets; gpu adds the moshi engines on
     the tiny checkpoints (CPU, batch 2) and the HF cache that holds them. cpu keeps compose's
-    named volume as its cache: the lite engines need no weights."""
+    named volume as its cache (the lite engines need no weights) and serves HTTPS with the
+    user's certificate and key from `tls_dir`, as .env.example says to."""
     common: dict[str, object] = {
         "STT_PORT": free_port(),
         "LLM_PORT": free_port(),
@@ -67,7 +68,13 @@ def settings(profile: str, hf_cache: Path | None) -> dict[str, object]:
         "LOG_FORMAT": "json",
     }
     if profile == "cpu":
-        return common
+        if tls_dir is None:
+            return common
+        return common | {
+            "TLS_DIR": tls_dir,
+            "ORCHESTRATOR_TLS_CERT_FILE": "/run/unmute-tls/cert.pem",
+            "ORCHESTRATOR_TLS_KEY_FILE": "/run/unmute-tls/key.pem",
+        }
     return common | {
         "HF_CACHE_DIR": hf_cache,
         "STT_MODEL": STT_REPO,
@@ -104,6 +111,8 @@ class Project:
     name: str
     profile: str
     env_file: Path
+    #: The orchestrator serves HTTPS/WSS with this certificate (the user's TLS_DIR/cert.pem).
+    tls_cert: Path | None = None
 
     def compose(
         self, *args: str, timeout: float = 120, check: bool = True
@@ -194,11 +203,17 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     so pytest takes the gpu stack down before it starts the cpu one."""
     profile = request.param
     hf_cache = request.getfixturevalue("hf_cache") if profile == "gpu" else None
+    tls_dir = request.getfixturevalue("tls_dir") if profile == "cpu" else None
     env_file = write_env_file(
-        tmp_path_factory.mktemp(f"compose-{profile}") / ".env", settings(profile, hf_cache)
+        tmp_path_factory.mktemp(f"compose-{profile}") / ".env", settings(profile, hf_cache, tls_dir)
     )
     remove_leftovers()
-    project = Project(f"{PROJECT_PREFIX}{profile}-{secrets.token_hex(4)}", profile, env_file)
+    project = Project(
+        f"{PROJECT_PREFIX}{profile}-{secrets.token_hex(4)}",
+        profile,
+        env_file,
+        tls_cert=tls_dir / "cert.pem" if tls_dir else None,
+    )
     try:
         project.up()
         yield project
@@ -292,7 +307,8 @@ def test_every_service_is_healthy(stack: Project) -> None:
 
 
 def test_deployment_suite_passes(stack: Project) -> None:
-    run_deployment_suite(stack.env_file)
+    """The cpu profile's orchestrator is checked over HTTPS/WSS with the user's certificate."""
+    run_deployment_suite(stack.env_file, stack.tls_cert)
 
 
 def test_down_leaves_nothing_of_the_project(stack: Project) -> None:

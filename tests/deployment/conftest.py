@@ -4,6 +4,7 @@ needs services someone started."""
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,8 @@ class Deployment(BaseSettings):
     orchestrator_port: int = Field(3004, validation_alias="ORCHESTRATOR_PORT")
     service_api_key: SecretStr = Field(validation_alias="SERVICE_API_KEY")
     access_token: SecretStr | None = Field(None, validation_alias="ACCESS_TOKEN")
+    #: The orchestrator serves HTTPS/WSS with a certificate this file trusts (--deployment-ca).
+    orchestrator_ca: Path | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -46,6 +49,23 @@ class Deployment(BaseSettings):
     def ws(self, port: int) -> str:
         return f"ws://{self.host}:{port}"
 
+    @property
+    def orchestrator_tls(self) -> ssl.SSLContext | None:
+        """What the orchestrator's certificate is checked with, when it serves TLS."""
+        if self.orchestrator_ca is None:
+            return None
+        return ssl.create_default_context(cafile=str(self.orchestrator_ca))
+
+    @property
+    def orchestrator_http(self) -> str:
+        scheme = "https" if self.orchestrator_ca else "http"
+        return f"{scheme}://{self.host}:{self.orchestrator_port}"
+
+    @property
+    def orchestrator_ws(self) -> str:
+        scheme = "wss" if self.orchestrator_ca else "ws"
+        return f"{scheme}://{self.host}:{self.orchestrator_port}"
+
 
 @pytest.fixture(scope="session")
 def deployment(request: pytest.FixtureRequest) -> Deployment:
@@ -54,4 +74,7 @@ def deployment(request: pytest.FixtureRequest) -> Deployment:
         pytest.fail("no deployment to test: pass --deployment-env PATH (a .env or a SLURM job's job.env)")
     if not Path(path).is_file():
         pytest.fail(f"--deployment-env {path}: no such file")
-    return Deployment(_env_file=path)
+    ca = request.config.getoption("deployment_ca")
+    if ca is not None and not Path(ca).is_file():
+        pytest.fail(f"--deployment-ca {ca}: no such file")
+    return Deployment(_env_file=path, orchestrator_ca=ca)

@@ -9,8 +9,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_deployment_suite(env_file: Path) -> None:
-    """tests/deployment against the deployment `env_file` describes, in its own pytest run."""
+def run_deployment_suite(env_file: Path, ca: Path | None = None) -> None:
+    """tests/deployment against the deployment `env_file` describes, in its own pytest run;
+    `ca`: its orchestrator serves HTTPS/WSS with a certificate this file trusts."""
     result = subprocess.run(
         [
             sys.executable,
@@ -19,6 +20,7 @@ def run_deployment_suite(env_file: Path) -> None:
             "tests/deployment",
             "--deployment-env",
             str(env_file),
+            *(["--deployment-ca", str(ca)] if ca else []),
             "-p",
             "no:cacheprovider",
             "-q",

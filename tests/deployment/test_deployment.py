@@ -2,7 +2,7 @@
 user's own stack. It only talks to the public surfaces (moshi-server's protocol on STT and
 TTS, OpenAI Realtime on the orchestrator) and assumes nothing about the engines or the LLM.
 
-    python -m pytest tests/deployment --deployment-env .env
+    python -m pytest tests/deployment --deployment-env .env [--deployment-ca TLS_DIR/cert.pem]
 """
 
 from __future__ import annotations
@@ -18,17 +18,21 @@ from tests.realtime_client import RealtimeTestClient, append_event, speech
 
 @pytest.mark.parametrize("service", ["stt", "tts", "orchestrator"])
 def test_service_reports_ready(deployment: Deployment, service: str) -> None:
-    port = getattr(deployment, f"{service}_port")
-    ready = httpx.get(f"{deployment.http(port)}/ready", timeout=10)
+    if service == "orchestrator":
+        base, verify = deployment.orchestrator_http, deployment.orchestrator_tls or True
+    else:
+        base, verify = deployment.http(getattr(deployment, f"{service}_port")), True
+    ready = httpx.get(f"{base}/ready", timeout=10, verify=verify)
     assert ready.status_code == 200, ready.text
     assert ready.json()["status"] == "ready" and ready.json()["service"] == service
 
 
 def test_orchestrator_sees_every_backend_ready(deployment: Deployment) -> None:
     status = httpx.get(
-        f"{deployment.http(deployment.orchestrator_port)}/api/status",
+        f"{deployment.orchestrator_http}/api/status",
         headers={"Authorization": f"Bearer {deployment.token}"} if deployment.token else {},
         timeout=10,
+        verify=deployment.orchestrator_tls or True,
     )
     assert status.status_code == 200, status.text
     assert {name: part["ready"] for name, part in status.json()["backends"].items()} == {
@@ -55,7 +59,7 @@ async def test_orchestrator_refuses_a_missing_or_wrong_token(deployment: Deploym
     if deployment.access_token is None:
         pytest.fail("ACCESS_TOKEN is empty: this orchestrator lets anyone who reaches its port talk to it")
     with pytest.raises(websockets.InvalidStatus) as refused:
-        await RealtimeTestClient.connect(deployment.ws(deployment.orchestrator_port), token)
+        await RealtimeTestClient.connect(deployment.orchestrator_ws, token, ssl=deployment.orchestrator_tls)
     assert refused.value.response.status_code == 401
 
 
@@ -88,7 +92,9 @@ async def test_tts_round_trip(deployment: Deployment) -> None:
 
 async def test_realtime_spoken_turn(deployment: Deployment) -> None:
     """A spoken phrase, committed by the client: transcript, reply text and reply audio."""
-    client = await RealtimeTestClient.connect(deployment.ws(deployment.orchestrator_port), deployment.token)
+    client = await RealtimeTestClient.connect(
+        deployment.orchestrator_ws, deployment.token, ssl=deployment.orchestrator_tls
+    )
     try:
         await client.send(
             {"type": "session.update", "session": {"audio": {"input": {"turn_detection": None}}}}

@@ -86,6 +86,11 @@ class Job:
         self.env_file = env_file
         self.id = ""
 
+    def add_settings(self, **settings: str) -> None:
+        """More lines in the job's settings file (the user's .env), before it is submitted."""
+        with self.env_file.open("a") as out:
+            out.writelines(f"{k}={v}\n" for k, v in settings.items())
+
     def sibling(self, workdir: Path) -> Job:
         """Another job from this one's settings file (the same .env, so the same ports asked for)."""
         other = Job(self.cluster, workdir)

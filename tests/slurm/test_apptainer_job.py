@@ -118,15 +118,18 @@ def assert_nothing_left(node: Node, job: Job) -> None:
     assert job.ports_in_use() == [], job.text()
 
 
-def test_apptainer_job_passes_the_deployment_suite_then_scancel_stops_every_instance(
+def test_apptainer_job_passes_the_deployment_suite_over_https_then_scancel_stops_every_instance(
     node: Node, job: Job
 ) -> None:
+    """The orchestrator's certificate is made by the orchestrator SIF's python for this job,
+    and the suite's orchestrator checks go over HTTPS/WSS trusting only that certificate."""
+    job.add_settings(ORCHESTRATOR_TLS="self-signed")
     job.submit(READY_TIMEOUT_S="300")
     try:
-        url = job.wait_output(r"open  http://localhost:(\d+)/\?token=(\S+)", 600)
+        url = job.wait_output(r"\n  https://localhost:(\d+)/\?token=(\S+)", 600)
         assert url.group(1) == str(job.ports["ORCHESTRATOR_PORT"])
         assert sorted(node.instances(job)) == instance_names(job)
-        run_deployment_suite(job.env)
+        run_deployment_suite(job.env, ca=job.job_dir / "tls" / "cert.pem")
     finally:
         job.cancel()
     assert job.wait_end() == "CANCELLED"
