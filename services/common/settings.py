@@ -43,7 +43,10 @@ class ServiceSettings(BaseSettings):
         400.0,
         gt=0,
         validation_alias=AliasChoices("MAX_MESSAGES_PER_SECOND", "max_messages_per_second"),
-        description="Per-connection message rate; faster senders are slowed down, nothing is dropped.",
+        description=(
+            "Per-connection rate of messages whose cost no other limit bounds (control, invalid, tiny "
+            "audio); a connection that keeps sending faster is closed with 1008. Reads never wait on it."
+        ),
     )
 
     def required_api_key(self) -> SecretStr:
