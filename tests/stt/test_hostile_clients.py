@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import time
 
-import httpx
 import msgpack
 import numpy as np
 import psutil
@@ -17,6 +16,7 @@ import websockets
 
 from services.common.audio import SAMPLE_RATE, resample
 from tests.servers import start_service
+from tests.step_failure import assert_fails_loudly
 from tests.stt.faulty_stt import TRIGGER
 from tests.stt.test_sphinx import EXPECTED, PHRASE
 from tests.stt_client import FRAME, audio_msg, connect, marker_msg, speechlike, transcribe_stream
@@ -180,30 +180,8 @@ async def test_a_failing_step_ends_every_stream_turns_ready_503_and_exits_non_ze
                 assert (await _recv(ws))["type"] == "Ready"
             await bystander.send(audio_msg(speechlike(0.5)))
             assert (await _recv(bystander))["type"] == "Step"
-            readiness: list[tuple[int, dict]] = []
 
-            async def poll_ready() -> None:
-                async with httpx.AsyncClient(base_url=service.http, timeout=2) as http:
-                    with contextlib.suppress(httpx.HTTPError):
-                        while True:
-                            response = await http.get("/ready")
-                            readiness.append((response.status_code, response.json()))
-                            await asyncio.sleep(0.02)
+            async def trigger() -> None:
+                await culprit.send(audio_msg(np.full(FRAME, TRIGGER, np.float32)))
 
-            poller = asyncio.create_task(poll_ready())
-            await culprit.send(audio_msg(np.full(FRAME, TRIGGER, np.float32)))
-            for ws in (bystander, culprit):
-                messages = []
-                with contextlib.suppress(websockets.ConnectionClosed):
-                    while True:
-                        messages.append(await _recv(ws))
-                errors = [m for m in messages if m["type"] == "Error"]
-                assert errors and "internal error in the stt engine" in errors[0]["message"], messages
-        assert await asyncio.to_thread(service.process.wait, 30) != 0
-        poller.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await poller
-    failed = [body for status, body in readiness if status == 503]
-    assert failed and "step error: RuntimeError: simulated device fault" in failed[0]["reason"]
-    log = service.log_text()
-    assert "simulated device fault" in log and "Traceback" in log
+            await assert_fails_loudly(service, [bystander, culprit], "stt", trigger)

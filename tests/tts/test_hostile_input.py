@@ -12,6 +12,9 @@ import msgpack
 import pytest
 import websockets
 
+from tests.servers import start_service
+from tests.step_failure import assert_fails_loudly
+from tests.tts.faulty_tts import TRIGGER
 from tests.tts_client import EOS, TtsRun, connect, read_all, speak, text_msg
 
 pytestmark = pytest.mark.lite
@@ -200,3 +203,20 @@ async def test_kyutai_tts_script_sends_a_long_text_word_by_word_at_once(espeak_t
     run = await speak(espeak_tts.ws, espeak_tts.api_key, LONG_TEXT)
     assert run.close_code == 1000 and run.of("Error") == []
     assert [w for w, _, _ in run.words] == words
+
+
+async def test_a_failing_step_ends_every_stream_turns_ready_503_and_exits_non_zero(api_key, tmp_path):
+    """The step loop the STT uses (services/common/steploop.py), on the TTS: a step that raises
+    as a whole, not in one stream, takes every stream and the service down, loudly."""
+    with start_service("tests.tts.faulty_tts", ["--batch-size", "3"], api_key, tmp_path) as service:
+        async with connect(service.ws, api_key) as bystander, connect(service.ws, api_key) as culprit:
+            for ws in (bystander, culprit):
+                assert msgpack.unpackb(await ws.recv())["type"] == "Ready"
+            await bystander.send(text_msg("Hello there, this sentence keeps the bystander speaking."))
+            while msgpack.unpackb(await asyncio.wait_for(bystander.recv(), 30))["type"] != "Audio":
+                pass
+
+            async def trigger() -> None:
+                await culprit.send(text_msg(f"{TRIGGER} "))
+
+            await assert_fails_loudly(service, [bystander, culprit], "tts", trigger)
