@@ -10,7 +10,7 @@ import math
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,7 +64,9 @@ class HealthyReport:
 @contextlib.contextmanager
 def healthy(kind: str, url: str, key: str, workdir: Path) -> Iterator[list[HealthyReport]]:
     """Run `tests.fuzz.healthy` beside the block; the measured window is the block itself,
-    entered once the stream flows. The report is appended to the yielded list on exit."""
+    entered once the stream flows, and held open until the stream has made progress in it (a
+    block shorter than one healthy Realtime turn would otherwise check nothing). The report is
+    appended to the yielded list on exit."""
     journal = workdir / f"healthy-{kind}-{time.monotonic_ns()}.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.fuzz.healthy", kind, url, key, str(journal)],
@@ -80,6 +82,9 @@ def healthy(kind: str, url: str, key: str, workdir: Path) -> Iterator[list[Healt
             time.sleep(0.1)
         start = time.monotonic()
         yield out
+        deadline = time.monotonic() + 60
+        while not _beats_since(journal, start) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
         end = time.monotonic()
     finally:
         assert proc.stdin is not None
@@ -94,6 +99,13 @@ def healthy(kind: str, url: str, key: str, workdir: Path) -> Iterator[list[Healt
 
 def _read(path: Path) -> str:
     return path.read_text() if path.exists() else ""
+
+
+def _beats_since(path: Path, start: float) -> bool:
+    return any(
+        line.startswith("beat ") and float(line.split(" ", 2)[1]) >= start
+        for line in _read(path).splitlines()
+    )
 
 
 def _count(path: Path, kind: str) -> int:
@@ -212,7 +224,7 @@ async def churn_round(one: ChurnClient, round_no: int, *, clients: int, modes: i
 
 
 def churn(
-    service: ServiceProcess,
+    services: Sequence[ServiceProcess],
     one: ChurnClient,
     *,
     clients: int,
@@ -224,21 +236,25 @@ def churn(
 ) -> list[str]:
     """A warm-up round, then three rounds of churn beside the healthy client (`watched`).
 
-    The RSS baseline is taken after the warm-up (allocator, decoders and caches settle in
-    it, once `settled` says the slots are back), and must not grow over 10 %; `after` checks
-    what the rounds left.
+    Each of `services` (the one churned, and the ones behind it) has its RSS baseline taken
+    after the warm-up (allocator, decoders and caches settle in it, once `settled` says the
+    slots are back), and must not grow over 10 %; `after` checks what the rounds left.
     """
     rounds = {"clients": clients, "modes": modes, "each": each}
     findings = asyncio.run(churn_round(one, 0, **rounds))
     findings += settled()
-    baseline = rss(service)
+    baselines = [rss(service) for service in services]
     with watched() as reports:
         for round_no in range(1, 4):
             findings += asyncio.run(churn_round(one, round_no, **rounds))
     findings += after(reports)
-    grown = rss(service)
-    if grown > baseline * 1.10:
-        findings.append(f"RSS grew from {baseline / 1e6:.0f} MB to {grown / 1e6:.0f} MB over the churn")
+    for service, baseline in zip(services, baselines, strict=True):
+        grown = rss(service)
+        if grown > baseline * 1.10:
+            findings.append(
+                f"RSS of the service on port {service.port} grew from {baseline / 1e6:.0f} MB "
+                f"to {grown / 1e6:.0f} MB over the churn"
+            )
     return findings
 
 

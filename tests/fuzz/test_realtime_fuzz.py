@@ -251,7 +251,7 @@ async def churn_one(stack, mode: int, seed: int) -> list[str]:
 def test_connect_close_churn_leaves_no_session_slot_or_memory(stack, tmp_path):
     logs = watch_logs(stack)
     findings = churn(
-        stack.orchestrator,
+        [stack.orchestrator, stack.stt, stack.tts],
         lambda mode, seed: churn_one(stack, mode, seed),
         clients=10,
         modes=5,
@@ -275,10 +275,13 @@ HTTP_CASES = st.tuples(
 )
 
 
-def test_http_routes_never_answer_5xx(stack):
+def test_http_routes_never_answer_5xx_and_the_neighbour_keeps_talking(stack, tmp_path):
     logs = watch_logs(stack)
     findings: list[str] = []
-    with httpx.Client(base_url=stack.orchestrator.http, timeout=30, follow_redirects=False) as client:
+    with (
+        healthy("realtime", stack.orchestrator.ws, stack.token, tmp_path) as reports,
+        httpx.Client(base_url=stack.orchestrator.http, timeout=30, follow_redirects=False) as client,
+    ):
 
         @fuzz(150)
         @given(HTTP_CASES)
@@ -297,5 +300,5 @@ def test_http_routes_never_answer_5xx(stack):
                 findings.append(f"{method} {url[:100]} ({auth}): {answer}")
 
         one()
-    findings += [*(p for log in logs for p in log.problems()), *leftovers(stack), *alive(stack.orchestrator)]
+    findings += check_after(stack, logs, reports)
     assert not findings, "\n".join(findings)

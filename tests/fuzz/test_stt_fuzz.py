@@ -249,7 +249,7 @@ async def churn_one(url: str, key: str, port: int, mode: int, seed: int) -> list
 def test_connect_close_churn_frees_every_slot_and_memory(stt, tmp_path):
     log = LogWatch(stt)
     findings = churn(
-        stt,
+        [stt],
         lambda mode, seed: churn_one(stt.ws, stt.api_key, stt.port, mode, seed),
         clients=8,
         modes=6,
@@ -299,10 +299,13 @@ HTTP_CASES = st.one_of(
 )
 
 
-def test_http_routes_never_answer_5xx(stt):
+def test_http_routes_never_answer_5xx_and_the_neighbour_keeps_stepping(stt, tmp_path):
     log = LogWatch(stt)
     findings: list[str] = []
-    with httpx.Client(base_url=stt.http, timeout=30) as client:
+    with (
+        healthy("stt", stt.ws, stt.api_key, tmp_path) as reports,
+        httpx.Client(base_url=stt.http, timeout=30) as client,
+    ):
         ok = client.post("/v1/transcribe", content=good_wav(), headers={"kyutai-api-key": stt.api_key})
         assert ok.status_code == 200, ok.text
 
@@ -318,5 +321,5 @@ def test_http_routes_never_answer_5xx(stt):
                 )
 
         one()
-    findings += [*log.problems(), *settle([(stt, "asr_open_channels")]), *alive(stt)]
+    findings += check_after(stt, log, reports)
     assert not findings, "\n".join(findings)

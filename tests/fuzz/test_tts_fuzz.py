@@ -244,7 +244,7 @@ async def churn_one(tts, mode: int, seed: int) -> list[str]:
 def test_connect_close_churn_frees_every_slot_and_memory(tts, tmp_path):
     log = LogWatch(tts)
     findings = churn(
-        tts,
+        [tts],
         lambda mode, seed: churn_one(tts, mode, seed),
         clients=8,
         modes=6,
@@ -285,10 +285,13 @@ HTTP_CASES = st.one_of(
 )
 
 
-def test_http_routes_never_answer_5xx(tts):
+def test_http_routes_never_answer_5xx_and_the_neighbour_keeps_speaking(tts, tmp_path):
     log = LogWatch(tts)
     findings: list[str] = []
-    with httpx.Client(base_url=tts.http, timeout=60) as client:
+    with (
+        healthy("tts", tts.ws, tts.api_key, tmp_path) as reports,
+        httpx.Client(base_url=tts.http, timeout=60) as client,
+    ):
 
         @fuzz(150)
         @given(HTTP_CASES, st.booleans())
@@ -301,5 +304,5 @@ def test_http_routes_never_answer_5xx(tts):
                 findings.append(f"{method} {path} body {body[:80]!r}: {answer}")
 
         one()
-    findings += [*log.problems(), *settle([(tts, "py_open_channels")]), *alive(tts)]
+    findings += check_after(tts, log, reports)
     assert not findings, "\n".join(findings)
