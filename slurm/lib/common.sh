@@ -5,6 +5,13 @@
 log() { printf '%s unmute[%s]: %s\n' "$(date +%H:%M:%S)" "$JOB_ID" "$*"; }
 die() { log "ERROR: $*" >&2; exit 1; }
 
+keep_stopping() {  # in a stop path: a second TERM or INT (scancel again, the time limit, srun
+  # passing on a TERM the step also got from SLURM) must not kill the clean-up halfway and
+  # leave instances running; SLURM's KILL after KillWait remains the hard stop
+  trap - EXIT
+  trap 'log "another stop signal: still stopping"' TERM INT
+}
+
 python_bin() {
   if [[ $RUNTIME == host ]]; then printf '%s' "$UNMUTE_DIR/.venv/bin/python"; else command -v python3; fi
 }
