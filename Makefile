@@ -91,8 +91,9 @@ test: install-dev clients turn-model lint slurm chromium images ## what CI runs:
 	$(PY) -m pytest
 
 ENV_FILE ?= .env
-integration: ## the deployment suite against running services described by ENV_FILE (default .env)
-	$(PY) -m pytest tests/deployment --deployment-env $(ENV_FILE)
+TLS_CERT ?=
+integration: ## the deployment suite against running services described by ENV_FILE (default .env); TLS_CERT: an HTTPS orchestrator's certificate
+	$(PY) -m pytest tests/deployment --deployment-env $(ENV_FILE) $(if $(TLS_CERT),--deployment-ca $(TLS_CERT))
 
 bench: ## STT batching and TTS latency benchmarks on the tiny models and lite engines (Markdown tables)
 	$(PY) bench/stt_batching.py
