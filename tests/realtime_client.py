@@ -50,7 +50,7 @@ class RealtimeTestClient:
         `ssl`: what a wss:// server's certificate is checked with."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         query = "?extensions=unmute_slurm" if extensions else ""
-        options = {"ssl": ssl} if ssl is not None else {}
+        options = {"ssl": ssl} if ssl is not None else {}  # ssl=None refuses wss:// outright
         ws = await websockets.connect(
             f"{url}/v1/realtime{query}", additional_headers=headers, max_size=None, **options
         )
