@@ -57,6 +57,11 @@ class Deployment(BaseSettings):
         return ssl.create_default_context(cafile=str(self.orchestrator_ca))
 
     @property
+    def orchestrator_verify(self) -> ssl.SSLContext | bool:
+        """httpx's `verify` for the orchestrator: its certificate's context, or the default."""
+        return self.orchestrator_tls or True
+
+    @property
     def orchestrator_http(self) -> str:
         scheme = "https" if self.orchestrator_ca else "http"
         return f"{scheme}://{self.host}:{self.orchestrator_port}"

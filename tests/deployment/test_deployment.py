@@ -19,7 +19,7 @@ from tests.realtime_client import RealtimeTestClient, append_event, speech
 @pytest.mark.parametrize("service", ["stt", "tts", "orchestrator"])
 def test_service_reports_ready(deployment: Deployment, service: str) -> None:
     if service == "orchestrator":
-        base, verify = deployment.orchestrator_http, deployment.orchestrator_tls or True
+        base, verify = deployment.orchestrator_http, deployment.orchestrator_verify
     else:
         base, verify = deployment.http(getattr(deployment, f"{service}_port")), True
     ready = httpx.get(f"{base}/ready", timeout=10, verify=verify)
@@ -32,7 +32,7 @@ def test_orchestrator_sees_every_backend_ready(deployment: Deployment) -> None:
         f"{deployment.orchestrator_http}/api/status",
         headers={"Authorization": f"Bearer {deployment.token}"} if deployment.token else {},
         timeout=10,
-        verify=deployment.orchestrator_tls or True,
+        verify=deployment.orchestrator_verify,
     )
     assert status.status_code == 200, status.text
     assert {name: part["ready"] for name, part in status.json()["backends"].items()} == {

@@ -55,3 +55,21 @@ def test_a_second_term_during_the_clean_up_is_logged_and_the_clean_up_finishes(t
         proc.kill()
     text = out.read_text()
     assert "another stop signal: still stopping" in text and "all services stopped" in text, text
+
+
+def _function_body(script: Path, name: str) -> list[str]:
+    lines = script.read_text().splitlines()
+    start = lines.index(f"{name}() {{")
+    end = lines.index("}", start)
+    body = (line.strip() for line in lines[start + 1 : end])
+    return [line for line in body if line and not line.startswith("#")]
+
+
+def test_the_job_and_the_node_step_keep_stopping_before_anything_else():
+    """The test above checks the mechanism; this holds the two real stop paths to it, right after
+    they save the exit status (so no clean-up command runs with TERM at its default)."""
+    stop_paths = ((ROOT / "slurm/instances.sbatch", "cleanup"), (ROOT / "slurm/node-services", "stop"))
+    for script, name in stop_paths:
+        body = _function_body(script, name)
+        assert body[:2] == ["local status=$?", "keep_stopping"], (script.name, body[:3])
+        assert not any(line.startswith("trap -") and "TERM" in line for line in body), script.name
