@@ -69,7 +69,7 @@ main() {
   [[ -n $token ]] || token=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')
 
   # The lite engines' own sizes, whatever .env sets for the GPU models: pocketsphinx keeps
-  # up with about 4 speakers on 2 cores (README, Performance).
+  # up with about 4 speakers on 2 cores (docs/performance.md).
   start stt -m services.stt --engine sphinx --batch-size 8
   wait_ready stt "$stt_port" "${pids[-1]}"
   start tts -m services.tts --engine espeak --batch-size 4

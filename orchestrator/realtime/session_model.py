@@ -13,7 +13,7 @@ from orchestrator.pipeline.events import new_id
 class TurnDetection(BaseModel):
     """Server-side turn detection; `None` in `session.update` means manual commits.
 
-    `preemptive` and `interrupt_speech_ms` are this project's additions (see README, Turns).
+    `preemptive` and `interrupt_speech_ms` are this project's additions (see docs/orchestrator.md, Turns).
     """
 
     model_config = ConfigDict(extra="allow")

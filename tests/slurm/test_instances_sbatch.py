@@ -53,7 +53,7 @@ def test_job_passes_the_deployment_suite_then_scancel_stops_everything(tmp_path)
         assert tunnel.group(1) == tunnel.group(3) == str(port)
         assert stat.S_IMODE(job.output.stat().st_mode) == 0o600  # the token is in there
         assert f"ACCESS_TOKEN={token}\n" in job.env.read_text()  # the printed URL opens this job
-        # The suite a user runs against their own job (README), against this one.
+        # The suite a user runs against their own job (docs/testing.md), against this one.
         run_deployment_suite(job.env)
         assert job.leftovers(), "the services run inside the job directory"
     finally:

@@ -72,7 +72,7 @@ ALLOWED_EXTRAS = {
     ("session.created", "session.object"),
     ("session.updated", "session.id"),
     ("session.updated", "session.object"),
-    # this project's turn-taking settings (README, Turns)
+    # this project's turn-taking settings (docs/orchestrator.md, Turns)
     *(
         (kind, f"session.audio.input.turn_detection.{name}")
         for kind in ("session.created", "session.updated")
