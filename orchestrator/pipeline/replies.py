@@ -1,5 +1,6 @@
 """The assistant's side of a session: one reply at a time, and the recent ones kept for
-`conversation.item.truncate`. Starting a reply interrupts the one still speaking."""
+`conversation.item.truncate`. Starting a reply interrupts the one still speaking; each
+reply is watched until its audio has played out."""
 
 from __future__ import annotations
 
@@ -59,13 +60,14 @@ class Replies:
         """Begin `run` now (released if it was held); it reads the history once `after` are done."""
         if self.speaking():
             assert self.current is not None
-            interrupt = self._spawn(self.current.interrupt(flush=True), "interrupt")
+            interrupt = self._spawn(self.current.interrupt(), "interrupt")
             after = [*after, *([interrupt] if interrupt is not None else [])]
         if run.held_for is None:
             run.begin(previous_item)
             run.task = self._spawn(run.run(after), run.id)
         else:
             run.release(previous_item)
+        self._spawn(run.watch_playback(), f"{run.id}-playback")
         self.current = run
         self._recent[run.item_id] = run
         while len(self._recent) > KEPT_RESPONSES:
@@ -83,10 +85,10 @@ class Replies:
     def barge_in(self) -> None:
         """The user talks over the assistant: stop the reply and flush the client's playback."""
         if self.current is not None and self.speaking():
-            self._spawn(self.current.interrupt(flush=True), "interrupt")
+            self._spawn(self.current.interrupt(), "interrupt")
 
     async def cancel(self, response_id: str | None, client_event_id: str | None) -> None:
-        """`response.cancel`: stop the reply (no flush: the client asked and stops its playback)."""
+        """`response.cancel`: stop the reply; its playback is over too (output_audio_buffer.cleared)."""
         run = self.current
         if run is None or not run.generating() or response_id not in (None, run.id):
             what = f"response {response_id!r} is" if response_id else "no response is"
@@ -94,15 +96,20 @@ class Replies:
             self._emit(Problem(code, f"{what} in progress", "invalid_request_error", client_event_id))
             return
         run.cancel_reason = "client_cancelled"
-        await run.interrupt(flush=False)
+        await run.interrupt()
 
     def truncate(self, item_id: str, audio_end_ms: int, client_event_id: str | None) -> None:
         """Keep in the history only the words of `item_id` whose audio had started by `audio_end_ms`."""
         run = self._recent.get(item_id)
-        if run is None:
+        if run is None or not run.output.has_message:
             what = f"no assistant item {item_id!r}"
             self._emit(Problem("item_not_found", what, "invalid_request_error", client_event_id, "item_id"))
             return
-        heard = run.heard_text(audio_end_ms)
-        self._history.fill(item_id, heard)
+        if run.text_only:
+            what = f"item {item_id!r} is text, with no audio to truncate"
+            self._emit(Problem("invalid_value", what, "invalid_request_error", client_event_id, "item_id"))
+            return
+        heard = run.playback.heard_text(audio_end_ms)
+        run.output.message.text = heard
+        self._history.fill(item_id, heard, None)
         self._emit(ItemTruncated(item_id, audio_end_ms, heard))

@@ -95,7 +95,8 @@ async def test_access_token_is_required(lite_stack):
 
 BAD_EVENTS = [
     ("not json {", None, "invalid_json"),
-    (json.dumps({"type": "conversation.item.create", "event_id": "e1"}), "e1", "unknown_event"),
+    (json.dumps({"type": "transcription_session.update", "event_id": "e1"}), "e1", "unknown_event"),
+    (json.dumps({"type": "conversation.item.create", "event_id": "e1b"}), "e1b", "invalid_value"),
     (
         json.dumps({"type": "input_audio_buffer.append", "audio": "***", "event_id": "e2"}),
         "e2",

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 import numpy as np
 
 from orchestrator.clients.errors import BackendUnavailable
+from orchestrator.clients.llm_request import ChatMessage, LlmDelta, LlmRequest, ToolCallDelta
 from orchestrator.pipeline.session import VoiceSession
 from services.common.audio import FRAME_SIZE, SAMPLE_RATE
 from services.common.protocol import AudioOut, MarkerOut, Step, TextOut, WireMessage, Word
@@ -103,25 +104,41 @@ class FakeTts:
 
 
 class FakeLlm:
-    """Streams `reply` word by word; with `gate` set up, each token after the first waits for it."""
+    """Streams `reply` word by word, then `calls` (name, arguments) as tool-call pieces, the
+    arguments in `ARGUMENT_PIECES` pieces; with `gate` set up, each delta after the first
+    waits for it."""
 
-    def __init__(self, reply: str = "Hello there, how can I help?") -> None:
+    ARGUMENT_PIECES = 3
+
+    def __init__(self, reply: str = "Hello there, how can I help?", calls: list[tuple[str, str]] | None = None):
         self.reply = reply
-        self.requests: list[list[dict[str, str]]] = []
+        self.calls = calls or []
+        self.requests: list[list[ChatMessage]] = []
+        self.llm_requests: list[LlmRequest] = []
         self.gate: asyncio.Event | None = None
         self.first_token_sent = asyncio.Event()
         self.fault: Exception | None = None
 
-    async def stream(self, messages: list[dict[str, str]], max_tokens: int | None) -> AsyncIterator[str]:
-        self.requests.append(messages)
-        for n, word in enumerate(self.reply.split()):
+    def _deltas(self) -> list[LlmDelta]:
+        # A whole word at once: the TTS gets it without waiting for the next.
+        out: list[LlmDelta] = [word + " " for word in self.reply.split()]
+        for index, (name, arguments) in enumerate(self.calls):
+            out.append(ToolCallDelta(index, f"call_{index}", name))
+            size = -(-len(arguments) // self.ARGUMENT_PIECES)
+            out += [ToolCallDelta(index, arguments=arguments[i : i + size]) for i in range(0, len(arguments), size)]
+        return out
+
+    async def stream(self, request: LlmRequest) -> AsyncIterator[LlmDelta]:
+        self.requests.append(request.messages)
+        self.llm_requests.append(request)
+        for n, delta in enumerate(self._deltas()):
             if n == 1:
                 self.first_token_sent.set()
                 if self.fault is not None:
                     raise self.fault
             if n >= 1 and self.gate is not None:
                 await self.gate.wait()
-            yield word + " "  # a whole word at once: the TTS gets it without waiting for the next
+            yield delta
         self.first_token_sent.set()
 
 
