@@ -14,7 +14,8 @@ class Playback:
     """The audio a reply has sent, the TTS's word times, and whether the client dropped it."""
 
     def __init__(self) -> None:
-        self.start: float | None = None  # when the first frame went out (monotonic s)
+        self.start: float | None = None  # when the client starts playing it (monotonic s)
+        self.not_before = 0.0  # the client plays it after audio it still has (monotonic s)
         self.audio_ms = 0.0  # how much audio was sent (all of it plays, unless cut)
         self.words: list[tuple[str, float, float]] = []  # the TTS's word times (s)
         self.cleared = False  # the client dropped what was left (barge-in or cancel)
@@ -25,7 +26,7 @@ class Playback:
         """A frame of `samples` went out; True for the first."""
         first = self.start is None
         if first:
-            self.start = TurnLatency.now()
+            self.start = max(TurnLatency.now(), self.not_before)
         self.audio_ms += samples * 1000 / SAMPLE_RATE
         return first
 
@@ -33,7 +34,13 @@ class Playback:
         """Where the client's playback should be."""
         if self.start is None:
             return 0.0
-        return min(self.audio_ms, (TurnLatency.now() - self.start) * 1000)
+        return min(self.audio_ms, max(0.0, (TurnLatency.now() - self.start) * 1000))
+
+    def end(self) -> float:
+        """When the client will have played all of it, as things stand (monotonic s)."""
+        if self.start is None:
+            return max(TurnLatency.now(), self.not_before)
+        return self.start + self.audio_ms / 1000
 
     def playing(self) -> bool:
         return self.start is not None and self.played_ms() < self.audio_ms
@@ -53,9 +60,9 @@ class Playback:
 
     async def until_played(self) -> bool:
         """Once no more audio comes: wait until all of it has played; False if it was cut first."""
-        left_ms = self.audio_ms - self.played_ms()
-        if left_ms > 0:
+        left_s = self.end() - TurnLatency.now()
+        if left_s > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._cut.wait(), left_ms / 1000)
+                await asyncio.wait_for(self._cut.wait(), left_s)
         self.finished = not self.cleared
         return self.finished

@@ -1,6 +1,10 @@
 """The assistant's side of a session: one reply at a time, and the recent ones kept for
-`conversation.item.truncate`. Starting a reply interrupts the one still speaking; each
-reply is watched until its audio has played out."""
+`conversation.item.truncate`. Each reply is watched until its audio has played out.
+
+A reply to the user's turn interrupts any reply still speaking. A reply the client asks for
+(`response.create`, e.g. after returning a function's output) does not: the client plays
+its audio after what it is still playing ("Let me check." is heard out), and its playback
+clock starts where the other's ends. A barge-in stops every reply still speaking."""
 
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ class Replies:
 
     def speaking(self) -> bool:
         """A reply is generating or its audio is still playing on the client."""
-        return self.current is not None and self.current.speaking()
+        return any(run.speaking() for run in self._recent.values())
 
     def new_run(
         self, latency: TurnLatency, held_for: str | None = None, request: ResponseRequest | None = None
@@ -56,12 +60,17 @@ class Replies:
             held_for=held_for,
         )
 
-    def start(self, run: ResponseRun, previous_item: str | None, after: list[asyncio.Task[None]]) -> None:
-        """Begin `run` now (released if it was held); it reads the history once `after` are done."""
-        if self.speaking():
-            assert self.current is not None
-            interrupt = self._spawn(self.current.interrupt(), "interrupt")
-            after = [*after, *([interrupt] if interrupt is not None else [])]
+    def start(
+        self, run: ResponseRun, previous_item: str | None, after: list[asyncio.Task[None]], *, interrupt: bool
+    ) -> None:
+        """Begin `run` now (released if it was held); it reads the history once `after` are done.
+        `interrupt`: stop the replies still speaking (else it plays after them)."""
+        speaking = [other for other in self._recent.values() if other.speaking()]
+        if interrupt:
+            stopping = [self._spawn(other.interrupt(), "interrupt") for other in speaking]
+            after = [*after, *(task for task in stopping if task is not None)]
+        else:
+            run.playback.not_before = max((other.playback.end() for other in speaking), default=0.0)
         if run.held_for is None:
             run.begin(previous_item)
             run.task = self._spawn(run.run(after), run.id)
@@ -83,9 +92,10 @@ class Replies:
         return True
 
     def barge_in(self) -> None:
-        """The user talks over the assistant: stop the reply and flush the client's playback."""
-        if self.current is not None and self.speaking():
-            self._spawn(self.current.interrupt(), "interrupt")
+        """The user talks over the assistant: stop the replies and flush the client's playback."""
+        for run in self._recent.values():
+            if run.speaking():
+                self._spawn(run.interrupt(), "interrupt")
 
     async def cancel(self, response_id: str | None, client_event_id: str | None) -> None:
         """`response.cancel`: stop the reply; its playback is over too (output_audio_buffer.cleared)."""

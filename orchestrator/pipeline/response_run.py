@@ -287,7 +287,7 @@ class ResponseRun:
                     self._latency.tts_first_audio = TurnLatency.now()
                 self._out(ResponseAudio(self.id, self.item_id, message.pcm))
                 if self.playback.sent(message.pcm.size):
-                    self._latency.first_audio_sent = self.playback.start
+                    self._latency.first_audio_sent = TurnLatency.now()
             elif isinstance(message, TextOut):
                 self.playback.words.append((message.text, message.start_s, message.stop_s))
             elif isinstance(message, Error):

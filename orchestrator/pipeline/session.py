@@ -126,7 +126,8 @@ class VoiceSession:
             if context is None:
                 return
             request = replace(request, context=context)
-        self._start_reply(self.replies.new_run(TurnLatency(speech_end=TurnLatency.now()), request=request))
+        run = self.replies.new_run(TurnLatency(speech_end=TurnLatency.now()), request=request)
+        self._start_reply(run, interrupt=False)
 
     def create_item(
         self,
@@ -245,14 +246,15 @@ class VoiceSession:
                 await prepared.run.discard()
             return  # noise or silence gets no answer; without turn detection the client asks
         if prepared is not None and prepared.run is not None and prepared.run.held_for == transcript:
-            self._start_reply(prepared.run)
+            self._start_reply(prepared.run, interrupt=True)
         else:
-            self._start_reply(self.replies.new_run(latency))
+            self._start_reply(self.replies.new_run(latency), interrupt=True)
 
-    def _start_reply(self, run: ResponseRun) -> None:
-        """Start `run` once the turn being finished and the audio items being transcribed are."""
+    def _start_reply(self, run: ResponseRun, *, interrupt: bool) -> None:
+        """Start `run` once the turn being finished and the audio items being transcribed are;
+        a reply to the user's turn (`interrupt`) stops the replies still speaking."""
         after = [*self.items.transcribing]
         if self._finishing() and self._turn_task is not asyncio.current_task():
             assert self._turn_task is not None
             after.append(self._turn_task)
-        self.replies.start(run, self.history.last_id(), after)
+        self.replies.start(run, self.history.last_id(), after, interrupt=interrupt)
