@@ -133,6 +133,10 @@ class Stack:
         sessions on this shared stack, or one a test left talking, cannot be mistaken for them."""
         return [m for m in self.llm_requests() if m[0] == {"role": "system", "content": instructions}]
 
+    def llm_tools(self) -> list:
+        """The tools and tool_choice each LLM request offered, in order."""
+        return httpx.get(f"{self.llm.http}/tools").json()
+
     def llm_stats(self) -> dict:
         return httpx.get(f"{self.llm.http}/stats").json()
 
