@@ -73,8 +73,9 @@ class ReplyOutput:
             if not delta.name:
                 return  # a piece of a call that never said its name: nothing to call
             self.close_calls(complete=True)
-            call_id = delta.call_id or new_id("call")
-            call = FunctionCall(new_id("item"), call_id, delta.name, status="in_progress")
+            # Our own call id, not the LLM server's: vLLM's are 46 characters, and clients
+            # keep OpenAI's limit of 32 (LiveKit hashes a longer one, which then names no call).
+            call = FunctionCall(new_id("item"), new_id("call"), delta.name, status="in_progress")
             self._calls[delta.index] = call
             self._open.append(call)
             self._act(partial(self._start_call, call))
