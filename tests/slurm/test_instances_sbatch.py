@@ -131,7 +131,8 @@ def test_the_placement_plan_over_four_gpus_and_the_vllm_command_it_would_run(tmp
     assert vllm.group(1) == (
         "CUDA_VISIBLE_DEVICES=2,3 vllm serve google/gemma-3-27b-it --host 127.0.0.1 "
         f"--port {job.ports['LLM_PORT']} --tensor-parallel-size 2 --gpu-memory-utilization 0.90 "
-        "--max-model-len 8192 --limit-mm-per-prompt '{\"image\": 0}'"
+        "--max-model-len 8192 --limit-mm-per-prompt '{\"image\": 0}' --enable-auto-tool-choice "
+        "--tool-call-parser pythonic --chat-template /opt/unmute/llm/gemma3-tools.jinja"
     )
     assert "DRY_RUN=1: nothing started" in text and "starting" not in text
 
