@@ -6,9 +6,11 @@ whatever the STT heard; every event must be one the `openai` SDK's models accept
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -31,6 +33,19 @@ TIME = {
     "parameters": {"type": "object"},
 }
 ARGUMENTS = json.dumps({"city": "Paris"})
+
+
+@contextlib.asynccontextmanager
+async def talking(stack, client: RealtimeTestClient) -> AsyncIterator[None]:
+    """Run a test's conversation: a step that times out shows the events so far; the client is
+    closed and the scripted LLM set back to its default reply, whatever happened."""
+    try:
+        yield
+    except TimeoutError:
+        raise AssertionError(f"events so far: {client.types()}") from None
+    finally:
+        await client.close()
+        stack.script()
 
 
 async def manual_client(stack, instructions: str, **session: object) -> RealtimeTestClient:
@@ -59,7 +74,7 @@ async def test_a_spoken_turn_calls_a_tool_and_the_answer_uses_its_result(lite_st
         after_tool="In Paris it is {output} today.",
     )
     client = await manual_client(lite_stack, instructions, tools=[WEATHER, TIME], tool_choice="auto")
-    try:
+    async with talking(lite_stack, client):
         updated = of_type(client, "session.updated")[-1]["session"]
         assert [t["name"] for t in updated["tools"]] == ["get_weather", "get_time"]
         assert updated["tool_choice"] == "auto" and updated["tools"][0]["parameters"] == WEATHER["parameters"]
@@ -74,11 +89,6 @@ async def test_a_spoken_turn_calls_a_tool_and_the_answer_uses_its_result(lite_st
         await client.send({"type": "conversation.item.create", "item": output, "event_id": "out-1"})
         await client.send({"type": "response.create"})
         second = await client.wait_type("response.done", start)
-    except TimeoutError:
-        raise AssertionError(f"events so far: {client.types()}") from None
-    finally:
-        await client.close()
-        lite_stack.script()
 
     assert_sdk_accepts(client.events)
     heard = of_type(client, "conversation.item.input_audio_transcription.completed")[0]["transcript"]
@@ -127,7 +137,7 @@ async def test_items_a_client_creates_retrieves_and_deletes(lite_stack):
     instructions = f"Items test {uuid.uuid4()}"
     lite_stack.script(reply="Noted.")
     client = await manual_client(lite_stack, instructions)
-    try:
+    async with talking(lite_stack, client):
         text = {
             "type": "message",
             "role": "user",
@@ -156,10 +166,6 @@ async def test_items_a_client_creates_retrieves_and_deletes(lite_stack):
         await client.send({"type": "conversation.item.create", "item": text, "previous_item_id": "item_x"})
         await client.send({"type": "response.create"})
         await client.wait_type("response.done", start)
-    except TimeoutError:
-        raise AssertionError(f"events so far: {client.types()}") from None
-    finally:
-        await client.close()
 
     assert_sdk_accepts(client.events)
     assert transcribed["transcript"].split(), "the audio item was transcribed into words"
@@ -174,7 +180,7 @@ async def test_a_text_only_session_and_an_out_of_band_response(lite_stack):
     instructions = f"Text test {uuid.uuid4()}"
     lite_stack.script(reply="Paris is the capital of France.")
     client = await manual_client(lite_stack, instructions, output_modalities=["text"])
-    try:
+    async with talking(lite_stack, client):
         connects = tts_connects(lite_stack)
         question = {
             "type": "message",
@@ -208,11 +214,6 @@ async def test_a_text_only_session_and_an_out_of_band_response(lite_stack):
         start = len(client.events)
         await client.send({"type": "response.create"})
         after = await client.wait_type("response.done", start)
-    except TimeoutError:
-        raise AssertionError(f"events so far: {client.types()}") from None
-    finally:
-        await client.close()
-        lite_stack.script()
 
     assert_sdk_accepts(client.events)
     types = client.types()
@@ -250,7 +251,7 @@ async def test_output_audio_buffer_stopped_follows_the_audio_and_a_clear_replace
     `stopped` at `response.done`, before the `cleared` of a barge-in."""
     lite_stack.script(reply="Sure. Here is a short answer for you, spoken word by word, to the end.")
     client = await RealtimeTestClient.connect(lite_stack.orchestrator.ws, lite_stack.token, extensions=False)
-    try:
+    async with talking(lite_stack, client):
         await client.send_audio(speech(seconds_of_silence_after=1.5))
         first = await client.wait_type("response.done", wait_s=60)
         rid = first["response"]["id"]
@@ -264,11 +265,6 @@ async def test_output_audio_buffer_stopped_follows_the_audio_and_a_clear_replace
         done_at = len(client.events)
         await client.send_audio(speech(seconds_of_silence_after=0.2))
         cleared = await client.wait_type("output_audio_buffer.cleared", done_at, wait_s=30)
-    except TimeoutError:
-        raise AssertionError(f"events so far: {client.types()}") from None
-    finally:
-        await client.close()
-        lite_stack.script()
 
     assert_sdk_accepts(client.events)
     index = {id(e): i for i, e in enumerate(client.events)}
