@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 SERVICE = "LLM"
 ECHO = "echo"
 # vLLM answers 400 to a request with tools unless it was started to serve tool calls.
-TOOLS_HINT = " (does the LLM server serve tool calls? see README, Tool calls: LLM_TOOL_CALL_PARSER)"
+TOOLS_HINT = " (is the LLM server started to serve tool calls? docs/orchestrator.md, Tool calls)"
 
 
 class LlmClient:

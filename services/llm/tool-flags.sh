@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The flags that make vLLM serve tool calls, one per line (README, Tool calls), from:
+# The flags that make vLLM serve tool calls, one per line (docs/orchestrator.md, Tool calls), from:
 #   LLM_TOOL_CALL_PARSER  vLLM's --tool-call-parser (hermes, llama3_json, mistral, ...), or off;
 #                         empty: pythonic for a Gemma 3 LLM_MODEL, off for any other
 #   LLM_CHAT_TEMPLATE     a template of this directory by name (gemma3-tools), a path inside
