@@ -62,7 +62,7 @@ tiny: ## build the tiny random-weight checkpoints into build/tiny and an HF cach
 lint: ## ruff lint and format check, shellcheck
 	$(VENV)/bin/ruff check services orchestrator tests bench slurm
 	$(VENV)/bin/ruff format --check services orchestrator tests bench slurm
-	$(VENV)/bin/shellcheck --external-sources scripts/*.sh .ci/run slurm/instances.sbatch slurm/node-services slurm/lib/*.sh slurm/prefetch slurm/build tests/slurm/*.sh tests/containers/*.sh bench/*.sh
+	$(VENV)/bin/shellcheck --external-sources scripts/*.sh .ci/run slurm/instances.sbatch slurm/node-services slurm/lib/*.sh slurm/prefetch slurm/build services/llm/*.sh tests/slurm/*.sh tests/containers/*.sh bench/*.sh
 
 format: ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix services orchestrator tests bench slurm
