@@ -121,7 +121,8 @@ def wait_ready(job: Job) -> int:
             return 0
         if phase in ("stopping", "ended"):
             failing_since = failing_since or time.monotonic()
-            if phase == "ended" or time.monotonic() - failing_since > FAILING_WAIT_S:
+            # The report waits for SLURM's verdict (FAILED, TIMEOUT, ...), which follows the clean-up.
+            if not job.slurm.active or time.monotonic() - failing_since > FAILING_WAIT_S:
                 say(job.failure_report())
                 return 1
         time.sleep(POLL_S)
