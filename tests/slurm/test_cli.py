@@ -54,6 +54,7 @@ def terminal(tmp_path: Path) -> Terminal:
     settings = tmp_path / "unmute.env"
     ports = {name: free_port() for name in ("STT_PORT", "LLM_PORT", "TTS_PORT", "ORCHESTRATOR_PORT")}
     lines = {**ports, "STT_ENGINE": "sphinx", "TTS_ENGINE": "espeak", "LLM_URL": "echo"}
+    lines["PYTHONPATH"] = str(ROOT)  # this checkout's services, whichever checkout the venv is of
     settings.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
     env = {
         "PATH": f"{tmp_path / 'bin'}:/usr/local/bin:/usr/bin:/bin",
