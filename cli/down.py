@@ -10,20 +10,19 @@ from cli import slurm
 from cli.display import say
 from cli.errors import CliError
 from cli.job import JOB, Job
-from cli.project import Project, resolve_job
+from cli.project import job_command
 
 # The batch script stops each instance within STOP_TIMEOUT_S (20 s) inside SLURM's KillWait.
 STOP_WAIT_S = 300
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("down", help="stop a job and wait until its services are gone")
-    parser.add_argument("job", nargs="?", help="a job id (default: the latest `unmute up` started)")
+    parser = job_command(commands, "down", "stop a job and wait until its services are gone")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    job = Job.load(Project.find(), resolve_job(args.job))
+    job = Job.chosen(args.job)
     if job.slurm.state == "UNKNOWN" and not job.dir.exists:
         raise CliError(f"SLURM knows no job {job.id} and it has no job directory ({job.dir.path})")
     return stop(job)

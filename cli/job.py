@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from cli import slurm
 from cli.jobdir import JobDir, tail
 from cli.model import Instance, JobStatus, OrchestratorStatus, Phase
-from cli.project import Project
+from cli.project import Project, resolve_job
 
 JOB = "job"  # the batch script's own events (docs/cli.md)
 
@@ -29,6 +29,11 @@ class Job:
     @classmethod
     def load(cls, project: Project, job_id: str) -> Job:
         return cls(job_id, project, slurm.show(job_id), JobDir(project.job_dir(job_id)))
+
+    @classmethod
+    def chosen(cls, given: str | None) -> Job:
+        """The job a command was given, else the latest `unmute up` started."""
+        return cls.load(Project.find(), resolve_job(given))
 
     def refresh(self) -> None:
         self.slurm = slurm.show(self.id)

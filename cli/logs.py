@@ -8,12 +8,11 @@ import os
 
 from cli.errors import CliError
 from cli.job import Job
-from cli.project import Project, resolve_job
+from cli.project import job_command
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("logs", help="a job's output, or one service's log")
-    parser.add_argument("job", nargs="?", help="a job id (default: the latest `unmute up` started)")
+    parser = job_command(commands, "logs", "a job's output, or one service's log")
     parser.add_argument(
         "name", nargs="?", help="an instance (stt, tts, llm, orchestrator, tts2, ...) or a node"
     )
@@ -25,7 +24,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.job is not None and not args.job.isdigit() and args.name is None:
         args.job, args.name = None, args.job  # `unmute logs tts`: the latest job's tts
-    job = Job.load(Project.find(), resolve_job(args.job))
+    job = Job.chosen(args.job)
     if args.name is None:
         output = job.output()
         if output is None:

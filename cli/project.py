@@ -3,6 +3,7 @@ user's latest job (the command's only state of its own)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from dataclasses import dataclass
@@ -106,3 +107,10 @@ def resolve_job(given: str | None) -> str:
     if latest is None:
         raise CliError("no job given and none started with `unmute up` yet: name one (see `unmute status`)")
     return latest.job_id
+
+
+def job_command(commands: argparse._SubParsersAction, name: str, summary: str) -> argparse.ArgumentParser:
+    """A subcommand that acts on one job, by default the latest `unmute up` started."""
+    parser = commands.add_parser(name, help=summary)
+    parser.add_argument("job", nargs="?", help="a job id (default: the latest `unmute up` started)")
+    return parser

@@ -8,17 +8,16 @@ import argparse
 from cli.display import connect_text, stderr
 from cli.errors import CliError
 from cli.job import Job
-from cli.project import Project, resolve_job
+from cli.project import job_command
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("url", help="the URL of a ready job, with its access token")
-    parser.add_argument("job", nargs="?", help="a job id (default: the latest `unmute up` started)")
+    parser = job_command(commands, "url", "the URL of a ready job, with its access token")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    job = Job.load(Project.find(), resolve_job(args.job))
+    job = Job.chosen(args.job)
     phase = job.phase
     if phase != "ready":
         hint = f"`unmute status {job.id}`" if phase in ("queued", "starting") else f"`unmute logs {job.id}`"
