@@ -13,7 +13,7 @@ from cli import slurm
 from cli.display import connect_text, duration, say
 from cli.down import stop
 from cli.errors import CliError
-from cli.job import Job
+from cli.job import JOB, Job
 from cli.project import Project, write_latest
 
 POLL_S = 1.0
@@ -96,8 +96,18 @@ def wait_ready(job: Job) -> int:
             say(message)
 
     failing_since: float | None = None
+    unknown_since: float | None = None
     while True:
         job.refresh()
+        if job.slurm.state == "UNKNOWN" and not job.dir.last("stopped", JOB):
+            # SLURM did not answer (a busy controller), or forgot the job: wait a while.
+            unknown_since = unknown_since or time.monotonic()
+            if time.monotonic() - unknown_since > FAILING_WAIT_S:
+                say(f"SLURM has not known job {job.id} for {FAILING_WAIT_S} s; " + job.failure_report())
+                return 1
+            time.sleep(POLL_S)
+            continue
+        unknown_since = None
         if job.slurm.state == "PENDING":
             once(
                 ("queued", job.slurm.reason),
