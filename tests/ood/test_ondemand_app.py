@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,9 +110,11 @@ def test_the_templates_render_as_the_portal_renders_them(tmp_path: Path) -> None
         assert expected in args, args
     echo = stage(tmp_path / "echo", form(llm="echo"))
     assert 'echo "LLM_URL=echo"' in (echo / "before.sh").read_text()
-    for path in ("before.sh", "after.sh", "script.sh", "job_script.sh"):
-        checked = subprocess.run(["bash", "-n", echo / path], capture_output=True, text=True, check=False)
-        assert checked.returncode == 0, (path, checked.stderr)
+    shellcheck = Path(sys.executable).parent / "shellcheck"
+    rendered = [echo / name for name in ("before.sh", "after.sh", "script.sh")]
+    for command in (["bash", "-n", echo / "job_script.sh"], [shellcheck, *rendered]):
+        checked = subprocess.run(command, capture_output=True, text=True, check=False)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
     connection = tmp_path / "connection.yml"
     connection.write_text("host: node7\nport: 4242\npassword: s3cret-Token_x\n")
     page = view(connection)
