@@ -6,6 +6,11 @@ With ``ACCESS_TOKEN`` set, every route but the probes needs it: as a Bearer head
 headers), or once as ``?token=`` on the UI URL the job prints, which sets an HttpOnly
 cookie and redirects to the clean URL so the token leaves the address bar and the
 browser history.
+
+Behind a reverse proxy that strips a path prefix (Open OnDemand's ``/rnode/<host>/<port>/``)
+the app never sees the prefix the browser uses, so the redirect is relative and the cookie
+has no ``Path``: the browser then scopes it to the page's own directory (RFC 6265, 5.1.4),
+which is the prefix, and never sends it to other apps behind the same portal.
 """
 
 from __future__ import annotations
@@ -50,6 +55,12 @@ def accepted_subprotocol(offered: Sequence[str]) -> str | None:
     return offered[0] if offered else None
 
 
+def relative_to_itself(path: str) -> str:
+    """A relative reference to `path` from itself, without its query: its last segment, or
+    ``./`` for a directory, so a redirect keeps whatever prefix a proxy stripped."""
+    return "./" + path.rsplit("/", 1)[-1]  # "./": a segment with a colon is not a scheme
+
+
 class TokenAuth:
     """Rejects requests without the token before any work (WebSockets: HTTP 401, no upgrade)."""
 
@@ -84,8 +95,8 @@ class TokenAuth:
             return
         if scope["type"] == "http" and query.get("token") and scope["method"] == "GET":
             # First visit with ?token=: remember it in a cookie and drop it from the URL.
-            response = RedirectResponse(scope["path"], status_code=303)
-            response.set_cookie(COOKIE, query["token"], httponly=True, samesite="strict", path="/")
+            response = RedirectResponse(relative_to_itself(scope["path"]), status_code=303)
+            response.set_cookie(COOKIE, query["token"], httponly=True, samesite="strict", path=None)
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -85,8 +85,10 @@ async def test_access_token_is_required(lite_stack):
         assert page.status_code == 401 and "Access token required" in page.text
         assert (await client.get("/health")).status_code == 200  # probes stay open
         first = await client.get(f"/?token={lite_stack.token}")
-        assert first.status_code == 303 and first.headers["location"] == "/"
+        # Relative, and no cookie Path: both stay right behind a proxy that strips a prefix.
+        assert first.status_code == 303 and first.headers["location"] == "./"
         assert "httponly" in first.headers["set-cookie"].lower()
+        assert "path=" not in first.headers["set-cookie"].lower()
         ui = await client.get("/")  # the cookie now stands for the token
         assert ui.status_code == 200 and "<title>" in ui.text
         assert (await client.get("/api/status")).json()["backends"]["llm"]["ready"] is True

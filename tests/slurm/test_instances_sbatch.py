@@ -4,28 +4,21 @@ RUNTIME=host and the lite engines: start, serve, cancel, time limit, taken port,
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import socket
 import ssl
 import stat
-import subprocess
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
 from tests.deployment.suite import run_deployment_suite
-from tests.slurm.jobs import HostCluster, Job
+from tests.slurm.jobs import HostCluster, Job, require_host_slurm
 from tests.tls_pairs import write_pair
 
 pytestmark = pytest.mark.lite
-
-
-def node_ready() -> bool:
-    out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, check=False).stdout
-    return bool(re.search(r"^(idle|mix)", out, re.M))
 
 
 HOST = HostCluster()
@@ -33,13 +26,7 @@ HOST = HostCluster()
 
 @pytest.fixture(scope="module", autouse=True)
 def slurm():
-    if shutil.which("sbatch") is None:
-        # As root `make test` installs SLURM (tests/slurm/start_slurm.sh): missing there is a failure.
-        if os.geteuid() == 0:
-            pytest.fail("no sbatch although root: tests/slurm/start_slurm.sh installs and starts SLURM")
-        pytest.skip("no SLURM here and not root (tests/slurm/start_slurm.sh sets one up as root)")
-    if not node_ready():
-        pytest.fail("SLURM is installed but its node is not idle: run tests/slurm/start_slurm.sh")
+    require_host_slurm()
 
 
 def test_job_passes_the_deployment_suite_then_scancel_stops_everything(tmp_path):
