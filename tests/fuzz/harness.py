@@ -147,10 +147,14 @@ class LogWatch:
         self.service = service
         self.offset = service.log.stat().st_size
 
-    def problems(self) -> list[str]:
+    def text(self) -> str:
+        """What the service has logged since this watch began."""
         with self.service.log.open("rb") as f:
             f.seek(self.offset)
-            text = f.read().decode(errors="replace")
+            return f.read().decode(errors="replace")
+
+    def problems(self) -> list[str]:
+        text = self.text()
         found = []
         for line in text.splitlines():
             try:
