@@ -95,9 +95,9 @@ async def test_a_text_frame_that_is_not_utf8_closes_1007_and_logs_one_line(edges
     assert closing.tcp_closed and closing.close is not None
     # With the client's close already in, the server answers that close instead.
     assert closing.close.code == (1000 if with_close else 1007), closing.close
+    assert log.problems() == []
     lines = [line for line in log.text().splitlines() if "not valid UTF-8" in line]
     assert len(lines) == 1 and '"level": "WARNING"' in lines[0], lines
-    assert log.problems() == []
 
 
 async def _after_a_response(port: int, then: bytes) -> bytes:
