@@ -137,8 +137,9 @@ class OrchestratorSettings(ServiceSettings):
     )
 
     def websocket_message_limit(self) -> int:
-        """The largest Realtime client event: an audio append's base64 (or binary) audio plus what
-        an event may hold beyond it (its JSON is ASCII but for text fields, far below the limit)."""
+        """The largest Realtime client event, in bytes: an append's audio (base64 text, or a binary
+        frame) plus the room every event has beyond its audio. That room is counted in characters
+        when the event is parsed; its JSON is ASCII but for text fields, none of which comes near it."""
         return self.max_append_bytes + MAX_EVENT_OVERHEAD_CHARS
 
     def _loopback(self, url: str | None, port: int, scheme: str, path: str = "") -> str:

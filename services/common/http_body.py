@@ -58,8 +58,8 @@ async def read_json_body(request: Request, model: type[M], limit: int, *, idle_t
     Answers as FastAPI does for a declared body model: 413 when too large, 415 for a content
     type other than JSON, 422 (RequestValidationError) for malformed JSON or a body that does not
     fit `model`, 400 for JSON that Python will not build (nesting too deep, an integer too long)
-    and for text that cannot be encoded (a lone surrogate, which JSON's \\u escapes can write:
-    no engine can speak or log it); 408 as `read_body` does.
+    and for text that cannot be encoded (a lone surrogate, which JSON's \\u escapes can write and
+    no engine can speak); 408 as `read_body` does.
     """
     if not _is_json(request.headers.get("content-type")):
         raise HTTPException(415, "send the body as JSON (content-type: application/json)")

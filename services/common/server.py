@@ -1,18 +1,17 @@
-"""The connection edge every service shares: uvicorn, configured and tightened where it is loose.
+"""The connection edge every service shares: uvicorn, configured, and tightened where it lets
+anyone who can reach the port, before any auth, hold or trouble the service:
 
-uvicorn leaves four holes that anyone who can reach the port can use, before any auth:
-
-- A connection that sends nothing, or half a request head (slowloris), is never timed out:
+- A connection that sends nothing, or half a request head (slowloris), was never timed out:
   uvicorn's keep-alive timer runs only after a response, and stops at the first byte of the
   next request. `DeadlineH11Protocol` gives every request head (a plain request or a
   WebSocket upgrade) a deadline.
-- Header values may hold any byte (HTTP's obs-text); code that decodes them as UTF-8 fails
+- Header values may hold any byte (HTTP's obs-text); code that decodes them as UTF-8 failed
   with a 500 and a traceback. `Utf8Headers` refuses them with 400 before the app runs.
-- A text frame that is not UTF-8 is closed with 1007, as it should be, but logged as an
+- A text frame that is not UTF-8 is closed with 1007, as it should be, but uvicorn logs an
   ERROR with a traceback (and a second one when the client's close came with it).
   `Utf8TextWebSocketProtocol` logs one line.
-- Frames up to 16 MiB (uvicorn's default) are buffered before the app's own limit applies;
-  `server_config` sets the frame limit to the endpoint's message limit.
+- uvicorn buffers frames up to 16 MiB by default; `server_config` sets the frame limit to the
+  endpoint's message limit, so a bigger message is refused (1009) as its header arrives.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ from services.common.settings import ServiceSettings
 logger = logging.getLogger(__name__)
 
 _HEAD_TIMEOUT_BODY = b"request head not received in time\n"
-REQUEST_TIMEOUT = (
+_REQUEST_TIMEOUT = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
     b"content-length: " + str(len(_HEAD_TIMEOUT_BODY)).encode() + b"\r\n\r\n" + _HEAD_TIMEOUT_BODY
 )
@@ -132,7 +131,7 @@ class DeadlineH11Protocol(H11Protocol):
             return
         begun = bool(self.conn.trailing_data[0])
         if begun and self.conn.our_state is h11.IDLE:
-            self.transport.write(REQUEST_TIMEOUT)
+            self.transport.write(_REQUEST_TIMEOUT)
         logger.debug("closing a connection: no whole request head within %.1f s", self.head_timeout_s)
         self.transport.close()
 
