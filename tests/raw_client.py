@@ -119,12 +119,14 @@ def client_frame(opcode: Opcode, payload: bytes, fin: bool = True) -> bytes:
 
 @dataclass
 class Closing:
-    """How a WebSocket ended: the server's frames, its close frame, and whether it closed the
-    TCP connection within the wait."""
+    """How a WebSocket ended: the server's frames, its close frame, whether it closed the TCP
+    connection within the wait, and whether it did so with a reset (its kernel's answer to
+    data it never read) rather than an orderly FIN."""
 
     frames: list[Frame]
     close: Close | None
     tcp_closed: bool
+    reset: bool = False
 
 
 class RawWebSocket:
@@ -159,8 +161,11 @@ class RawWebSocket:
             self.pending += self.protocol.events_received()
         return self.pending.pop(0)
 
-    async def send_raw(self, data: bytes) -> None:
+    async def send_raw(self, data: bytes, then_eof: bool = False) -> None:
+        """Write `data` as it is, then (if `then_eof`) half-close: the client says no more."""
         await self.conn.send(data)
+        if then_eof:
+            self.conn.writer.write_eof()
 
     async def closing(self, wait_s: float) -> Closing:
         """Read the server's frames until it closes the TCP connection or `wait_s` passes."""
@@ -171,6 +176,8 @@ class RawWebSocket:
                 event = await self._next_event(left)
                 if isinstance(event, Frame):
                     frames.append(event)
+        except ConnectionResetError:
+            return Closing(frames, self.protocol.close_rcvd, tcp_closed=True, reset=True)
         except (EOFError, ConnectionError):
             return Closing(frames, self.protocol.close_rcvd, tcp_closed=True)
         except TimeoutError:

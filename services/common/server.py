@@ -9,9 +9,10 @@ anyone who can reach the port, before any auth, hold or trouble the service:
   with a 500 and a traceback. `Utf8Headers` refuses them with 400 before the app runs.
 - A text frame that is not UTF-8 is closed with 1007, as it should be, but uvicorn logs an
   ERROR with a traceback (and a second one when the client's close came with it).
-  `Utf8TextWebSocketProtocol` logs one line.
+  `EdgeWebSocketProtocol` logs one line.
 - uvicorn buffers frames up to 16 MiB by default; `server_config` sets the frame limit to the
-  endpoint's message limit, so a bigger message is refused (1009) as its header arrives.
+  endpoint's message limit, so a bigger message is refused (1009) as its header arrives, and
+  `EdgeWebSocketProtocol` makes sure the client gets that close frame.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class ServerConfig(uvicorn.Config):
     """uvicorn's config, plus the request-head deadline, with every app behind `Utf8Headers`."""
 
     def __init__(self, app: Any, *, head_timeout_s: float, **options: Any) -> None:
-        super().__init__(app, http=DeadlineH11Protocol, ws=Utf8TextWebSocketProtocol, **options)
+        super().__init__(app, http=DeadlineH11Protocol, ws=EdgeWebSocketProtocol, **options)
         self.head_timeout_s = head_timeout_s
 
     def load(self) -> None:
@@ -136,9 +137,17 @@ class DeadlineH11Protocol(H11Protocol):
         self.transport.close()
 
 
-class Utf8TextWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's WebSocket protocol, closing a text message that is not UTF-8 with 1007 and one
-    log line (uvicorn logs a traceback, and a second one when the client's close came with it)."""
+class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol, failing a connection (1009, 1007) so the client hears why.
+
+    A text message that is not UTF-8 is closed with 1007 and one log line, where uvicorn logs
+    a traceback (and a second one when the client's close came with it). And a failed
+    connection is half-closed: uvicorn closes the socket at once, with the rest of an
+    oversized message unread, so the kernel answers that data with a reset, which can
+    destroy the close frame before the client reads it (a bare 1006 instead of 1009).
+    Here the close frame and a FIN go out, and what the client still sends is read and
+    dropped until it closes too, for at most uvicorn's close timeout (10 s).
+    """
 
     def send_receive_event_to_app(self) -> None:
         if self.curr_msg_data_type == "text" and not self.close_sent and not _is_utf8(self.frames):
@@ -156,6 +165,26 @@ class Utf8TextWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.handle_parser_exception()
             return
         super().send_receive_event_to_app()
+
+    def handle_parser_exception(self) -> None:
+        if self.close_sent:
+            return  # more of the client's data after the failure: websockets drops it
+        close = self.conn.close_sent
+        assert close is not None  # websockets has failed the connection, or we closed it above
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": close.code, "reason": close.reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        # The app's sends now fail as they do for a client that left (not with uvicorn's
+        # "Unexpected ASGI message" RuntimeError).
+        self.disconnected = True
+        if not self.transport.can_write_eof():  # TLS: asyncio cannot half-close it
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
 
 
 def _is_utf8(frames: list[bytes]) -> bool:
