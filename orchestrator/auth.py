@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Sequence
-from http.cookies import SimpleCookie
 from urllib.parse import parse_qs
 
 from pydantic import SecretStr
+from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -72,10 +73,12 @@ class TokenAuth:
         if self.token is None or scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
-        query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
+        # As Starlette reads them: headers as latin-1 (any byte), cookies leniently (a cookie the
+        # standard library calls illegal, such as "a<b=1", must not fail the request).
+        headers = Headers(scope=scope)
+        query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
         bearer = headers.get("authorization", "")
-        cookie = SimpleCookie(headers.get("cookie", "")).get(COOKIE)
+        cookie = cookie_parser(headers.get("cookie", "")).get(COOKIE)
         # Only a WebSocket scope has "subprotocols": the header means nothing on plain HTTP.
         offered = scope.get("subprotocols", [])
         keys = [
@@ -83,7 +86,7 @@ class TokenAuth:
         ]
         candidates = [
             bearer[7:] if bearer.lower().startswith("bearer ") else None,
-            cookie.value if cookie else None,
+            cookie,
             query.get("token"),
             *keys,
         ]

@@ -79,11 +79,14 @@ def moshi_stt(tiny, api_key: str, tmp_path_factory: pytest.TempPathFactory) -> I
         yield proc
 
 
-def lite_service(module: str, engine: str, api_key: str, factory: pytest.TempPathFactory):
-    """A service on its CPU lite engine with 4 slots (skipped where that engine is not installed)."""
+def lite_service(
+    module: str, engine: str, api_key: str, factory: pytest.TempPathFactory, env: dict[str, str] | None = None
+):
+    """A service on its CPU lite engine with 4 slots (skipped where that engine is not installed),
+    with `env` added to its environment."""
     pytest.importorskip({"sphinx": "pocketsphinx", "espeak": "espeakng_loader"}[engine])
     args = ["--engine", engine, "--batch-size", "4"]
-    return start_service(module, args, api_key, factory.mktemp(engine))
+    return start_service(module, args, api_key, factory.mktemp(engine), env=env)
 
 
 @pytest.fixture(scope="session")
