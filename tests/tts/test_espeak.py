@@ -10,7 +10,7 @@ import pytest
 import soundfile
 
 from services.tts.text import split_words
-from tests.tts_client import speak
+from tests.tts_client import longest_silence_s, speak
 
 pytestmark = pytest.mark.lite
 
@@ -31,9 +31,12 @@ async def test_sentence_audio_duration_and_word_times(espeak_tts):
 
 
 async def test_break_tag_adds_silence(espeak_tts):
+    """The tag in one `Text` (split across messages, as words, it is only text)."""
     plain = await speak(espeak_tts.ws, espeak_tts.api_key, "one two")
-    paused = await speak(espeak_tts.ws, espeak_tts.api_key, 'one <break time="1s"/> two')
+    paused = await speak(espeak_tts.ws, espeak_tts.api_key, 'one <break time="1s"/> two', whole=True)
     assert len(paused.pcm) - len(plain.pcm) >= 0.9 * 24000
+    assert longest_silence_s(plain.pcm) < 0.9 <= longest_silence_s(paused.pcm)
+    assert [w for w, _, _ in paused.words] == ["one", "two"]
     assert len(split_words('one <break time="1s"/> two')) == 3
 
 
