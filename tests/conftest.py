@@ -84,7 +84,7 @@ def lite_service(
 ):
     """A service on its CPU lite engine with 4 slots (skipped where that engine is not installed),
     with `env` added to its environment."""
-    pytest.importorskip({"sphinx": "pocketsphinx", "espeak": "espeakng_loader"}[engine])
+    pytest.importorskip({"sphinx": "pocketsphinx", "espeak": "espeakng_loader", "piper": "piper"}[engine])
     args = ["--engine", engine, "--batch-size", "4"]
     return start_service(module, args, api_key, factory.mktemp(engine), env=env)
 
@@ -111,6 +111,13 @@ def moshi_tts(tiny, api_key: str, tmp_path_factory: pytest.TempPathFactory) -> I
 def espeak_tts(api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """The TTS service on the espeak-ng lite engine, 4 slots."""
     with lite_service("services.tts", "espeak", api_key, tmp_path_factory) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="session")
+def piper_tts(api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """The TTS service on the Piper engine (the CPU default) with its bundled voice, 4 slots."""
+    with lite_service("services.tts", "piper", api_key, tmp_path_factory) as proc:
         yield proc
 
 

@@ -58,6 +58,9 @@ ESPEAK_VOICE_ALIASES = {
     "cedar": "en-us",
 }
 
+# The bundled Piper voice is the only one installed: every name speaks with it.
+PIPER_VOICE_ALIASES = dict.fromkeys(MOSHI_VOICE_ALIASES, "en_US-joe-medium")
+
 
 class TtsSettings(ServiceSettings):
     """Everything `python -m services.tts` can be told."""
@@ -67,12 +70,17 @@ class TtsSettings(ServiceSettings):
     )
 
     port: int = Field(3003, ge=0, le=65535)
-    engine: Literal["moshi", "espeak"] = Field("moshi", description="moshi: Kyutai TTS; espeak: CPU lite.")
+    engine: Literal["moshi", "piper", "espeak"] = Field(
+        "moshi",
+        description="moshi: Kyutai TTS (GPU); piper: Piper neural voices (CPU); espeak: espeak-ng (CPU, "
+        "about 100 languages, robotic).",
+    )
     model: str = Field("kyutai/tts-1.6b-en_fr", description="HF repo id or local checkpoint directory.")
     voice: str | None = Field(
         None,
         description="Default voice: a name in the voice repo (moshi; default "
-        "expresso/ex03-ex01_happy_001_channel1_334s.wav) or an espeak-ng voice (espeak; default en-us).",
+        "expresso/ex03-ex01_happy_001_channel1_334s.wav), a Piper voice's name or .onnx file (piper; "
+        "default en_US-joe-medium), or an espeak-ng voice (espeak; default en-us).",
     )
     voice_repo: str = Field(
         "kyutai/tts-voices", description="HF repo id or local directory holding the voice embeddings."
@@ -84,6 +92,31 @@ class TtsSettings(ServiceSettings):
     espeak_voice_aliases: VoiceAliases = Field(
         ESPEAK_VOICE_ALIASES,
         description="alias:voice,... for espeak; an alias whose voice is missing uses the default voice.",
+    )
+    piper_voice_aliases: VoiceAliases = Field(
+        PIPER_VOICE_ALIASES,
+        description="alias:voice,... for piper; an alias whose voice is missing uses the default voice.",
+    )
+    piper_voices: str | None = Field(
+        None,
+        description="piper: a voice file (.onnx, its .onnx.json beside it) or a directory of them, offered "
+        "by file name less .onnx beside the bundled en_US-joe-medium.",
+    )
+    piper_threads: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="piper: onnxruntime threads per synthesis; 1 leaves the other core of a 2-core "
+        "machine to the STT (2 speaks a long phrase about 1.5x faster on an idle machine).",
+    )
+    piper_length_scale: float | None = Field(
+        None, gt=0.0, le=4.0, description="piper: phoneme length, >1 speaks slower; unset: the voice's own."
+    )
+    piper_noise_scale: float | None = Field(
+        None, ge=0.0, le=2.0, description="piper: variation in the voice; unset: the voice's own (0.667)."
+    )
+    piper_noise_w_scale: float | None = Field(
+        None, ge=0.0, le=2.0, description="piper: variation in phoneme lengths; unset: the voice's own (0.8)."
     )
     batch_size: int = Field(4, ge=1, le=256, description="Concurrent streams (fixed model slots).")
     device: str = Field("auto", description="cuda, cpu, or auto (cuda when available).")
@@ -110,4 +143,9 @@ class TtsSettings(ServiceSettings):
 
     def voice_aliases(self, engine: str) -> dict[str, str]:
         """The alias table of this engine."""
-        return self.moshi_voice_aliases if engine == "moshi" else self.espeak_voice_aliases
+        tables = {
+            "moshi": self.moshi_voice_aliases,
+            "piper": self.piper_voice_aliases,
+            "espeak": self.espeak_voice_aliases,
+        }
+        return tables[engine]

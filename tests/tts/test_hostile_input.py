@@ -1,5 +1,9 @@
-"""Malformed and oversized TTS input on the espeak engine: each gets a clear answer and the
-stream (and its neighbours) go on; a long text never holds the other streams up."""
+"""Malformed and oversized TTS input on the CPU engines: each gets a clear answer and the
+stream (and its neighbours) go on; a long text never holds the other streams up.
+
+What passes through the engine runs on Piper (the CPU default) and espeak-ng; what the
+session or the HTTP edge answers alone runs on espeak-ng, the cheaper (text that only Piper
+finds hard is in test_piper.py)."""
 
 from __future__ import annotations
 
@@ -23,6 +27,12 @@ pytestmark = pytest.mark.lite
 LONG_TEXT = ("The rain in Spain stays mainly in the plain, and nobody minds at all. " * 57)[:3990]
 
 
+@pytest.fixture(params=["piper", "espeak"])
+def cpu_tts(request: pytest.FixtureRequest):
+    """The service on each CPU engine."""
+    return request.getfixturevalue(f"{request.param}_tts")
+
+
 def voice_msg(embeddings: list, shape: list) -> bytes:
     return msgpack.packb({"type": "Voice", "embeddings": embeddings, "shape": shape})
 
@@ -40,12 +50,12 @@ def voice_msg(embeddings: list, shape: list) -> bytes:
         ([0.1, 1e39], [1, 1, 2], "embeddings.1: Input should be less than or equal to"),  # inf as float32
         (["a", 0.1], [1, 1, 2], "embeddings.0: Input should be a valid number"),
         ([0.1] * 6, "123", "shape: Input should be a valid"),
-        ([0.1] * 6, [1, 2, 3], "the espeak engine takes no voice embeddings"),
+        ([0.1] * 6, [1, 2, 3], "engine takes no voice embeddings"),
     ],
 )
-async def test_bad_voice_gets_an_error_and_the_stream_goes_on(espeak_tts, embeddings, shape, reason):
+async def test_bad_voice_gets_an_error_and_the_stream_goes_on(cpu_tts, embeddings, shape, reason):
     run = TtsRun()
-    async with connect(espeak_tts.ws, espeak_tts.api_key) as ws:
+    async with connect(cpu_tts.ws, cpu_tts.api_key) as ws:
         run.messages.append(msgpack.unpackb(await ws.recv()))
         await ws.send(voice_msg(embeddings, shape))
         error = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 10))
@@ -156,40 +166,49 @@ def test_long_text_is_spoken_in_bounded_slices():
         assert len(words) <= PHRASE_WORDS and (len(words) <= 1 or len(" ".join(words)) <= PHRASE_CHARS)
 
 
-async def test_long_text_does_not_stall_another_stream(espeak_tts):
-    """Three 4000-character texts at once stalled every other stream by over 2 s; now the
-    neighbour's audio keeps coming: its first audio, and each later gap, is well under a second."""
+async def test_long_texts_do_not_hold_up_a_short_one(cpu_tts):
+    """Three 4000-character texts at once stalled every other stream by over 2 s. Now a short
+    text sent just after them is spoken while the long ones still are (it is never queued
+    behind them), and their clients leaving mid-text frees their slots."""
     started = asyncio.Event()
+    neighbour_done = asyncio.Event()
 
     async def long_stream() -> TtsRun:
         run = TtsRun()
-        async with connect(espeak_tts.ws, espeak_tts.api_key) as ws:
+        async with connect(cpu_tts.ws, cpu_tts.api_key) as ws:
             run.messages.append(msgpack.unpackb(await ws.recv()))
             await started.wait()
             await ws.send(text_msg(LONG_TEXT))
             await ws.send(EOS)
-            await read_all(ws, run, 120)
-        return run
+            while not neighbour_done.is_set():
+                try:
+                    run.messages.append(msgpack.unpackb(await asyncio.wait_for(ws.recv(), 0.2)))
+                except TimeoutError:
+                    continue
+        return run  # the client leaves mid-text
 
-    async def neighbour() -> list[float]:
-        arrivals = []
-        async with connect(espeak_tts.ws, espeak_tts.api_key) as ws:
-            await ws.recv()
+    async def short_stream() -> TtsRun:
+        run = TtsRun()
+        async with connect(cpu_tts.ws, cpu_tts.api_key) as ws:
+            run.messages.append(msgpack.unpackb(await ws.recv()))
             started.set()
             await asyncio.sleep(0.05)  # the long texts go first
-            sent = time.monotonic()
             await ws.send(text_msg("one two three four five six seven eight nine ten."))
             await ws.send(EOS)
-            with pytest.raises(websockets.ConnectionClosedOK):
-                while True:
-                    if msgpack.unpackb(await asyncio.wait_for(ws.recv(), 30))["type"] == "Audio":
-                        arrivals.append(time.monotonic() - sent)
-        return arrivals
+            await read_all(ws, run, 60)
+        neighbour_done.set()
+        return run
 
-    *longs, arrivals = await asyncio.gather(long_stream(), long_stream(), long_stream(), neighbour())
-    assert all(run.close_code == 1000 and run.of("Error") == [] for run in longs)
-    gaps = [b - a for a, b in zip([0.0, *arrivals], arrivals, strict=False)]
-    assert arrivals and max(gaps) < 1.0, f"first audio {arrivals[0]:.2f} s, largest gap {max(gaps):.2f} s"
+    *longs, short = await asyncio.gather(long_stream(), long_stream(), long_stream(), short_stream())
+    assert short.close_code == 1000 and short.of("Error") == [] and len(short.words) == 10
+    for run in longs:  # still speaking, with most of their words to go
+        assert run.of("Audio") and run.of("Error") == []
+        assert len(run.of("Text")) < len(LONG_TEXT.split()) / 2
+    async with httpx.AsyncClient(base_url=cpu_tts.http) as client:
+        deadline = time.monotonic() + 30
+        while (await client.get("/ready")).json().get("free_slots") != 4:
+            assert time.monotonic() < deadline, "the long streams' slots were not freed"
+            await asyncio.sleep(0.1)
 
 
 async def test_a_message_flood_is_closed_with_1008(espeak_tts):
@@ -229,10 +248,12 @@ async def test_kyutai_tts_script_sends_a_long_text_word_by_word_at_once(espeak_t
     assert [w for w, _, _ in run.words] == words
 
 
-async def test_a_failing_step_ends_every_stream_turns_ready_503_and_exits_non_zero(api_key, tmp_path):
+@pytest.mark.parametrize("engine", ["piper", "espeak"])
+async def test_a_failing_step_ends_every_stream_turns_ready_503_and_exits_non_zero(api_key, tmp_path, engine):
     """The step loop the STT uses (services/common/steploop.py), on the TTS: a step that raises
     as a whole, not in one stream, takes every stream and the service down, loudly."""
-    with start_service("tests.tts.faulty_tts", ["--batch-size", "3"], api_key, tmp_path) as service:
+    args = ["--engine", engine, "--batch-size", "3"]
+    with start_service("tests.tts.faulty_tts", args, api_key, tmp_path) as service:
         async with connect(service.ws, api_key) as bystander, connect(service.ws, api_key) as culprit:
             for ws in (bystander, culprit):
                 assert msgpack.unpackb(await ws.recv())["type"] == "Ready"

