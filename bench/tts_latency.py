@@ -7,8 +7,13 @@ size: median time from the first word to the stream's first audio frame, and the
 real-time factor (wall time to generate / duration of the audio; below 1 is faster than
 real time).
 
-    python bench/tts_latency.py                    # tiny moshi model (built now) and espeak-ng
+    python bench/tts_latency.py                    # tiny moshi model (built now), espeak-ng and Piper
+    python bench/tts_latency.py --engine piper --piper-threads 2 --text "The train leaves at nine every day."
     python bench/tts_latency.py --engine moshi --model kyutai/tts-1.6b-en_fr --device cuda --batch 1 16
+
+espeak-ng and Piper speak a phrase at a time, so their first audio is that of the first
+phrase (up to the first comma of the default sentence; Piper's first four words where there
+is none), and at batch B the streams' first phrases are spoken one after another.
 """
 
 from __future__ import annotations
@@ -46,14 +51,14 @@ def make_engine(args: argparse.Namespace, batch: int, tiny: Path | None):
         model, voices, voice = str(tiny / "tts"), str(tiny / "tts-voices"), "tiny/default.wav"
     settings = TtsSettings(
         engine=args.engine, batch_size=batch, device=args.device, service_api_key="bench",
-        model=model, voice_repo=voices, voice=voice,
+        model=model, voice_repo=voices, voice=voice, piper_threads=args.piper_threads,
     )  # fmt: skip
     return load_engine(settings)
 
 
-def measure(engine) -> tuple[float, float]:
+def measure(engine, text: str) -> tuple[float, float]:
     """Median first-word-to-first-frame seconds, and the real-time factor, for a full batch."""
-    words = split_words(SENTENCE)
+    words = split_words(text)
     started = time.perf_counter()
     result = engine.step(
         [
@@ -85,7 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--engine", choices=["moshi", "espeak", "both"], default="both")
+    parser.add_argument("--engine", choices=["moshi", "espeak", "piper", "all"], default="all")
     parser.add_argument(
         "--model", default="kyutai/tts-1.6b-en_fr", help="with --engine moshi: repo id or directory"
     )
@@ -94,16 +99,19 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--repeat", type=int, default=3, help="runs per batch size; medians are reported")
+    parser.add_argument("--text", default=SENTENCE, help="what each stream says")
+    parser.add_argument("--piper-threads", type=int, default=1, help="piper: onnxruntime threads")
     args = parser.parse_args()
 
     tiny = None
-    if args.engine == "both":
+    if args.engine == "all":
         from services.common.tiny_checkpoints import build_tiny_checkpoints
 
         tiny = build_tiny_checkpoints(Path(tempfile.mkdtemp()) / "tiny").root
-    engines = ["moshi", "espeak"] if args.engine == "both" else [args.engine]
+    engines = ["moshi", "espeak", "piper"] if args.engine == "all" else [args.engine]
     print(
-        f"# TTS latency: {platform.machine()}, {os.cpu_count()} CPUs, {len(SENTENCE.split())}-word sentence\n"
+        f"# TTS latency: {platform.machine()}, {os.cpu_count()} CPUs, {len(args.text.split())}-word text, "
+        f"Piper on {args.piper_threads} thread(s)\n"
     )
     print("| engine | batch | first word → first audio (ms, median) | real-time factor |")
     print("|---|---:|---:|---:|")
@@ -112,7 +120,7 @@ def main() -> None:
         for batch in args.batch:
             engine = make_engine(args, batch, tiny if name == "moshi" else None)
             engine.warmup()
-            runs = [measure(engine) for _ in range(args.repeat)]
+            runs = [measure(engine, args.text) for _ in range(args.repeat)]
             label = "moshi (tiny)" if name == "moshi" and tiny else name
             first = statistics.median(r[0] for r in runs)
             rtf = statistics.median(r[1] for r in runs)
