@@ -331,9 +331,9 @@ def test_a_failing_stream_ends_alone(engine, monkeypatch):
 
 
 def test_a_new_stream_is_spoken_before_streams_already_ahead(engine):
-    """Earliest deadline first: a stream that has audio to spare waits while a new one gets its
-    first phrase, in the step it arrives in; then both go on to the end."""
-    long_text = " ".join(LONG_TEXT.split()[:56])  # four sentences
+    """A new stream's first phrase comes in the step it arrives in, before a stream that has
+    audio to spare goes on; then the two take turns, and each says all its words."""
+    long_text = " ".join(LONG_TEXT.split()[:56])  # four sentences, five phrases
     start = StreamStart(BUNDLED)
     runs = run_steps(
         engine,
@@ -342,8 +342,7 @@ def test_a_new_stream_is_spoken_before_streams_already_ahead(engine):
             3: [SlotInput(0, start, split_words("Hello there, how are you?"), eos=True)],
         },
     )
-    assert runs[0].first_audio_step() == 3
-    assert runs[0].done_at < runs[1].done_at  # type: ignore[operator]
+    assert runs[0].first_audio_step() == 3 and runs[0].done_at == 5 and runs[1].done_at == 6
     assert runs[0].texts == ["Hello", "there,", "how", "are", "you?"] and runs[1].texts == long_text.split()
 
 
@@ -355,10 +354,13 @@ def test_runaway_text_is_spoken_in_pieces_that_let_others_through(engine):
     assert first[0].frames and len(first[0].frames) * 0.08 < 15  # one piece: seconds, not a minute
     short = engine.step([SlotInput(1, start, split_words("Hello there, how are you?"), eos=True)]).outputs
     assert short[1].frames and 0 not in short  # the new stream's first phrase, straight after
-    rest = engine.step([]).outputs
-    assert rest[1].done and 0 not in rest
-    later = engine.step([]).outputs
-    assert later[0].frames and not later[0].done  # the runaway goes on, piece by piece
+    steps, done = [], False
+    while not done:  # the two take turns
+        outputs = engine.step([]).outputs
+        steps.append(sorted(outputs))
+        done = 1 in outputs and outputs[1].done
+        assert len(steps) <= 3
+    assert [0] in steps and not engine.step([]).outputs[0].done  # the runaway goes on, a piece at a time
     engine.step([SlotInput(0, stop=True)])
 
 

@@ -2,10 +2,11 @@
 
 Words are gathered per slot until a phrase is complete (`phrasing.PhrasePolicy`), then the
 engine's voice speaks it, in pieces of bounded cost. A step speaks one piece, for the slot
-whose listener will run out of audio first (earliest deadline first): a new stream, which
-has no audio yet, comes before streams that are already ahead of real time, so its first
-audio waits for at most the piece in progress and its own first phrase, however many
-streams are speaking or however long their texts.
+that is most due (`_Slot.due`): a new stream's first phrase comes before everything else, so
+its first audio waits for at most the piece in progress, however many streams are speaking or
+however long their texts; the others come by when their listener runs out of audio, or when
+they have waited `MAX_WAIT_S` since their last piece, so that a stream far ahead of real time
+still gets its audio at an even pace rather than in bursts.
 
 Voices synthesise at their own rate; each slot resamples to 24 kHz with a stateful soxr
 stream, so phrases join without a click, and the stream's timeline (where words start) is
@@ -41,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 #: moshi-server clamps its output to this.
 PEAK = 0.99
+#: A speaking stream is due this long after its last piece at the latest.
+MAX_WAIT_S = 0.5
 
 
 @dataclass
@@ -82,16 +85,19 @@ class _Slot:
     audio: FrameBuffer = field(default_factory=FrameBuffer)
     samples: int = 0  # voice-rate samples spoken so far: where the next piece starts
     first_audio_at: float | None = None
+    last_audio_at: float = 0.0
     spoke: bool = False  # a phrase with words (not only a pause) has been spoken
     eos: bool = False
     flushed: bool = False
 
-    def deadline(self) -> float:
-        """When this stream's listener runs out of audio, playing it from its first audio on in
-        real time; a stream with no audio yet has been due since it started."""
+    def due(self) -> tuple[bool, float]:
+        """Smallest first: a stream with no audio yet, by when it started; then the others, by
+        when their listener runs out of audio (playing it in real time from its first audio on)
+        or `MAX_WAIT_S` after their last piece, whichever is sooner."""
         if self.first_audio_at is None:
-            return self.created
-        return self.first_audio_at + self.samples / self.voice.sample_rate
+            return False, self.created
+        runs_out = self.first_audio_at + self.samples / self.voice.sample_rate
+        return True, min(runs_out, self.last_audio_at + MAX_WAIT_S)
 
     def seconds(self, sample: int) -> float:
         return round(sample / self.voice.sample_rate, 3)
@@ -120,7 +126,7 @@ class PhraseEngine(TtsEngine):
             except Exception as exc:
                 outputs[item.slot] = self._fail(item.slot, exc)
         ready = [
-            (slot.deadline(), index, slot)
+            (slot.due(), index, slot)
             for index, slot in enumerate(self._slots)
             if slot is not None and self._has_work(slot)
         ]
@@ -209,8 +215,9 @@ class PhraseEngine(TtsEngine):
         if pcm.size:
             slot.audio.push(np.clip(slot.resampler.resample_chunk(pcm), -PEAK, PEAK))
             slot.samples += pcm.size
+            slot.last_audio_at = time.monotonic()
             if slot.first_audio_at is None:
-                slot.first_audio_at = time.monotonic()
+                slot.first_audio_at = slot.last_audio_at
 
     def _collect(self, slot: _Slot) -> SlotOutput:
         """Whole frames and timed words; at the end of the text, the rest of the audio too."""
