@@ -4,9 +4,10 @@ Words are gathered per slot until a phrase is complete (`phrasing.PhrasePolicy`)
 engine's voice speaks it, in pieces of bounded cost. A step speaks one piece, for the slot
 that is most due (`_Slot.due`): a new stream's first phrase comes before everything else, so
 its first audio waits for at most the piece in progress, however many streams are speaking or
-however long their texts; the others come by when their listener runs out of audio, or when
-they have waited `MAX_WAIT_S` since their last piece, so that a stream far ahead of real time
-still gets its audio at an even pace rather than in bursts.
+however long their texts; the others take turns (the longest waiting first), except that a
+stream whose listener has already run out of audio comes before those that have not. A
+stream far ahead of real time thus still gets its audio at an even pace, never in bursts
+with seconds between them.
 
 Voices synthesise at their own rate; each slot resamples to 24 kHz with a stateful soxr
 stream, so phrases join without a click, and the stream's timeline (where words start) is
@@ -42,8 +43,6 @@ logger = logging.getLogger(__name__)
 
 #: moshi-server clamps its output to this.
 PEAK = 0.99
-#: A speaking stream is due this long after its last piece at the latest.
-MAX_WAIT_S = 0.5
 
 
 @dataclass
@@ -92,12 +91,12 @@ class _Slot:
 
     def due(self) -> tuple[bool, float]:
         """Smallest first: a stream with no audio yet, by when it started; then the others, by
-        when their listener runs out of audio (playing it in real time from its first audio on)
-        or `MAX_WAIT_S` after their last piece, whichever is sooner."""
+        their last piece, or by when their listener ran out of audio (playing it in real time
+        from its first audio on) where that was earlier."""
         if self.first_audio_at is None:
             return False, self.created
         runs_out = self.first_audio_at + self.samples / self.voice.sample_rate
-        return True, min(runs_out, self.last_audio_at + MAX_WAIT_S)
+        return True, min(runs_out, self.last_audio_at)
 
     def seconds(self, sample: int) -> float:
         return round(sample / self.voice.sample_rate, 3)

@@ -38,14 +38,16 @@ from services.tts.settings import TtsSettings
 logger = logging.getLogger(__name__)
 
 FIRST_WORDS = 4
-PHRASE_WORDS = 14
-PHRASE_CHARS = 100
+# Longer phrases sound better but hold the other streams up for longer: a phrase's synthesis
+# is a piece no other stream can interrupt (10 words: about 0.25 s on one core).
+PHRASE_WORDS = 10
+PHRASE_CHARS = 70
 PIPER_PHRASES = PhrasePolicy(
     first_words=FIRST_WORDS, words=PHRASE_WORDS, chars=PHRASE_CHARS, first_ends=CLAUSE_END, ends=SENTENCE_END
 )
-#: About 6 s of speech, 0.3 to 0.5 s of synthesis on one 2020s core; a phrase within the
-#: limits above phonemizes to fewer, so only runaway text is cut into pieces.
-MAX_PIECE_PHONEMES = 120
+#: About 5 s of speech, 0.3 s of synthesis on one core; a phrase within the limits above
+#: phonemizes to fewer, so only runaway text ("1234567890" * 400) is cut into pieces.
+MAX_PIECE_PHONEMES = 80
 
 # Control characters and lone surrogates, which espeak-ng cannot take (a NUL ends its input).
 _UNSPEAKABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
