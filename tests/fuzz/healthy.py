@@ -3,7 +3,9 @@
     python -m tests.fuzz.healthy {stt,tts,realtime} URL KEY OUTFILE
 
 It runs until its stdin closes, and writes one line per event to OUTFILE:
-``beat T`` (progress: an STT `Step`, a TTS `Audio` frame, a Realtime event of a turn),
+``beat T`` (progress: an STT `Step`; for TTS and Realtime audio, each 80 ms that the audio
+received so far plays for, as a listener's playback would: an engine that sends a phrase's
+audio in one burst is not stalled while that audio plays),
 ``segment T`` (progress is expected from now on), ``idle T`` (no progress is expected,
 e.g. between two TTS streams), ``problem T TEXT`` (an `Error`, an abnormal close, a failed
 reply). T is `time.monotonic()`, which every process on the machine shares. Being its own
@@ -101,8 +103,48 @@ async def stt(url: str, key: str, log: Journal, stop: asyncio.Event) -> None:
             await reader
 
 
+class Playback:
+    """A listener's playback of audio that arrives in bursts: one beat per 80 ms played, none
+    while nothing is left to play (that is what a listener hears as a stall)."""
+
+    TICK_S = FRAME / 24000
+
+    def __init__(self, log: Journal) -> None:
+        self.log = log
+        self.queued_s = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, seconds: float) -> None:
+        self.queued_s += seconds
+
+    async def _play(self) -> None:
+        started, ticks = time.monotonic(), 0
+        while True:
+            ticks += 1
+            # Paced on the clock, so a late wake-up is caught up rather than accumulated.
+            await asyncio.sleep(max(0.0, started + ticks * self.TICK_S - time.monotonic()))
+            if self.queued_s > 0:
+                self.queued_s = max(0.0, self.queued_s - self.TICK_S)
+                self.log.beat()
+
+    def start(self) -> None:
+        """Progress is expected from now on (the stream or reply has begun)."""
+        self.queued_s = 0.0
+        self.log.segment()
+        self._task = asyncio.create_task(self._play())
+
+    async def stop(self) -> None:
+        """No progress is expected any more; what is left unplayed is dropped."""
+        self.log.idle()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
 async def tts(url: str, key: str, log: Journal, stop: asyncio.Event) -> None:
-    """Streams of short phrases, one every 0.25 s; every `Audio` frame is a beat."""
+    """Streams of short phrases, one every 0.25 s, their audio played out as it comes."""
     headers = {"kyutai-api-key": key}
     while not stop.is_set():
         async with websockets.connect(
@@ -114,13 +156,14 @@ async def tts(url: str, key: str, log: Journal, stop: asyncio.Event) -> None:
                 await asyncio.sleep(0.5)
                 continue
             ended = asyncio.Event()
+            playback = Playback(log)
 
-            async def receive(ws=ws, ended=ended) -> None:
+            async def receive(ws=ws, ended=ended, playback=playback) -> None:
                 try:
                     async for raw in ws:
                         msg = msgpack.unpackb(raw)
                         if msg["type"] == "Audio":
-                            log.beat()
+                            playback.add(len(msg["pcm"]) / 24000)
                         elif msg["type"] == "Error":
                             log.problem(f"TTS Error: {msg.get('message')}")
                 except websockets.ConnectionClosed as exc:
@@ -131,13 +174,13 @@ async def tts(url: str, key: str, log: Journal, stop: asyncio.Event) -> None:
                 ended.set()
 
             reader = asyncio.create_task(receive())
-            log.segment()
+            playback.start()
             for n in range(PHRASES_PER_STREAM):
                 if stop.is_set() or reader.done():
                     break
                 await ws.send(text_msg(PHRASES[n % len(PHRASES)]))
                 await asyncio.sleep(PHRASE_PERIOD_S)
-            log.idle()
+            await playback.stop()
             ended.set()
             with contextlib.suppress(websockets.ConnectionClosed):
                 await ws.send(EOS)
@@ -146,9 +189,9 @@ async def tts(url: str, key: str, log: Journal, stop: asyncio.Event) -> None:
 
 
 async def realtime(url: str, token: str, log: Journal, stop: asyncio.Event) -> None:
-    """Manual turns (commit + response.create); every event from the reply's first audio to
-    `response.done` is a beat (the wait before it is the STT flush and the LLM, not a stream),
-    and each reply must complete."""
+    """Manual turns (commit + response.create); the reply's audio is played out as it comes
+    from its first delta to `response.done` (the wait before it is the STT flush and the LLM,
+    not a stream), and each reply must complete."""
     pcm = speech()
     data = (np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes()
     chunk = 4800 * 2  # 0.2 s of PCM16
@@ -156,6 +199,7 @@ async def realtime(url: str, token: str, log: Journal, stop: asyncio.Event) -> N
         f"{url}/v1/realtime", additional_headers={"Authorization": f"Bearer {token}"}, max_size=None
     ) as ws:
         done = asyncio.Event()
+        playback = Playback(log)
         audio_flowing = False
 
         async def receive() -> None:
@@ -163,18 +207,18 @@ async def realtime(url: str, token: str, log: Journal, stop: asyncio.Event) -> N
             try:
                 async for raw in ws:
                     event = json.loads(raw)
-                    if event["type"] == "response.output_audio.delta" and not audio_flowing:
-                        audio_flowing = True
-                        log.segment()
-                    if audio_flowing:
-                        log.beat()
+                    if event["type"] == "response.output_audio.delta":
+                        if not audio_flowing:
+                            audio_flowing = True
+                            playback.start()
+                        playback.add(len(base64.b64decode(event["delta"])) / 2 / 24000)
                     if event["type"] == "error":
                         log.problem(f"realtime error: {event['error']}")
                     elif event["type"] == "response.done":
                         if event["response"]["status"] != "completed":
                             log.problem(f"reply ended {event['response']['status']}")
                         audio_flowing = False
-                        log.idle()
+                        await playback.stop()
                         done.set()
             except websockets.ConnectionClosed as exc:
                 if not stop.is_set():
@@ -206,6 +250,7 @@ async def realtime(url: str, token: str, log: Journal, stop: asyncio.Event) -> N
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader
+        await playback.stop()
 
 
 CLIENTS: dict[str, Callable[[str, str, Journal, asyncio.Event], Awaitable[None]]] = {
