@@ -61,6 +61,11 @@ class DecodeWorker(Generic[J, R]):
             done, self._done = self._done, []
         return done
 
+    def idle(self) -> bool:
+        """Nothing queued and nothing being decoded (finished results may still wait)."""
+        with self._lock:
+            return not self._queue and not self.busy
+
     def close(self) -> None:
         """Stop the thread once the decode under way (if any) is over."""
         with self._lock:

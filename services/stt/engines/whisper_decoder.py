@@ -49,6 +49,8 @@ MIN_AVG_LOGPROB = -2.0
 MAX_COMPRESSION_RATIO = 2.4
 #: An n-gram said this many times in a row (n >= 2) is a decoding loop, not speech.
 LOOP_REPEATS = 3
+#: ... and a token sequence this many times in a row is one inside a word ("-s-s-y-y-y-y").
+TOKEN_LOOP_REPEATS = 4
 _ANNOTATION_CLOSERS = {"(": ")", "[": "]", "*": "*", "♪": "♪"}
 _WORD_CHARS = re.compile(r"[\w']+")
 
@@ -108,6 +110,7 @@ class Decoded:
     rejected: str | None = None
     no_speech_prob: float = 0.0
     avg_logprob: float = 0.0
+    looped: bool = False  # the decoder fell into a loop or ran to its token limit
 
 
 def compression_ratio(text: str) -> float:
@@ -140,6 +143,16 @@ def without_annotations(words: list[DecodedWord]) -> list[DecodedWord]:
         elif text.endswith(closer):
             closer = None
     return kept
+
+
+def token_loop(tokens: list[int]) -> bool:
+    """Whether some 1-4 token sequence comes `TOKEN_LOOP_REPEATS` times in a row."""
+    for n in range(1, 5):
+        for i in range(len(tokens) - n * TOKEN_LOOP_REPEATS + 1):
+            gram = tokens[i : i + n]
+            if all(tokens[i + k * n : i + (k + 1) * n] == gram for k in range(1, TOKEN_LOOP_REPEATS)):
+                return True
+    return False
 
 
 def _key(word: DecodedWord) -> str:
@@ -185,7 +198,7 @@ class WhisperDecoder:
         compute_type: str = "int8",
         threads: int = 2,
         beam_size: int = 1,
-        min_window_s: float = 8.0,
+        min_window_s: float = 5.0,
     ) -> None:
         self.path = resolve_model(model)
         self.whisper = WhisperModel(
@@ -219,36 +232,58 @@ class WhisperDecoder:
 
     def decode(self, jobs: list[DecodeJob]) -> list[Decoded]:
         """Decode every job in one batch: encode, greedy or beam search from each job's prefix,
-        then word times by cross-attention alignment; filtered as `rejection` says."""
+        then word times by cross-attention alignment; filtered as `rejection` says.
+
+        A window shorter than 30 s now and then sends tiny.en into a loop ("old-s-s-y-y-y",
+        "go forward go forward ..."): a job whose decode loops, repeats itself (compresses too
+        well) or runs to its token limit is decoded again in the full 30 s window, the one
+        Whisper was trained on.
+        """
         if not jobs:
             return []
         window = max(self.window_s(job.audio.size / RATE) for job in jobs)
+        decoded = self._decode_in(jobs, window)
+        redo = [i for i, d in enumerate(decoded) if d.looped] if window < MAX_WINDOW_S else []
+        if redo:
+            for i, again in zip(redo, self._decode_in([jobs[i] for i in redo], MAX_WINDOW_S), strict=True):
+                decoded[i] = again
+        return decoded
+
+    def _decode_in(self, jobs: list[DecodeJob], window: float) -> list[Decoded]:
         mel = np.stack([self._features(job.audio, window) for job in jobs])
         encoded = self.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel)))
         longest = max(job.audio.size for job in jobs) / RATE
         max_new = MIN_TOKENS + int(TOKENS_PER_S * longest)
+        max_length = min(448, len(self.prompt) + max(len(j.prefix) for j in jobs) + max_new)
         results = self.model.generate(
             encoded,
             [self.prompt + list(job.prefix) for job in jobs],
             beam_size=self.beam_size,
-            max_length=min(448, len(self.prompt) + max(len(j.prefix) for j in jobs) + max_new),
+            max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_tokens=self.suppress,
         )
         texts = [[t for t in r.sequences_ids[0] if t < self.tokenizer.eot] for r in results]
+        looped = [
+            token_loop(tokens[len(job.prefix) :])
+            or len(self.prompt) + len(tokens) >= max_length
+            or compression_ratio(self.tokenizer.decode(tokens)) > MAX_COMPRESSION_RATIO
+            for job, tokens in zip(jobs, texts, strict=True)
+        ]
         frames = [min(mel.shape[2], math.ceil(job.audio.size / RATE * MEL_FRAMES_PER_S)) for job in jobs]
         aligned = self._align(encoded, texts, frames)
         out = []
-        for job, result, tokens, pieces in zip(jobs, results, texts, aligned, strict=True):
+        for job, result, tokens, pieces, loop in zip(jobs, results, texts, aligned, looped, strict=True):
             text = self.tokenizer.decode(tokens)
             avg_logprob, no_speech = float(result.scores[0]), float(result.no_speech_prob)
             reason = rejection(text, no_speech, avg_logprob) if len(tokens) > len(job.prefix) else None
             if reason is not None:
                 logger.debug("whisper output dropped: %s: %r", reason, text)
-                out.append(Decoded(rejected=reason, no_speech_prob=no_speech, avg_logprob=avg_logprob))
+                out.append(Decoded([], reason, no_speech, avg_logprob, loop))
                 continue
-            out.append(Decoded(without_loops(without_annotations(pieces)), None, no_speech, avg_logprob))
+            kept = without_loops(without_annotations(pieces))
+            out.append(Decoded(kept, None, no_speech, avg_logprob, loop))
         return out
 
     def _align(

@@ -57,7 +57,7 @@ class WhisperOptions:
     compute_type: str = "int8"
     threads: int = 2
     beam_size: int = 1
-    min_window_s: float = 8.0
+    min_window_s: float = 5.0
     interim: bool = True
     interim_interval_s: float = 1.0
     end_silence_s: float = 0.5
@@ -97,11 +97,12 @@ class _Tag:
 
 
 def word_spans(pieces: Sequence[DecodedWord]) -> list[tuple[int, int]]:
-    """Whisper's pieces as protocol words, [first, end) piece indexes: a word with the
-    punctuation that follows it. Leading punctuation (after words already sent) is in none."""
+    """Whisper's pieces as protocol words, [first, end) piece indexes: a word starts with a
+    space and takes the pieces that follow it without one ("old", "-sposed"; "today", ".").
+    Pieces before the first word (glued to words already sent) are in none."""
     spans: list[tuple[int, int]] = []
     for i, piece in enumerate(pieces):
-        if not piece.is_punctuation:
+        if piece.text.startswith(" ") and not piece.is_punctuation:
             spans.append((i, i + 1))
         elif spans:
             spans[-1] = (spans[-1][0], i + 1)
@@ -176,7 +177,7 @@ class WhisperSttEngine(SttEngine):
         self._generations = itertools.count(1)
         self._wake: Callable[[], None] = lambda: None
         self._worker: DecodeWorker[DecodeJob, Decoded] = DecodeWorker(
-            self.decoder.decode, self._decoded, batch_key=self._batch_key, name="whisper-decode"
+            self._decode, self._decoded, batch_key=self._batch_key, name="whisper-decode"
         )
 
     def _batch_key(self, job: DecodeJob) -> float:
@@ -185,6 +186,10 @@ class WhisperSttEngine(SttEngine):
     def set_waker(self, wake: Callable[[], None]) -> None:
         """Called by the worker thread when a decode is done."""
         self._wake = wake
+
+    def _decode(self, jobs: list[DecodeJob]) -> list[Decoded]:
+        """The worker's call (a seam for tests that make decodes fail or wait)."""
+        return self.decoder.decode(jobs)
 
     def _decoded(self) -> None:
         self._wake()
