@@ -42,10 +42,11 @@ class SegmentRules:
 
 @dataclass
 class OpenSegment:
-    """The segment being spoken: where it starts and how much of it was voiced (16 kHz samples
-    on the stream's timeline)."""
+    """The segment being spoken: where it starts (with its preroll), where its speech starts,
+    and how much of it was voiced (16 kHz samples on the stream's timeline)."""
 
     start: int
+    first_voiced: int
     last_voiced_end: int
     voiced: int = 0
 
@@ -151,7 +152,7 @@ class VadSegmenter:
             if self.current is None:
                 preroll = WINDOW + self.rules.samples(self.rules.preroll_s)
                 start = max(self._audio.start, self._closed_until, end - preroll)
-                self.current = OpenSegment(start=start, last_voiced_end=end)
+                self.current = OpenSegment(start=start, first_voiced=end - WINDOW, last_voiced_end=end)
             self.current.voiced += WINDOW
             self.current.last_voiced_end = end
             if end - self.current.start >= self.rules.samples(self.rules.max_segment_s):

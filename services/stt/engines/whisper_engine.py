@@ -69,7 +69,8 @@ class _Segment:
     """The engine's record of one segment of one stream."""
 
     id: int
-    start: int  # 16 kHz sample on the stream timeline
+    start: int  # 16 kHz sample on the stream timeline, with the preroll
+    voiced_from: int  # where its speech starts: the audio whose words it owes
     closed: ClosedSegment | None = None
     sent: list[DecodedWord] = field(default_factory=list)  # pieces whose words were sent
     last_interim: list[DecodedWord] | None = None
@@ -146,8 +147,10 @@ class _Stream:
         self.events: list[Word | EndWord] = []
 
     def owed_from(self) -> int | None:
-        """First frame whose words are not all out (None when nothing is owed)."""
-        return self.segments[0].start // VAD_FRAME if self.segments else None
+        """First frame whose words are not all out (None when nothing is owed). A segment owes
+        from its first voiced window, not its preroll: speech that resumes right after a flush
+        must not hold that flush's Marker back (its preroll reaches into the flush silence)."""
+        return self.segments[0].voiced_from // VAD_FRAME if self.segments else None
 
 
 class WhisperSttEngine(SttEngine):
@@ -219,8 +222,9 @@ class WhisperSttEngine(SttEngine):
                 continue
             for closed in stream.vad.push(frames[b]):
                 self._segment_closed(stream, closed)
-            if stream.vad.current is not None and stream.open is None:
-                stream.open = _Segment(next(stream.ids), stream.vad.current.start)
+            current = stream.vad.current
+            if current is not None and stream.open is None:
+                stream.open = _Segment(next(stream.ids), current.start, current.first_voiced)
                 stream.segments.append(stream.open)
             results[b] = FrameResult(prs=pause_probabilities(stream.vad.silence_s, stream.vad.speech_prob))
         return results
@@ -228,7 +232,7 @@ class WhisperSttEngine(SttEngine):
     def _segment_closed(self, stream: _Stream, closed: ClosedSegment) -> None:
         segment = stream.open
         if segment is None:  # opened and closed within one frame
-            segment = _Segment(next(stream.ids), closed.start)
+            segment = _Segment(next(stream.ids), closed.start, closed.start)
             stream.segments.append(segment)
         stream.open = None
         segment.closed = closed
