@@ -3,7 +3,8 @@ scores with, and what the STT tests compare words by.
 
 Normalising puts a reference and a transcript in the same spelling: lower case, no
 punctuation, hyphens as spaces, numbers up to 999 in words ("10" and "ten" both read "ten"),
-and the abbreviations Whisper writes for spoken titles ("Mr." for "mister").
+longer digit strings digit by digit ("29340": "two nine three four zero", as digits are read
+out), and the abbreviations Whisper writes for spoken titles ("Mr." for "mister").
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def normalise(text: str) -> list[str]:
         token = found.strip("'")
         if token.isdigit() and len(token) <= 3:
             words.extend(number_words(int(token)).split())
+        elif token.isdigit():
+            words.extend(ONES[int(digit)] for digit in token)
         elif token:
             words.append(ABBREVIATIONS.get(token, token))
     return words

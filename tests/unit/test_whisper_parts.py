@@ -117,5 +117,6 @@ def test_words_are_normalised_for_comparison():
         "the", "weather", "is", "nice", "today", "one", "two", "three", "mister", "smith's", "ten", "km",
     ]  # fmt: skip
     assert normalise("125") == ["one", "hundred", "twenty", "five"]
+    assert normalise("29340") == ["two", "nine", "three", "four", "zero"]
     assert edit_distance(["a", "b", "c"], ["a", "x", "c", "d"]) == 2
     assert word_errors("go forward ten meters", "Go forward 10 meters.") == (0, 4)
