@@ -153,7 +153,7 @@ class TimedEngine:
     def _settle(self) -> Iterator[str]:
         while True:
             idle = self.engine._worker.idle()
-            for event in self.engine.collect().events.get(0, []):
+            for event in self.engine.late_words().events.get(0, []):
                 if isinstance(event, Word):
                     yield event.text
             if idle:

@@ -1,6 +1,6 @@
 """STT batching benchmark: per-step latency and throughput of the service's own engines.
 
-Drives `engine.step` and `engine.collect` -- the calls the service's step loop makes in its
+Drives `engine.step` and `engine.late_words` -- the calls the service's step loop makes in its
 worker thread -- with every slot active, at several batch sizes, and reports how many real-time
 streams one process sustains (a step must finish within one 80 ms frame). For the whisper
 engine a step is its VAD; Whisper decodes in the engine's own thread meanwhile (on the tones
@@ -55,12 +55,12 @@ def measure(engine, steps: int, warmup: int) -> list[float]:
     engine.step(frames, active, reset=list(range(batch)))
     for _ in range(warmup):
         engine.step(frames, active, reset=[])
-        engine.collect()
+        engine.late_words()
     times = []
     for _ in range(steps):
         started = time.perf_counter()
         engine.step(frames, active, reset=[])
-        engine.collect()
+        engine.late_words()
         times.append(time.perf_counter() - started)
     if hasattr(engine, "close"):
         engine.close()

@@ -6,7 +6,7 @@ engine in the step thread (services.common.steploop), and puts the resulting mes
 each slot's outbox. Steps follow each other as fast as compute allows, so audio queued ahead
 (a file, a flush) is processed faster than real time.
 
-Words may come later than their step (`SttEngine.collect`): every step collects them too, and
+Words may come later than their step (`SttEngine.late_words`): every step collects them too, and
 an engine with news wakes the loop, which then collects without stepping. A `Marker` is echoed
 once its audio is stepped through and the engine owes no words for it.
 """
@@ -162,7 +162,7 @@ class SttBatcher(StepLoop[Slot]):
             if not self._collect_due:
                 return None
             self._collect_due = False
-            return Batch(compute=lambda: (None, self.engine.collect()), deliver=self._deliver_late)
+            return Batch(compute=lambda: (None, self.engine.late_words()), deliver=self._deliver_late)
         self._collect_due = False
         active = np.zeros(self.engine.batch_size, dtype=bool)
         hidden = {}
@@ -176,7 +176,7 @@ class SttBatcher(StepLoop[Slot]):
         started = time.perf_counter()
 
         def compute() -> tuple[list[FrameResult | None], LateWords]:
-            return self.engine.step(frames, active, reset), self.engine.collect()
+            return self.engine.step(frames, active, reset), self.engine.late_words()
 
         def deliver(out: tuple[list[FrameResult | None] | None, LateWords]) -> bool:
             results = out[0]

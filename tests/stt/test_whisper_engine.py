@@ -6,10 +6,11 @@ a decode's failure fails the step loop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import numpy as np
 import pytest
@@ -83,7 +84,7 @@ def settle(engine: WhisperSttEngine) -> dict[int, list]:
     events: dict[int, list] = {}
     while True:
         idle = engine._worker.idle()
-        for slot, got in engine.collect().events.items():
+        for slot, got in engine.late_words().events.items():
             events.setdefault(slot, []).extend(got)
         if idle:
             return events
@@ -92,6 +93,21 @@ def settle(engine: WhisperSttEngine) -> dict[int, list]:
 
 def words_of(events: list) -> list[Word]:
     return [e for e in events if isinstance(e, Word)]
+
+
+@contextlib.asynccontextmanager
+async def serving(engine: WhisperSttEngine) -> AsyncIterator[tuple[SttBatcher, Slot]]:
+    """The engine behind the service's batcher and step loop, with one stream open."""
+    batcher = SttBatcher(engine, 10**8)
+    loop = asyncio.create_task(batcher.run())
+    slot = batcher.open()
+    assert slot is not None
+    try:
+        yield batcher, slot
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
 
 
 async def read_until_marker(slot: Slot) -> list[WireMessage]:
@@ -106,78 +122,60 @@ async def read_until_marker(slot: Slot) -> list[WireMessage]:
 async def test_steps_flow_while_a_decode_is_held_and_the_marker_waits_for_its_words(make_engine):
     engine, decodes = make_engine(interim=False)
     decodes.hold()
-    batcher = SttBatcher(engine, 10**8)
-    loop = asyncio.create_task(batcher.run())
-    slot = batcher.open()
-    assert slot is not None
-    pcm = np.concatenate([phrase_24k(), silence(1.0)])
-    batcher.push_audio(slot, pcm)
-    batcher.push_marker(slot, 5)
-    frames = -(-pcm.size // FRAME_SIZE) + engine.delay_frames
-    held: list[WireMessage] = []
-    while len([m for m in held if isinstance(m, Step)]) < frames:
-        held.append(await asyncio.wait_for(slot.outbox.get(), 60))
-    assert decodes.jobs  # a decode started, and is held
-    assert not any(isinstance(m, Word | MarkerOut) for m in held)
-    decodes.release.set()
-    rest = await read_until_marker(slot)
+    async with serving(engine) as (batcher, slot):
+        pcm = np.concatenate([phrase_24k(), silence(1.0)])
+        batcher.push_audio(slot, pcm)
+        batcher.push_marker(slot, 5)
+        frames = -(-pcm.size // FRAME_SIZE) + engine.delay_frames
+        held: list[WireMessage] = []
+        while len([m for m in held if isinstance(m, Step)]) < frames:
+            held.append(await asyncio.wait_for(slot.outbox.get(), 60))
+        assert decodes.jobs  # a decode started, and is held
+        assert not any(isinstance(m, Word | MarkerOut) for m in held)
+        decodes.release.set()
+        rest = await read_until_marker(slot)
     words = [m.text for m in rest if isinstance(m, Word)]
     assert set(normalise(" ".join(words))) >= EXPECTED
     assert rest[-1] == MarkerOut(id=5)
-    loop.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await loop
 
 
 async def test_a_flush_during_the_speculative_decode_waits_for_it_and_sends_the_words_once(make_engine):
     engine, decodes = make_engine(interim=False)
     decodes.hold()
-    batcher = SttBatcher(engine, 10**8)
-    loop = asyncio.create_task(batcher.run())
-    slot = batcher.open()
-    assert slot is not None
-    # The speech, then the first silence: the speculative decode starts and is held.
-    batcher.push_audio(slot, np.concatenate([phrase_24k(), silence(0.3)]))
-    assert await asyncio.to_thread(decodes.started.wait, 60)
-    batcher.push_marker(slot, 1)  # the user's turn is over: the flush closes the segment
-    frames = -(-(phrase_24k().size + int(0.3 * SAMPLE_RATE)) // FRAME_SIZE) + engine.delay_frames
-    steps = 0
-    while steps < frames:
-        message = await asyncio.wait_for(slot.outbox.get(), 60)
-        assert not isinstance(message, Word | MarkerOut)
-        steps += isinstance(message, Step)
-    assert len(decodes.jobs) == 1  # the segment closed with the same audio: no second decode
-    decodes.release.set()
-    messages = await read_until_marker(slot)
-    words = [m.text for m in messages if isinstance(m, Word)]
-    assert set(normalise(" ".join(words))) >= EXPECTED
-    assert len(normalise(" ".join(words))) <= len(normalise("the weather is nice to day one two three"))
-    assert [len(jobs) for jobs in decodes.jobs] == [1]
-    loop.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await loop
+    async with serving(engine) as (batcher, slot):
+        # The speech, then the first silence: the speculative decode starts and is held.
+        batcher.push_audio(slot, np.concatenate([phrase_24k(), silence(0.3)]))
+        assert await asyncio.to_thread(decodes.started.wait, 60)
+        batcher.push_marker(slot, 1)  # the user's turn is over: the flush closes the segment
+        frames = -(-(phrase_24k().size + int(0.3 * SAMPLE_RATE)) // FRAME_SIZE) + engine.delay_frames
+        steps = 0
+        while steps < frames:
+            message = await asyncio.wait_for(slot.outbox.get(), 60)
+            assert not isinstance(message, Word | MarkerOut)
+            steps += isinstance(message, Step)
+        assert len(decodes.jobs) == 1  # the segment closed with the same audio: no second decode
+        decodes.release.set()
+        messages = await read_until_marker(slot)
+        words = [m.text for m in messages if isinstance(m, Word)]
+        assert set(normalise(" ".join(words))) >= EXPECTED
+        assert len(normalise(" ".join(words))) <= len(normalise("the weather is nice to day one two three"))
+        assert [len(jobs) for jobs in decodes.jobs] == [1]
 
 
 async def test_speech_right_after_a_flush_does_not_hold_its_marker(make_engine):
     """The user goes on at once after the end of a turn: the Marker still comes as soon as the
     turn's words are out, not when the next sentence ends."""
     engine, _ = make_engine(interim=False)
-    batcher = SttBatcher(engine, 10**8)
-    loop = asyncio.create_task(batcher.run())
-    slot = batcher.open()
-    assert slot is not None
-    batcher.push_audio(slot, phrase_24k())
-    batcher.push_marker(slot, 1)
-    sentence = recorded_24k(LONG_SENTENCE)
-    voiced = int(np.flatnonzero(np.abs(sentence) > 0.1 * np.abs(sentence).max())[0])
-    batcher.push_audio(slot, sentence[voiced : voiced + 4 * SAMPLE_RATE])  # at once, no pause, no flush
-    messages = await read_until_marker(slot)
-    words = [m.text for m in messages if isinstance(m, Word)]
-    assert set(normalise(" ".join(words))) >= EXPECTED
-    assert not {"mister", "john", "leisure"} & set(normalise(" ".join(words)))
-    loop.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await loop
+    async with serving(engine) as (batcher, slot):
+        batcher.push_audio(slot, phrase_24k())
+        batcher.push_marker(slot, 1)
+        sentence = recorded_24k(LONG_SENTENCE)
+        voiced = int(np.flatnonzero(np.abs(sentence) > 0.1 * np.abs(sentence).max())[0])
+        batcher.push_audio(slot, sentence[voiced : voiced + 4 * SAMPLE_RATE])  # at once, no pause, no flush
+        messages = await read_until_marker(slot)
+        words = [m.text for m in messages if isinstance(m, Word)]
+        assert set(normalise(" ".join(words))) >= EXPECTED
+        assert not {"mister", "john", "leisure"} & set(normalise(" ".join(words)))
 
 
 def test_interim_words_come_while_speaking_and_never_repeat_in_the_final(make_engine):
@@ -211,7 +209,7 @@ def test_concurrent_streams_are_decoded_in_one_batch_and_kept_apart(make_engine)
     for i in range(length):
         frames = np.stack([s[i] if i < len(s) else np.zeros(FRAME_SIZE, np.float32) for s in streams])
         engine.step(frames, np.array([i < len(s) for s in streams]), [0, 1, 2] if i == 0 else [])
-        for slot, got in engine.collect().events.items():
+        for slot, got in engine.late_words().events.items():
             events[slot] += got
     decodes.release.set()
     for slot, got in settle(engine).items():
@@ -233,15 +231,15 @@ def test_a_reset_slot_never_gets_the_late_words_of_its_last_stream(make_engine):
     active = np.ones(1, dtype=bool)
     for i, frame in enumerate(frames_of(np.concatenate([phrase_24k(), silence(1.0)]))):
         engine.step(frame[None], active, [0] if i == 0 else [])
-        engine.collect()
+        engine.late_words()
     assert decodes.started.is_set()
-    assert 0 in engine.collect().owed_from  # the first stream is owed its words
+    assert 0 in engine.late_words().owed_from  # the first stream is owed its words
     for i, frame in enumerate(frames_of(silence(1.0))):  # a new stream in the same slot
         engine.step(frame[None], active, [0] if i == 0 else [])
     decodes.release.set()
     late = settle(engine)
     assert late.get(0, []) == []
-    assert engine.collect().owed_from == {}
+    assert engine.late_words().owed_from == {}
 
 
 def test_a_rejected_final_gives_no_words_and_owes_nothing(make_engine):
@@ -253,7 +251,7 @@ def test_a_rejected_final_gives_no_words_and_owes_nothing(make_engine):
         engine.step(frame[None], active, [0] if i == 0 else [])
         events += settle(engine).get(0, [])
     assert decodes.jobs and events == []
-    assert engine.collect().owed_from == {}
+    assert engine.late_words().owed_from == {}
 
 
 async def test_a_failing_decode_fails_the_step_loop_and_ends_every_stream(make_engine):

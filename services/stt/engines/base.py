@@ -2,7 +2,7 @@
 
 Most engines hand out a frame's words with its step. One that decodes elsewhere (a worker
 thread that reads whole segments) finishes words after the step that took their audio: it
-hands them over through `collect`, says through `LateWords.owed_from` which audio it still
+hands them over through `late_words`, says through `LateWords.owed_from` which audio it still
 owes words for (a `Marker` waits for those), and calls the waker it was given when it has
 news, so a step loop that sleeps for want of audio collects them.
 """
@@ -75,12 +75,12 @@ class SttEngine(abc.ABC):
         """
 
     def set_waker(self, wake: Callable[[], None]) -> None:  # noqa: B027 (a hook few engines need)
-        """Take the function to call, from any thread, when `collect` has something new.
+        """Take the function to call, from any thread, when `late_words` has something new.
 
         Engines whose words all come out of `step` never call it.
         """
 
-    def collect(self) -> LateWords:
+    def late_words(self) -> LateWords:
         """Words finished since the last call and what is still owed. Called in the step thread
         after every step and after a wake. An exception here (the engine's worker failed) is
         fatal like a failing step. Results for a slot that was reset since are never returned.

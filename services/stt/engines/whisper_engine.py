@@ -1,7 +1,7 @@
 """The CPU engine: Whisper (CTranslate2) on speech segments that Silero VAD cuts out of each stream.
 
 The step is the VAD only (a few ms per slot), so Steps flow at frame rate; Whisper runs in a
-`DecodeWorker` thread and its words come out through `collect`, after the step that took their
+`DecodeWorker` thread and its words come out through `late_words`, after the step that took their
 audio. Per stream:
 
 - a segment is decoded when it closes (`end_silence_s` of silence, or a Marker's flush silence);
@@ -245,7 +245,7 @@ class WhisperSttEngine(SttEngine):
 
     # ---- late words ------------------------------------------------------------------------
 
-    def collect(self) -> LateWords:
+    def late_words(self) -> LateWords:
         """Route finished decodes, send what they settle, and queue the next decodes."""
         for tag, result in self._worker.results():
             assert isinstance(tag, _Tag)
