@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 import numpy as np
 import pytest
 
+from bench.turn_corpus import Synthesiser
 from bench.wer import normalise, word_errors
 from services.common.audio import FRAME_SIZE, SAMPLE_RATE
 from services.common.protocol import EndWord, Error, MarkerOut, Step, WireMessage, Word
@@ -89,6 +90,19 @@ def settle(engine: WhisperSttEngine) -> dict[int, list]:
         if idle:
             return events
         time.sleep(0.005)
+
+
+def stream(engine: WhisperSttEngine, pcm: np.ndarray) -> list[tuple[int, Word | EndWord]]:
+    """One stream through slot 0, each decode done before the next frame; (frame, event) pairs."""
+    active = np.zeros(engine.batch_size, dtype=bool)
+    active[0] = True
+    frames = np.zeros((engine.batch_size, FRAME_SIZE), np.float32)
+    timeline = []
+    for i, frame in enumerate(frames_of(pcm)):
+        frames[0] = frame
+        engine.step(frames, active, [0] if i == 0 else [])
+        timeline += [(i, e) for e in settle(engine).get(0, [])]
+    return timeline
 
 
 def words_of(events: list) -> list[Word]:
@@ -181,11 +195,7 @@ async def test_speech_right_after_a_flush_does_not_hold_its_marker(make_engine):
 def test_interim_words_come_while_speaking_and_never_repeat_in_the_final(make_engine):
     engine, _ = make_engine(batch_size=1, interim=True, interim_interval_s=0.8)
     pcm = np.concatenate([recorded_24k(LONG_SENTENCE), silence(1.5)])
-    active = np.ones(1, dtype=bool)
-    timeline: list[tuple[int, Word]] = []
-    for i, frame in enumerate(frames_of(pcm)):
-        engine.step(frame[None], active, [0] if i == 0 else [])
-        timeline += [(i, e) for e in settle(engine).get(0, []) if isinstance(e, Word)]
+    timeline = [(i, e) for i, e in stream(engine, pcm) if isinstance(e, Word)]
     speech_end = recorded_24k(LONG_SENTENCE).size / FRAME_SIZE
     early = [w.text for i, w in timeline if i < speech_end - 5]
     assert len(early) >= 3, timeline  # words while the sentence was still being spoken
@@ -245,12 +255,8 @@ def test_a_reset_slot_never_gets_the_late_words_of_its_last_stream(make_engine):
 def test_a_rejected_final_gives_no_words_and_owes_nothing(make_engine):
     engine, decodes = make_engine(batch_size=1, interim=False)
     decodes._decode = lambda jobs: [Decoded(rejected="no speech") for _ in jobs]
-    active = np.ones(1, dtype=bool)
-    events = []
-    for i, frame in enumerate(frames_of(np.concatenate([phrase_24k(), silence(1.0)]))):
-        engine.step(frame[None], active, [0] if i == 0 else [])
-        events += settle(engine).get(0, [])
-    assert decodes.jobs and events == []
+    assert stream(engine, np.concatenate([phrase_24k(), silence(1.0)])) == []
+    assert decodes.jobs
     assert engine.late_words().owed_from == {}
 
 
@@ -311,12 +317,19 @@ def test_a_segment_that_never_pauses_is_cut():
 
 def test_events_are_words_each_closed_by_an_end_word(make_engine):
     engine, _ = make_engine(batch_size=1, interim=True)
-    active = np.ones(1, dtype=bool)
-    events = []
-    for i, frame in enumerate(frames_of(np.concatenate([recorded_24k(HE_WAS_NOT), silence(1.0)]))):
-        engine.step(frame[None], active, [0] if i == 0 else [])
-        events += settle(engine).get(0, [])
+    events = [e for _, e in stream(engine, np.concatenate([recorded_24k(HE_WAS_NOT), silence(1.0)]))]
     kinds = [type(e) for e in events]
     assert kinds == [Word, EndWord] * (len(events) // 2) and events
     for word, end in zip(events[::2], events[1::2], strict=True):
         assert 0 <= word.start_time <= end.stop_time <= 3.5
+
+
+def test_short_backchannels_come_out_as_words(make_engine):
+    """The orchestrator tells "yeah" or "uh-huh" from an interruption by its words: they must not
+    be gated or filtered away as non-speech."""
+    engine, _ = make_engine(batch_size=1)
+    synth = Synthesiser()
+    for said in ("yeah", "right", "uh-huh", "okay"):
+        pcm = np.concatenate([silence(0.5), synth.speak(said, "en-us+m1", 160), silence(1.0)])
+        heard = normalise(" ".join(e.text for _, e in stream(engine, pcm) if isinstance(e, Word)))
+        assert heard == normalise(said), (said, heard)

@@ -61,7 +61,7 @@ class WhisperOptions:
     interim: bool = True
     interim_interval_s: float = 1.0
     end_silence_s: float = 0.5
-    min_speech_s: float = 0.2
+    min_speech_s: float = 0.1  # "uh-huh" has ~0.15 s the VAD calls voiced
 
 
 @dataclass(eq=False)
