@@ -30,6 +30,7 @@ from tests.stt.test_whisper import CARDS, EXPECTED, GO_FORWARD, HE_WAS_NOT, phra
 pytestmark = pytest.mark.lite
 
 LONG_SENTENCE = "librivox/sense_and_sensibility_01_austen_64kb-0870"
+ESPEAK_DEFAULT_RATE = 175
 
 
 class Decodes:
@@ -331,6 +332,7 @@ def test_short_backchannels_come_out_as_words(make_engine):
     engine, _ = make_engine(batch_size=1)
     synth = Synthesiser()
     for said, expected in (("right", ["right"]), ("okay", ["okay"]), ("uh-huh", ["uh"])):
-        pcm = np.concatenate([silence(0.5), synth.speak(said, "en-us+m1", 160), silence(1.0)])
+        # espeak-ng's rate is process-wide state: its default (175), so no later test inherits ours.
+        pcm = np.concatenate([silence(0.5), synth.speak(said, "en-us+m1", ESPEAK_DEFAULT_RATE), silence(1.0)])
         heard = normalise(" ".join(e.text for _, e in stream(engine, pcm) if isinstance(e, Word)))
         assert heard[: len(expected)] == expected, (said, heard)
