@@ -12,7 +12,7 @@ PIP := $(VENV)/bin/pip
 export NO_TORCH_COMPILE := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help venv install-lite install-dev clients turn-model env demo tiny test integration lint format bench locks slurm chromium images prefetch sif clean
+.PHONY: help venv install-lite install-dev clients turn-model env demo tiny test integration lint format bench locks slurm chromium ood-tools images prefetch sif clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -60,13 +60,13 @@ tiny: ## build the tiny random-weight checkpoints into build/tiny and an HF cach
 	$(PY) -m services.common.tiny_checkpoints --out build/tiny --hf-home build/hf
 
 lint: ## ruff lint and format check, shellcheck
-	$(VENV)/bin/ruff check services orchestrator tests bench slurm
-	$(VENV)/bin/ruff format --check services orchestrator tests bench slurm
-	$(VENV)/bin/shellcheck --external-sources scripts/*.sh .ci/run slurm/instances.sbatch slurm/node-services slurm/lib/*.sh slurm/prefetch slurm/build tests/slurm/*.sh tests/containers/*.sh bench/*.sh
+	$(VENV)/bin/ruff check services orchestrator cli tests bench slurm
+	$(VENV)/bin/ruff format --check services orchestrator cli tests bench slurm
+	$(VENV)/bin/shellcheck --external-sources scripts/*.sh .ci/run slurm/instances.sbatch slurm/node-services slurm/lib/*.sh slurm/prefetch slurm/build services/llm/*.sh tests/slurm/*.sh tests/ood/*.sh tests/containers/*.sh bench/*.sh
 
 format: ## apply ruff fixes and formatting
-	$(VENV)/bin/ruff check --fix services orchestrator tests bench slurm
-	$(VENV)/bin/ruff format services orchestrator tests bench slurm
+	$(VENV)/bin/ruff check --fix services orchestrator cli tests bench slurm
+	$(VENV)/bin/ruff format services orchestrator cli tests bench slurm
 
 # The SLURM tests need a real single-node cluster; as root (CI) it is installed and started,
 # elsewhere those tests skip and say why.
@@ -79,6 +79,11 @@ chromium: ## install Debian's chromium for the browser tests (root only)
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "no chromium and not root: browser tests will be skipped"; fi
 
+# The Open OnDemand app's tests render its ERB files with Ruby's erb and put Debian's nginx in
+# front of the orchestrator as the portal's rnode proxy.
+ood-tools: ## install ruby and nginx for the OnDemand app's tests (root only)
+	@if [ "$$(id -u)" = 0 ]; then tests/ood/install.sh; else echo "not root: the OnDemand app's tests need tests/ood/install.sh"; fi
+
 # The container tests use the project's own Docker daemon (Docker Engine + Compose v2,
 # tests/containers/docker.sh) and the Apptainer compute node image (tests/slurm/node.sh),
 # bootstrapped from the apt mirror: no registry. As root (CI) the tools are installed, the
@@ -87,7 +92,7 @@ images: ## install Docker + Compose, start the project's daemon, build the image
 	@if [ "$$(id -u)" = 0 ]; then tests/containers/docker.sh && tests/slurm/node.sh image; \
 	else echo "not root: the container and Apptainer tests need tests/containers/docker.sh and tests/slurm/node.sh image"; fi
 
-test: install-dev clients turn-model lint slurm chromium images ## what CI runs: install, lint, third-party clients, the turn model, SLURM, chromium and the images for their tests, all tests
+test: install-dev clients turn-model lint slurm chromium ood-tools images ## what CI runs: install, lint, third-party clients, the turn model, SLURM, chromium, ruby+nginx and the images for their tests, all tests
 	$(PY) -m pytest
 
 ENV_FILE ?= .env

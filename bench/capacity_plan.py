@@ -1,6 +1,6 @@
 """Sessions per node, per GPU count and per node count, computed from a measured GPU run.
 
-    python bench/capacity_plan.py                       # the README's table
+    python bench/capacity_plan.py                       # the table in docs/performance.md
     python bench/capacity_plan.py --talk-fraction 0.5   # an assistant that talks half the time
 
 Nothing here is measured: it combines what was (`bench/gpu_capacity.py`'s step times, first
@@ -21,12 +21,12 @@ from pathlib import Path
 from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The H200 run whose STT and TTS batches the defaults come from (README "GPU capacity").
+#: The H200 run whose STT and TTS batches the defaults come from (docs/performance.md, "GPU capacity").
 MEASURED = ROOT / "bench/results/h200-2026-11-28/run1/gpu_capacity.json"
 FRAME_MS = 80.0
 GPU_GIB = 143771 / 1024  # the H200's memory as nvidia-smi reported it in that run
 LLM_WEIGHTS_GIB = 12.2e9 * 2 / 2**30  # gemma-3-12b-it in bf16
-KV_MIB_PER_TOKEN = 0.375  # 48 layers x 8 KV heads x 256 dims x K and V x bf16 (README)
+KV_MIB_PER_TOKEN = 0.375  # 48 layers x 8 KV heads x 256 dims x K and V x bf16 (docs/slurm.md)
 HEADROOM_GIB = 4.0  # what the job's `auto` leaves free beside STT and TTS
 
 

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
 from uvicorn.config import STARTUP_FAILURE
@@ -43,6 +42,7 @@ from orchestrator.settings import OrchestratorSettings
 from orchestrator.tls import TlsError, check_pair, self_signed
 from services.common.cli import common_flags, run
 from services.common.logs import configure_logging
+from services.common.server import server_config
 
 logger = logging.getLogger(__name__)
 
@@ -148,19 +148,8 @@ def supervise(
     certificate and key, is given) until stopped; exit non-zero if they cannot start."""
     configure_logging(settings.log_level, settings.log_format)
     os.environ[WORKER_FLAGS_ENV] = json.dumps(flags)  # the spawned workers inherit the environment
-    cert, key = tls or (None, None)
-    config = uvicorn.Config(
-        "orchestrator.__main__:worker_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        ssl_certfile=cert,  # each worker loads the pair into its own SSL context
-        ssl_keyfile=key,
-        log_config=None,
-        # As services.common.lifecycle.serve configures every service's server.
-        ws_max_size=max(16 * 1024 * 1024, 4 * settings.max_message_bytes),
-        ws_per_message_deflate=False,
+    config = server_config(
+        "orchestrator.__main__:worker_app", settings, tls=tls, factory=True, workers=settings.workers
     )
     supervisor = Multiprocess(config, sockets=[config.bind_socket()])
     supervisor.run()

@@ -105,7 +105,11 @@ def build_app(settings: OrchestratorSettings) -> FastAPI:
             await llm.aclose()
             await http.aclose()
 
-    app = FastAPI(title="Unmute orchestrator", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # No trailing-slash redirects: they name an absolute URL, which is wrong behind a proxy
+    # that strips a path prefix (Open OnDemand's rnode); every URL the UI uses is relative.
+    app = FastAPI(
+        title="Unmute orchestrator", lifespan=lifespan, docs_url=None, redoc_url=None, redirect_slashes=False
+    )
     app.include_router(service_routes("orchestrator", status.not_ready))
 
     @app.get("/")

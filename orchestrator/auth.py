@@ -6,16 +6,22 @@ With ``ACCESS_TOKEN`` set, every route but the probes needs it: as a Bearer head
 headers), or once as ``?token=`` on the UI URL the job prints, which sets an HttpOnly
 cookie and redirects to the clean URL so the token leaves the address bar and the
 browser history.
+
+Behind a reverse proxy that strips a path prefix (Open OnDemand's ``/rnode/<host>/<port>/``)
+the app never sees the prefix the browser uses, so the redirect is relative and the cookie
+has no ``Path``: the browser then scopes it to the page's own directory (RFC 6265, 5.1.4),
+which is the prefix, and never sends it to other apps behind the same portal.
 """
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Sequence
-from http.cookies import SimpleCookie
 from urllib.parse import parse_qs
 
 from pydantic import SecretStr
+from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -50,6 +56,12 @@ def accepted_subprotocol(offered: Sequence[str]) -> str | None:
     return offered[0] if offered else None
 
 
+def relative_to_itself(path: str) -> str:
+    """A relative reference to `path` from itself, without its query: its last segment, or
+    ``./`` for a directory, so a redirect keeps whatever prefix a proxy stripped."""
+    return "./" + path.rsplit("/", 1)[-1]  # "./": a segment with a colon is not a scheme
+
+
 class TokenAuth:
     """Rejects requests without the token before any work (WebSockets: HTTP 401, no upgrade)."""
 
@@ -61,10 +73,12 @@ class TokenAuth:
         if self.token is None or scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
-        query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
+        # As Starlette reads them: headers as latin-1 (any byte), cookies leniently (a cookie the
+        # standard library calls illegal, such as "a<b=1", must not fail the request).
+        headers = Headers(scope=scope)
+        query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
         bearer = headers.get("authorization", "")
-        cookie = SimpleCookie(headers.get("cookie", "")).get(COOKIE)
+        cookie = cookie_parser(headers.get("cookie", "")).get(COOKIE)
         # Only a WebSocket scope has "subprotocols": the header means nothing on plain HTTP.
         offered = scope.get("subprotocols", [])
         keys = [
@@ -72,7 +86,7 @@ class TokenAuth:
         ]
         candidates = [
             bearer[7:] if bearer.lower().startswith("bearer ") else None,
-            cookie.value if cookie else None,
+            cookie,
             query.get("token"),
             *keys,
         ]
@@ -84,8 +98,8 @@ class TokenAuth:
             return
         if scope["type"] == "http" and query.get("token") and scope["method"] == "GET":
             # First visit with ?token=: remember it in a cookie and drop it from the URL.
-            response = RedirectResponse(scope["path"], status_code=303)
-            response.set_cookie(COOKIE, query["token"], httponly=True, samesite="strict", path="/")
+            response = RedirectResponse(relative_to_itself(scope["path"]), status_code=303)
+            response.set_cookie(COOKIE, query["token"], httponly=True, samesite="strict", path=None)
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from orchestrator.realtime.client_events import MAX_EVENT_OVERHEAD_CHARS
 from services.common.settings import ServiceSettings
 
 
@@ -134,6 +135,12 @@ class OrchestratorSettings(ServiceSettings):
         gt=1,
         description="Audio faster than this many times real time is slowed down (after a 5 s burst).",
     )
+
+    def websocket_message_limit(self) -> int:
+        """The largest Realtime client event, in bytes: an append's audio (base64 text, or a binary
+        frame) plus the room every event has beyond its audio. That room is counted in characters
+        when the event is parsed; its JSON is ASCII but for text fields, none of which comes near it."""
+        return self.max_append_bytes + MAX_EVENT_OVERHEAD_CHARS
 
     def _loopback(self, url: str | None, port: int, scheme: str, path: str = "") -> str:
         return (url or f"{scheme}://127.0.0.1:{port}{path}").rstrip("/")

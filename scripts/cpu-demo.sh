@@ -69,7 +69,7 @@ main() {
   [[ -n $token ]] || token=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')
 
   # The lite engines' own sizes, whatever .env sets for the GPU models (an idle slot costs
-  # nothing; README, Performance, says how many speakers 2 cores keep up with).
+  # nothing; docs/performance.md says how many speakers 2 cores keep up with).
   start stt -m services.stt --engine whisper --batch-size 8
   wait_ready stt "$stt_port" "${pids[-1]}"
   start tts -m services.tts --engine espeak --batch-size 4

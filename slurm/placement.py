@@ -38,7 +38,7 @@ from dataclasses import dataclass
 OWNED_GPU_FRACTION = "0.90"
 #: One STT replica per this many GPUs left to STT and TTS (see the module docstring).
 GPUS_PER_STT = 7
-#: GPU memory at a batch, measured on an H200 for the default models (README "GPU capacity",
+#: GPU memory at a batch, measured on an H200 for the default models (docs/performance.md, "GPU capacity";
 #: bench/results/h200-2026-11-28): (GiB at batch 1, GiB per extra slot).
 MEASURED_GIB = {
     "kyutai/stt-1b-en_fr": (2.45, (30.3 - 2.45) / 255),

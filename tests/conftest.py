@@ -79,11 +79,14 @@ def moshi_stt(tiny, api_key: str, tmp_path_factory: pytest.TempPathFactory) -> I
         yield proc
 
 
-def lite_service(module: str, engine: str, api_key: str, factory: pytest.TempPathFactory):
-    """A service on its CPU lite engine with 4 slots (skipped where that engine is not installed)."""
+def lite_service(
+    module: str, engine: str, api_key: str, factory: pytest.TempPathFactory, env: dict[str, str] | None = None
+):
+    """A service on its CPU lite engine with 4 slots (skipped where that engine is not installed),
+    with `env` added to its environment."""
     pytest.importorskip({"whisper": "faster_whisper", "espeak": "espeakng_loader"}[engine])
     args = ["--engine", engine, "--batch-size", "4"]
-    return start_service(module, args, api_key, factory.mktemp(engine))
+    return start_service(module, args, api_key, factory.mktemp(engine), env=env)
 
 
 @pytest.fixture(scope="session")
@@ -132,6 +135,10 @@ class Stack:
         """The LLM requests of the session(s) whose instructions (system prompt) are these: other
         sessions on this shared stack, or one a test left talking, cannot be mistaken for them."""
         return [m for m in self.llm_requests() if m[0] == {"role": "system", "content": instructions}]
+
+    def llm_tools(self) -> list:
+        """The tools and tool_choice each LLM request offered, in order."""
+        return httpx.get(f"{self.llm.http}/tools").json()
 
     def llm_stats(self) -> dict:
         return httpx.get(f"{self.llm.http}/stats").json()

@@ -15,10 +15,13 @@ import openai
 from openai import AsyncOpenAI
 
 from orchestrator.clients.errors import BackendError, BackendTimeout, BackendUnavailable
+from orchestrator.clients.llm_request import ChatMessage, LlmDelta, LlmRequest, chunk_deltas
 
 logger = logging.getLogger(__name__)
 SERVICE = "LLM"
 ECHO = "echo"
+# vLLM answers 400 to a request with tools unless it was started to serve tool calls.
+TOOLS_HINT = " (is the LLM server started to serve tool calls? docs/orchestrator.md, Tool calls)"
 
 
 class LlmClient:
@@ -69,12 +72,10 @@ class LlmClient:
             return str(exc) or "LLM: no answer from /v1/models within 2 s"
         return None
 
-    async def stream(
-        self, messages: list[dict[str, str]], max_tokens: int | None
-    ) -> AsyncGenerator[str, None]:
-        """Text deltas of the assistant's reply."""
+    async def stream(self, request: LlmRequest) -> AsyncGenerator[LlmDelta, None]:
+        """The assistant's reply: text deltas, and tool-call pieces where tools were offered."""
         if self.is_echo:
-            async for piece in _echo(messages):
+            async for piece in _echo(request.messages):
                 yield piece
             return
         assert self._client is not None
@@ -82,29 +83,30 @@ class LlmClient:
         try:
             stream = await self._client.chat.completions.create(
                 model=model,
-                messages=messages,  # type: ignore[arg-type]
+                messages=request.messages,  # type: ignore[arg-type]
                 stream=True,
-                max_tokens=max_tokens,
                 temperature=self.temperature,
+                **request.options(),
             )
             async with stream:
                 async for chunk in stream:
-                    if chunk.choices and chunk.choices[0].delta.content:
-                        yield chunk.choices[0].delta.content
+                    for delta in chunk_deltas(chunk):
+                        yield delta
         # While a stream is being read, httpx's own errors come through unwrapped.
         except (openai.APITimeoutError, httpx.TimeoutException):
             raise BackendTimeout(SERVICE, f"no answer within {self.timeout_s:.0f} s") from None
         except (openai.APIConnectionError, httpx.HTTPError) as exc:
             raise BackendUnavailable(SERVICE, f"cannot reach {self.url}: {exc}") from None
         except openai.APIStatusError as exc:
-            raise BackendError(SERVICE, f"HTTP {exc.status_code}: {exc.message}") from None
+            hint = TOOLS_HINT if request.tools and exc.status_code == 400 and "tool" in exc.message else ""
+            raise BackendError(SERVICE, f"HTTP {exc.status_code}: {exc.message}{hint}") from None
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()
 
 
-async def _echo(messages: list[dict[str, str]]) -> AsyncIterator[str]:
+async def _echo(messages: list[ChatMessage]) -> AsyncIterator[str]:
     heard = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
     for piece in ["You", " said:", *(f" {w}" for w in heard.split())]:
         await asyncio.sleep(0)  # yield like a real stream would

@@ -30,6 +30,7 @@ from prometheus_client import Gauge
 
 from orchestrator.clients.errors import BackendAtCapacity, BackendError, BackendUnavailable
 from orchestrator.clients.llm import LlmClient
+from orchestrator.clients.llm_request import LlmDelta, LlmRequest
 from services.common.steploop import Capacity
 
 logger = logging.getLogger(__name__)
@@ -284,11 +285,11 @@ class LlmReplicas:
     async def _probe(self, url: str) -> Probe:
         return Probe(await self.clients[url].ready())
 
-    async def stream(self, messages: list[dict[str, str]], max_tokens: int | None) -> AsyncIterator[str]:
-        """Text deltas of the assistant's reply, from the replica chosen for it."""
+    async def stream(self, request: LlmRequest) -> AsyncIterator[LlmDelta]:
+        """The assistant's reply (text and tool-call pieces), from the replica chosen for it."""
 
-        async def start(replica: Replica) -> tuple[Replica, AsyncGenerator[str, None], str | None]:
-            deltas = self.clients[replica.url].stream(messages, max_tokens)
+        async def start(replica: Replica) -> tuple[Replica, AsyncGenerator[LlmDelta, None], LlmDelta | None]:
+            deltas = self.clients[replica.url].stream(request)
             try:
                 return replica, deltas, await anext(deltas, None)
             except BaseException:

@@ -13,6 +13,7 @@ from typing import Protocol, Self
 
 import numpy as np
 
+from orchestrator.clients.llm_request import LlmDelta, LlmRequest
 from orchestrator.clients.replicas import LlmReplicas, ReplicaPool
 from orchestrator.clients.stt import SttStream
 from orchestrator.clients.tts import TtsStream
@@ -38,7 +39,7 @@ class TtsConnection(Stream, Protocol):
 
 
 class Llm(Protocol):
-    def stream(self, messages: list[dict[str, str]], max_tokens: int | None) -> AsyncIterator[str]: ...
+    def stream(self, request: LlmRequest) -> AsyncIterator[LlmDelta]: ...
 
 
 class TurnModel(Protocol):

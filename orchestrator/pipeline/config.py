@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from orchestrator.pipeline.items import Item
+
+# Which tool the LLM may call: "auto", "none", "required", or the name of one function.
+ToolChoice = Literal["auto", "none", "required"] | str
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +27,15 @@ class TurnDetectionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the LLM may call: the client runs it and returns its output."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] | None = None  # JSON Schema of its arguments
+
+
+@dataclass(frozen=True, slots=True)
 class SessionConfig:
     """The settings a turn reads; replaced whole on every `session.update`."""
 
@@ -29,6 +43,9 @@ class SessionConfig:
     max_output_tokens: int | None = 300  # None: no cap
     voice: str | None = None  # None: the TTS service's default
     turn_detection: TurnDetectionConfig | None = TurnDetectionConfig()
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice = "auto"
+    text_only: bool = False  # replies as text, no voice
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,3 +57,8 @@ class ResponseRequest:
     unlimited_tokens: bool = False
     voice: str | None = None
     metadata: dict[str, str] | None = None
+    tools: tuple[Tool, ...] | None = None
+    tool_choice: ToolChoice | None = None
+    text_only: bool | None = None
+    out_of_band: bool = False  # conversation "none": the reply stays out of the conversation
+    context: tuple[Item, ...] | None = None  # `input`: the LLM sees these instead of the conversation

@@ -12,6 +12,8 @@ from typing import Literal
 
 import numpy as np
 
+from orchestrator.pipeline.items import FunctionCall, Item, Message
+
 
 def new_id(prefix: str) -> str:
     """Server-made ids, readable like OpenAI's (``item_...``, ``resp_...``)."""
@@ -89,18 +91,73 @@ class PreparedReplyDropped:
 
 
 @dataclass(frozen=True, slots=True)
+class ItemCreated:
+    """The client put an item in the conversation, after `previous_item_id`; an audio
+    message is `in_progress` until its `UserTurnTranscribed`."""
+
+    item: Item
+    previous_item_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemDeleted:
+    """The client took an item out of the conversation."""
+
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class ResponseStarted:
-    """A reply begins; its item enters the conversation after `previous_item_id`."""
+    """A reply begins (after `previous_item_id`); `item_id` is its message's, announced by
+    `ReplyMessageStarted` once it has words. An out-of-band reply is in no conversation."""
 
     response_id: str
     item_id: str
     previous_item_id: str | None
     metadata: dict[str, str] | None
+    text_only: bool = False
+    in_conversation: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyMessageStarted:
+    """The reply's first words: its message item starts, after `previous_item_id`."""
+
+    response_id: str
+    item: Message
+    previous_item_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCallStarted:
+    """The reply calls a function: its item starts (no arguments yet), after `previous_item_id`."""
+
+    response_id: str
+    item: FunctionCall
+    previous_item_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCallArguments:
+    """A piece of a call's JSON arguments."""
+
+    response_id: str
+    item_id: str
+    call_id: str
+    delta: str
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCallDone:
+    """A call's arguments are complete, or (`incomplete`) its reply was cut short."""
+
+    response_id: str
+    item: FunctionCall
 
 
 @dataclass(frozen=True, slots=True)
 class ResponseText:
-    """A word the reply's voice is about to say."""
+    """A word the reply's voice is about to say (text only: a piece of the reply's text)."""
 
     response_id: str
     item_id: str
@@ -129,14 +186,22 @@ class ResponseEnded:
     failure: Problem | None = None
     audio_sent: bool = False
     stages_ms: dict[str, float | None] | None = field(default=None)
+    outputs: tuple[Item, ...] = ()  # its message (if it had words) and calls, in the order they started
 
 
 @dataclass(frozen=True, slots=True)
 class PlaybackCleared:
-    """The client must drop the reply's queued audio now (a barge-in)."""
+    """The client must drop the reply's queued audio now (a barge-in or a cancel)."""
 
     response_id: str
     item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackFinished:
+    """The reply's audio has all played out on the client (as estimated in real time)."""
+
+    response_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,10 +223,17 @@ SessionEvent = (
     | InputCleared
     | IdleTimeout
     | PreparedReplyDropped
+    | ItemCreated
+    | ItemDeleted
     | ResponseStarted
+    | ReplyMessageStarted
+    | FunctionCallStarted
+    | FunctionCallArguments
+    | FunctionCallDone
     | ResponseText
     | ResponseAudio
     | ResponseEnded
     | PlaybackCleared
+    | PlaybackFinished
     | ItemTruncated
 )

@@ -3,7 +3,8 @@
 `VoiceSession` ties the parts together: an `SttLink` kept up for the session's life, the
 `UserTurn` being built from its words and pause probabilities (and, where there is one,
 an end-of-turn model's verdict on each pause), `Preemption` for a reply prepared at a
-likely end, and `Replies` for the assistant's side. It emits domain events
+likely end, `Replies` for the assistant's side, and `ItemRequests` for the items a client
+creates and deletes itself. It emits domain events
 (`pipeline.events`); the wire format is not its business. Everything it starts runs under
 its `TaskGroup`: a backend failure becomes a `Problem` and the session goes on; any other
 exception ends the session, and its owner reports it.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,8 @@ from orchestrator.pipeline.events import (
     new_id,
 )
 from orchestrator.pipeline.history import DEFAULT_SYSTEM_PROMPT, History
+from orchestrator.pipeline.item_requests import ItemRequests
+from orchestrator.pipeline.items import Item
 from orchestrator.pipeline.latency import TurnLatency
 from orchestrator.pipeline.preemption import Preemption, PreparedReply
 from orchestrator.pipeline.replies import Replies
@@ -63,10 +67,10 @@ class VoiceSession:
         self.stt = SttLink(backends, self._on_stt, self._stt_down, self.id)
         self.replies = Replies(backends, history, emit, self._spawn, self.id)
         self.preemption = Preemption(self.stt, self.turn, self.replies.new_run, self._spawn, emit)
+        self.items = ItemRequests(backends, history, emit, self._spawn)
         self._tasks: asyncio.TaskGroup | None = None
         self.running = asyncio.Event()  # requests are taken once the TaskGroup is up
         self._turn_task: asyncio.Task[None] | None = None
-        self._last_item: str | None = None  # the conversation's latest item
         self.configure(config)
 
     async def run(self) -> None:
@@ -115,10 +119,29 @@ class VoiceSession:
 
     def create_response(self, request: ResponseRequest, client_event_id: str | None = None) -> None:
         """`response.create`: answer once the committed turn's transcript is final."""
-        if self.running.is_set() and not self.replies.refuses_another(client_event_id):
-            self._start_reply(
-                self.replies.new_run(TurnLatency(speech_end=TurnLatency.now()), request=request)
-            )
+        if not self.running.is_set() or self.replies.refuses_another(client_event_id):
+            return
+        if request.context is not None:
+            context = self.items.resolve(request.context, client_event_id)
+            if context is None:
+                return
+            request = replace(request, context=context)
+        run = self.replies.new_run(TurnLatency(speech_end=TurnLatency.now()), request=request)
+        self._start_reply(run, interrupt=False)
+
+    def create_item(
+        self,
+        item: Item,
+        previous_item_id: str | None,
+        client_event_id: str | None = None,
+        audio: np.ndarray | None = None,
+    ) -> None:
+        """`conversation.item.create` (see `ItemRequests.create`)."""
+        self.items.create(item, previous_item_id, client_event_id, audio)
+
+    def delete_item(self, item_id: str, client_event_id: str | None = None) -> None:
+        """`conversation.item.delete`."""
+        self.items.delete(item_id, client_event_id)
 
     async def cancel_response(
         self, response_id: str | None = None, client_event_id: str | None = None
@@ -197,8 +220,7 @@ class VoiceSession:
         if turn.was_speaking:  # OpenAI pairs it with speech_started: none without turn detection
             self._emit(SpeechStopped(turn.item_id, turn.audio_end_ms))
         # The turn's place in the conversation is taken now; its words come after the flush.
-        self.history.reserve("user", turn.item_id)
-        previous, self._last_item = self._last_item, turn.item_id
+        previous = self.history.reserve("user", turn.item_id)
         self._emit(UserTurnCommitted(turn.item_id, previous))
         latency = TurnLatency(speech_end=speech_end or TurnLatency.now())
         self._turn_task = self._spawn(self._finish_turn(turn, previous, latency, idle_s), "turn")
@@ -224,13 +246,15 @@ class VoiceSession:
                 await prepared.run.discard()
             return  # noise or silence gets no answer; without turn detection the client asks
         if prepared is not None and prepared.run is not None and prepared.run.held_for == transcript:
-            self._start_reply(prepared.run)
+            self._start_reply(prepared.run, interrupt=True)
         else:
-            self._start_reply(self.replies.new_run(latency))
+            self._start_reply(self.replies.new_run(latency), interrupt=True)
 
-    def _start_reply(self, run: ResponseRun) -> None:
-        after = (
-            [self._turn_task] if self._finishing() and self._turn_task is not asyncio.current_task() else []
-        )
-        self.replies.start(run, self._last_item, after)
-        self._last_item = run.item_id
+    def _start_reply(self, run: ResponseRun, *, interrupt: bool) -> None:
+        """Start `run` once the turn being finished and the audio items being transcribed are;
+        a reply to the user's turn (`interrupt`) stops the replies still speaking."""
+        after = [*self.items.transcribing]
+        if self._finishing() and self._turn_task is not asyncio.current_task():
+            assert self._turn_task is not None
+            after.append(self._turn_task)
+        self.replies.start(run, self.history.last_id(), after, interrupt=interrupt)

@@ -1,9 +1,9 @@
 """OpenAI Realtime API client events (GA names) that this server takes, as pydantic models.
 
 Reference: https://platform.openai.com/docs/api-reference/realtime-client-events and
-.../realtime-server-events. Only audio in / audio out is implemented; fields we do not
-use are accepted and ignored (with the names logged) so clients written for OpenAI work.
-Events prefixed ``unmute_slurm.`` are this project's extensions.
+.../realtime-server-events. Fields we do not use are accepted and ignored so clients
+written for OpenAI work; what we cannot do (image input, MCP tools) is refused by name.
+The items and tools inside events are in client_items.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal, Union
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from orchestrator.realtime.session_model import AudioFormat, TurnDetection
+from orchestrator.realtime.client_items import InputParam, ItemId, ItemParam, Tools
+from orchestrator.realtime.session_model import AudioFormat, Modality, ToolChoice, TurnDetection
 
 # Limits applied while a client event is parsed, before any field is read. Nesting deeper
 # than the JSON parser's 200 levels and integers of over 4300 digits are refused by the
@@ -36,6 +37,7 @@ OutputTokens = Annotated[int, Field(ge=1, le=MAX_OUTPUT_TOKENS)] | Literal["inf"
 Voice = Annotated[str, Field(min_length=1, max_length=200)]
 MetadataKey = Annotated[str, Field(max_length=64)]
 MetadataValue = Annotated[str, Field(max_length=512)]
+Modalities = Annotated[list[Modality], Field(min_length=1, max_length=2)]
 
 
 class AudioInputPatch(_Model):
@@ -60,6 +62,9 @@ class SessionPatch(_Model):
     instructions: str | None = Field(None, max_length=20_000)
     audio: AudioPatch | None = None
     max_output_tokens: OutputTokens | None = None
+    output_modalities: Modalities | None = None
+    tools: Tools | None = None
+    tool_choice: ToolChoice | None = None
 
 
 class ResponseAudio(_Model):
@@ -69,14 +74,21 @@ class ResponseAudio(_Model):
 
 
 class ResponseParams(_Model):
-    """`response.create`'s `response`: what we honour of it; tools and the like are accepted and unused."""
+    """`response.create`'s `response`: what one reply does differently from the session.
+
+    `conversation: "none"` keeps the reply out of the conversation (out of band); `input`
+    gives the model these items instead of the conversation (`[]`: none at all).
+    """
 
     instructions: str | None = Field(None, max_length=20_000)
     max_output_tokens: OutputTokens | None = None
     metadata: dict[MetadataKey, MetadataValue] | None = Field(None, max_length=16)  # OpenAI's limits
     audio: ResponseAudio | None = None
-    conversation: str | None = Field(None, max_length=200)
-    output_modalities: list[Literal["audio", "text"]] | None = Field(None, max_length=2)
+    conversation: Literal["auto", "none"] | None = None
+    output_modalities: Modalities | None = None
+    tools: Tools | None = None
+    tool_choice: ToolChoice | None = None
+    input: list[InputParam] | None = Field(None, max_length=256)
 
 
 # ---- client events ---------------------------------------------------------------------
@@ -122,6 +134,19 @@ class ConversationItemRetrieve(_Event):
     item_id: str = Field(max_length=512)
 
 
+class ConversationItemCreate(_Event):
+    """Add an item after `previous_item_id` (absent: at the end; "root": first)."""
+
+    type: Literal["conversation.item.create"]
+    previous_item_id: ItemId | None = None
+    item: ItemParam
+
+
+class ConversationItemDelete(_Event):
+    type: Literal["conversation.item.delete"]
+    item_id: str = Field(max_length=512)
+
+
 CLIENT_EVENTS: tuple[type[_Event], ...] = (
     SessionUpdate,
     InputAudioBufferAppend,
@@ -131,6 +156,8 @@ CLIENT_EVENTS: tuple[type[_Event], ...] = (
     ResponseCancel,
     ConversationItemTruncate,
     ConversationItemRetrieve,
+    ConversationItemCreate,
+    ConversationItemDelete,
 )
 _client_adapter: TypeAdapter[Any] = TypeAdapter(
     Annotated[Union[CLIENT_EVENTS], Field(discriminator="type")]  # noqa: UP007
@@ -168,7 +195,7 @@ def parse_client_event(text: str, max_audio_chars: int) -> Any:
     event_id = event_id if isinstance(event_id, str) and len(event_id) <= 512 else None
     if first["type"] == "model_attributes_type":
         raise EventError("invalid_event", "an event must be a JSON object") from None
-    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+    if first["type"] in ("union_tag_invalid", "union_tag_not_found") and len(first["loc"]) < 2:
         tag = (first.get("ctx") or {}).get("tag")
         what = f"unknown or unsupported event type {tag}" if tag is not None else "an event needs a type"
         raise EventError("unknown_event", what, event_id, "type") from None

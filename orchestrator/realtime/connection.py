@@ -24,6 +24,8 @@ from orchestrator.pipeline.events import SessionEvent
 from orchestrator.pipeline.history import History
 from orchestrator.pipeline.session import VoiceSession
 from orchestrator.realtime.client_events import (
+    ConversationItemCreate,
+    ConversationItemDelete,
     ConversationItemRetrieve,
     ConversationItemTruncate,
     EventError,
@@ -35,13 +37,9 @@ from orchestrator.realtime.client_events import (
     SessionUpdate,
     parse_client_event,
 )
-from orchestrator.realtime.inbound import (
-    apply_session_update,
-    float32_audio,
-    pcm16_audio,
-    pipeline_config,
-    response_request,
-)
+from orchestrator.realtime.inbound import apply_session_update, pipeline_config, response_request
+from orchestrator.realtime.inbound_audio import float32_audio, pcm16_audio
+from orchestrator.realtime.inbound_items import pipeline_item
 from orchestrator.realtime.outbound import ServerEvents
 from orchestrator.realtime.server_events import ErrorEvent, SessionCreated, SessionUpdated
 from orchestrator.realtime.server_items import ServerEvent
@@ -178,8 +176,9 @@ class RealtimeConnection:
             await self._append(pcm16_audio(event.audio, self.settings.max_append_bytes, event.event_id))
             return
         self.budget.spend()
+        limit = self.settings.max_append_bytes
         if isinstance(event, SessionUpdate):
-            apply_session_update(self.view, event.session)
+            apply_session_update(self.view, event.session, event.event_id)
             self.session.configure(pipeline_config(self.view))
             self.outbox.put_nowait(SessionUpdated(session=self.view.model_copy(deep=True)))
         elif isinstance(event, InputAudioBufferCommit):
@@ -187,13 +186,20 @@ class RealtimeConnection:
         elif isinstance(event, InputAudioBufferClear):
             self.session.clear()
         elif isinstance(event, ResponseCreate):
-            self.session.create_response(response_request(event.response), event.event_id)
+            request = response_request(event.response, self.view, limit, event.event_id)
+            self.session.create_response(request, event.event_id)
         elif isinstance(event, ResponseCancel):
             await self.session.cancel_response(event.response_id, event.event_id)
         elif isinstance(event, ConversationItemTruncate):
             self.session.truncate(event.item_id, event.audio_end_ms, event.event_id)
         elif isinstance(event, ConversationItemRetrieve):
-            self.outbox.put_nowait(self.events.retrieve(event.item_id, event.event_id))
+            item = self.session.history.get(event.item_id)
+            self.outbox.put_nowait(self.events.retrieve(event.item_id, item, event.event_id))
+        elif isinstance(event, ConversationItemCreate):
+            item, audio = pipeline_item(event.item, limit, event.event_id)
+            self.session.create_item(item, event.previous_item_id, event.event_id, audio)
+        elif isinstance(event, ConversationItemDelete):
+            self.session.delete_item(event.item_id, event.event_id)
 
     async def _append(self, pcm: np.ndarray) -> None:
         delay = self.rate.delay_for(pcm.size / SAMPLE_RATE)

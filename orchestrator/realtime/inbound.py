@@ -1,22 +1,32 @@
-"""Client events -> what the pipeline takes: session settings, reply requests, audio samples."""
+"""Client events -> what the pipeline takes: session settings and reply requests."""
 
 from __future__ import annotations
 
-import binascii
-
-import numpy as np
-
 from orchestrator.pipeline.config import ResponseRequest, SessionConfig, TurnDetectionConfig
-from orchestrator.realtime.client_events import (
-    EventError,
-    ResponseParams,
-    SessionPatch,
+from orchestrator.realtime.client_events import ResponseParams, SessionPatch
+from orchestrator.realtime.inbound_items import (
+    check_choice,
+    context_entry,
+    function_tools,
+    pipeline_choice,
+    pipeline_tools,
 )
-from orchestrator.realtime.session_model import Session
+from orchestrator.realtime.session_model import Modality, Session
 
 
-def apply_session_update(session: Session, patch: SessionPatch) -> None:
-    """Change the fields a `session.update` set (already validated by its model)."""
+def modalities(asked: list[Modality]) -> list[Modality]:
+    """["audio"] (its transcript is the text) unless only text was asked for."""
+    return ["audio"] if "audio" in asked else ["text"]
+
+
+def apply_session_update(session: Session, patch: SessionPatch, event_id: str | None = None) -> None:
+    """Change the fields a `session.update` set (validated by its model); all or nothing."""
+    tools = session.tools if patch.tools is None else function_tools(patch.tools, event_id)
+    choice = session.tool_choice if patch.tool_choice is None else patch.tool_choice
+    check_choice(choice, tools, event_id, "session.tool_choice")
+    session.tools, session.tool_choice = tools, choice
+    if patch.output_modalities is not None:
+        session.output_modalities = modalities(patch.output_modalities)
     if patch.instructions is not None:
         session.instructions = patch.instructions
     if patch.max_output_tokens is not None:
@@ -35,6 +45,9 @@ def pipeline_config(session: Session) -> SessionConfig:
         instructions=session.instructions or None,
         max_output_tokens=None if session.max_output_tokens == "inf" else session.max_output_tokens,
         voice=session.audio.output.voice,
+        tools=pipeline_tools(session.tools),
+        tool_choice=pipeline_choice(session.tool_choice),
+        text_only=session.output_modalities == ["text"],
         turn_detection=None
         if detection is None
         else TurnDetectionConfig(
@@ -51,46 +64,35 @@ def pipeline_config(session: Session) -> SessionConfig:
     )
 
 
-def response_request(params: ResponseParams | None) -> ResponseRequest:
-    """What one `response.create` asked for (its instructions, token cap, voice, metadata)."""
+def response_request(
+    params: ResponseParams | None, session: Session, max_audio_chars: int, event_id: str | None = None
+) -> ResponseRequest:
+    """What one `response.create` asked for: instructions, token cap, voice, metadata, tools,
+    modality, whether it joins the conversation, and the context it reads."""
     if params is None:
         return ResponseRequest()
     voice = (
         params.audio.output.voice if params.audio is not None and params.audio.output is not None else None
     )
+    tools = None if params.tools is None else function_tools(params.tools, event_id)
+    check_choice(
+        params.tool_choice, session.tools if tools is None else tools, event_id, "response.tool_choice"
+    )
     tokens = params.max_output_tokens
+    context = None
+    if params.input is not None:
+        context = tuple(context_entry(p, max_audio_chars, event_id) for p in params.input)
     return ResponseRequest(
         instructions=params.instructions,
         max_output_tokens=tokens if isinstance(tokens, int) else None,
         unlimited_tokens=tokens == "inf",
         voice=voice,
         metadata=params.metadata,
+        tools=None if tools is None else pipeline_tools(tools),
+        tool_choice=None if params.tool_choice is None else pipeline_choice(params.tool_choice),
+        text_only=None
+        if params.output_modalities is None
+        else modalities(params.output_modalities) == ["text"],
+        out_of_band=params.conversation == "none",
+        context=context,
     )
-
-
-def pcm16_audio(encoded: str, max_chars: int, event_id: str | None) -> np.ndarray:
-    """An append's base64 PCM16 (OpenAI's `audio/pcm`) -> float32 samples in [-1, 1]."""
-    if len(encoded) > max_chars:
-        size = f"append of {len(encoded)} base64 characters; the limit is {max_chars}"
-        raise EventError("audio_too_large", size, event_id, "audio")
-    try:
-        data = binascii.a2b_base64(encoded, strict_mode=True)  # b64decode(validate=True) runs a regex
-    except (binascii.Error, ValueError):
-        raise EventError("invalid_audio", "audio is not valid base64", event_id, "audio") from None
-    if len(data) % 2:
-        what = f"PCM16 needs an even number of bytes, got {len(data)}"
-        raise EventError("invalid_audio", what, event_id, "audio")
-    return np.frombuffer(data, dtype="<i2") * np.float32(1 / 32768)
-
-
-def float32_audio(data: bytes, max_bytes: int) -> np.ndarray:
-    """The original design's binary frames: raw float32 24 kHz samples, checked and clipped."""
-    if len(data) > max_bytes:
-        raise EventError("audio_too_large", f"binary frame of {len(data)} bytes; the limit is {max_bytes}")
-    if len(data) % 4:
-        what = f"binary frames are float32 samples; {len(data)} bytes is not a multiple of 4"
-        raise EventError("invalid_audio", what)
-    pcm = np.frombuffer(data, dtype="<f4")
-    if not np.isfinite(pcm).all():
-        raise EventError("invalid_audio", "binary frame contains NaN or infinite samples")
-    return np.clip(pcm, -1.0, 1.0)

@@ -14,21 +14,22 @@ from orchestrator.realtime.extension_events import (
     UnmutePreparedReplyDropped,
 )
 from orchestrator.realtime.server_items import (
-    AssistantMessageItem,
     ContentPartAdded,
     ContentPartDone,
-    ConversationItem,
     DurationUsage,
     ErrorDetail,
     ErrorKind,
     OutputAudioDelta,
     OutputAudioDone,
+    OutputTextDelta,
+    OutputTextDone,
     OutputTranscriptDelta,
     OutputTranscriptDone,
     ResponseObject,
     ServerEvent,
 )
 from orchestrator.realtime.session_model import Session
+from orchestrator.realtime.wire_items import ConversationItem
 
 
 class ErrorEvent(ServerEvent):
@@ -104,7 +105,8 @@ class InputAudioBufferTimeoutTriggered(ServerEvent):
 
 
 class ConversationItemAdded(ServerEvent):
-    """Sent when an item enters the conversation, after `previous_item_id`."""
+    """Sent when an item enters the conversation, after `previous_item_id` (a spoken turn's
+    at its commit, a reply's message or call as it starts, a client's at its create)."""
 
     type: Literal["conversation.item.added"] = "conversation.item.added"
     previous_item_id: str | None
@@ -112,7 +114,8 @@ class ConversationItemAdded(ServerEvent):
 
 
 class ConversationItemDone(ServerEvent):
-    """Sent when an item is final (a user turn transcribed, a reply ended)."""
+    """Sent when an item is final (a user turn transcribed, a reply's message or call ended,
+    a client's item created)."""
 
     type: Literal["conversation.item.done"] = "conversation.item.done"
     previous_item_id: str | None
@@ -159,6 +162,13 @@ class ConversationItemRetrieved(ServerEvent):
     item: ConversationItem
 
 
+class ConversationItemDeleted(ServerEvent):
+    """The answer to `conversation.item.delete`: the item is gone, from the LLM's context too."""
+
+    type: Literal["conversation.item.deleted"] = "conversation.item.deleted"
+    item_id: str
+
+
 class ResponseCreated(ServerEvent):
     """Sent when a reply starts, before any of its output."""
 
@@ -174,21 +184,45 @@ class ResponseDone(ServerEvent):
 
 
 class OutputItemAdded(ServerEvent):
-    """Sent when a reply's message item starts (in progress, no content yet)."""
+    """Sent when a reply's message (at its first words) or function call starts, empty."""
 
     type: Literal["response.output_item.added"] = "response.output_item.added"
     response_id: str
     output_index: int = 0
-    item: AssistantMessageItem
+    item: ConversationItem
 
 
 class OutputItemDone(ServerEvent):
-    """Sent when a reply's message item is final, also when the reply was cut short."""
+    """Sent when a reply's message or call is final, also when the reply was cut short."""
 
     type: Literal["response.output_item.done"] = "response.output_item.done"
     response_id: str
     output_index: int = 0
-    item: AssistantMessageItem
+    item: ConversationItem
+
+
+class FunctionCallArgumentsDelta(ServerEvent):
+    """Sent for each piece of a call's JSON arguments, as the LLM writes them."""
+
+    type: Literal["response.function_call_arguments.delta"] = "response.function_call_arguments.delta"
+    response_id: str
+    item_id: str
+    output_index: int
+    call_id: str
+    delta: str
+
+
+class FunctionCallArgumentsDone(ServerEvent):
+    """Sent when a call's arguments are complete: the client may run the function now
+    (not sent for a call cut short, whose arguments are not whole)."""
+
+    type: Literal["response.function_call_arguments.done"] = "response.function_call_arguments.done"
+    response_id: str
+    item_id: str
+    output_index: int
+    call_id: str
+    name: str
+    arguments: str
 
 
 class OutputAudioBufferStarted(ServerEvent):
@@ -199,14 +233,15 @@ class OutputAudioBufferStarted(ServerEvent):
 
 
 class OutputAudioBufferStopped(ServerEvent):
-    """Sent when all of a reply's audio has been sent, after its `response.done`."""
+    """Sent once all of a reply's audio has played out on the client (as estimated in real
+    time), after its `response.done`; never for audio that was cleared."""
 
     type: Literal["output_audio_buffer.stopped"] = "output_audio_buffer.stopped"
     response_id: str
 
 
 class OutputAudioBufferCleared(ServerEvent):
-    """Sent when a reply's unsent audio was dropped (barge-in or cancel)."""
+    """Sent when a reply's audio still playing was dropped (barge-in or cancel)."""
 
     type: Literal["output_audio_buffer.cleared"] = "output_audio_buffer.cleared"
     response_id: str
@@ -227,16 +262,21 @@ SERVER_EVENTS: tuple[type[ServerEvent], ...] = (
     InputTranscriptionCompleted,
     ConversationItemTruncated,
     ConversationItemRetrieved,
+    ConversationItemDeleted,
     ResponseCreated,
     ResponseDone,
     OutputItemAdded,
     OutputItemDone,
+    FunctionCallArgumentsDelta,
+    FunctionCallArgumentsDone,
     ContentPartAdded,
     ContentPartDone,
     OutputAudioDelta,
     OutputAudioDone,
     OutputTranscriptDelta,
     OutputTranscriptDone,
+    OutputTextDelta,
+    OutputTextDone,
     OutputAudioBufferStarted,
     OutputAudioBufferStopped,
     OutputAudioBufferCleared,

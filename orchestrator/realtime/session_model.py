@@ -3,7 +3,7 @@ show and `session.update` changes, turn detection included."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
@@ -13,7 +13,7 @@ from orchestrator.pipeline.events import new_id
 class TurnDetection(BaseModel):
     """Server-side turn detection; `None` in `session.update` means manual commits.
 
-    `preemptive` and `interrupt_speech_ms` are this project's additions (see README, Turns).
+    `preemptive` and `interrupt_speech_ms` are this project's additions (see docs/orchestrator.md, Turns).
     """
 
     model_config = ConfigDict(extra="allow")
@@ -71,6 +71,31 @@ class Audio(BaseModel):
     output: AudioOutput = Field(default_factory=AudioOutput)
 
 
+ToolName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]  # OpenAI's function names
+
+
+class FunctionTool(BaseModel):
+    """A function the model may call (`tools` of the session or of one response)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    type: Literal["function"] = "function"
+    name: ToolName
+    description: str = Field("", max_length=4096)
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class ToolChoiceFunction(BaseModel):
+    """`tool_choice` naming the one function the model must call."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["function"] = "function"
+    name: ToolName
+
+
+ToolChoice = Literal["auto", "none", "required"] | ToolChoiceFunction
+Modality = Literal["audio", "text"]
+
+
 class Session(BaseModel):
     """The session object of `session.created/updated`."""
 
@@ -79,7 +104,9 @@ class Session(BaseModel):
     id: str = Field(default_factory=lambda: new_id("sess"))
     object: Literal["realtime.session"] = "realtime.session"
     model: str = "unmute-slurm"
-    output_modalities: list[str] = Field(default_factory=lambda: ["audio"])
+    output_modalities: list[Modality] = Field(default_factory=lambda: ["audio"])
     instructions: str = ""
     audio: Audio = Field(default_factory=Audio)
     max_output_tokens: int | Literal["inf"] = 300
+    tools: list[FunctionTool] = Field(default_factory=list)
+    tool_choice: ToolChoice = "auto"

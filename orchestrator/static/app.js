@@ -1,6 +1,8 @@
 // Unmute on SLURM browser client: microphone -> /v1/realtime (OpenAI Realtime events)
 // -> assistant audio. Capture and playback run in AudioWorklets (capture-processor.js,
 // playback-processor.js); this file wires them to the WebSocket and draws the page.
+// Every URL is relative to the page, so the UI also works behind a proxy that serves it
+// under a path prefix (Open OnDemand's /rnode/<host>/<port>/).
 
 const $ = (sel) => document.querySelector(sel);
 const SAMPLE_RATE = 24000;
@@ -211,8 +213,8 @@ async function start() {
     });
     // The context runs at the device's own rate; the worklets convert to and from 24 kHz.
     const context = new AudioContext();
-    await context.audioWorklet.addModule('/static/capture-processor.js');
-    await context.audioWorklet.addModule('/static/playback-processor.js');
+    await context.audioWorklet.addModule('static/capture-processor.js');
+    await context.audioWorklet.addModule('static/playback-processor.js');
     const capture = new AudioWorkletNode(context, 'capture-processor');
     const playback = new AudioWorkletNode(context, 'playback-processor', { outputChannelCount: [1] });
     capture.onprocessorerror = () => showError('microphone processing failed; press Stop and Start');
@@ -221,9 +223,10 @@ async function start() {
     playback.connect(context.destination);
     await context.resume();
 
-    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
     // This project's own events (latency stages, playback clear) are sent only on request.
-    const ws = new WebSocket(`${scheme}://${location.host}/v1/realtime?extensions=unmute_slurm`);
+    const endpoint = new URL('v1/realtime?extensions=unmute_slurm', document.baseURI);
+    endpoint.protocol = endpoint.protocol === 'https:' ? 'wss:' : 'ws:';
+    const ws = new WebSocket(endpoint);
     live = { ws, context, stream, capture, playback };
     let pending = [];
     let lastSend = performance.now();
@@ -292,7 +295,7 @@ ui.talk.addEventListener('click', () => (live ? stop() : start()));
 
 async function refreshStatus() {
   try {
-    const response = await fetch('/api/status');
+    const response = await fetch('api/status');
     if (response.status === 401) {
       showError('access token required: open the URL printed by the job (…/?token=…)');
       return;
@@ -311,7 +314,7 @@ async function refreshStatus() {
 
 async function loadVoices() {
   try {
-    const response = await fetch('/api/voices');
+    const response = await fetch('api/voices');
     if (!response.ok) return;
     const { voices, default: fallback } = await response.json();
     for (const name of voices) {

@@ -144,21 +144,9 @@ def serve(
     when the model failed to load."""
     import uvicorn
 
-    cert, key = tls or (None, None)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            ssl_certfile=cert,
-            ssl_keyfile=key,
-            log_config=None,
-            # Leave room above our own per-message limit so an oversized message is
-            # answered with an Error instead of a protocol-level close.
-            ws_max_size=max(16 * 1024 * 1024, 4 * settings.max_message_bytes),
-            ws_per_message_deflate=False,
-        )
-    )
+    from services.common.server import server_config
+
+    server = uvicorn.Server(server_config(app, settings, tls=tls))
     server.run()
     if state is not None and state.failed:
         raise SystemExit(f"{name} service stopped: {state.status}")

@@ -37,7 +37,10 @@ class ServiceSettings(BaseSettings):
         2 * 1024 * 1024,
         gt=0,
         validation_alias=AliasChoices("MAX_MESSAGE_BYTES", "max_message_bytes"),
-        description="Largest WebSocket message accepted; bigger ones get an Error (about 17 s of audio).",
+        description=(
+            "Largest WebSocket message accepted (about 17 s of audio); a bigger one is refused as its "
+            "frame header arrives: close 1009 (message too big), the limit in the reason."
+        ),
     )
     max_messages_per_second: float = Field(
         400.0,
@@ -48,6 +51,49 @@ class ServiceSettings(BaseSettings):
             "audio); a connection that keeps sending faster is closed with 1008. Reads never wait on it."
         ),
     )
+
+    http_header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        validation_alias=AliasChoices("HTTP_HEADER_TIMEOUT_S", "http_header_timeout_s"),
+        description=(
+            "A connection must send a whole request head (an HTTP request line and headers, or a "
+            "WebSocket upgrade) within this many seconds of connecting or of its previous response; "
+            "else it is closed, with 408 if it had begun one. Silent and slowloris connections end."
+        ),
+    )
+    http_body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        validation_alias=AliasChoices("HTTP_BODY_TIMEOUT_S", "http_body_timeout_s"),
+        description="Longest pause while a request body arrives; a longer one is answered 408 and closed.",
+    )
+    http_keepalive_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        validation_alias=AliasChoices("HTTP_KEEPALIVE_TIMEOUT_S", "http_keepalive_timeout_s"),
+        description="An idle keep-alive connection is closed after this many seconds.",
+    )
+    ws_ping_interval_s: float = Field(
+        20.0,
+        gt=0,
+        validation_alias=AliasChoices("WS_PING_INTERVAL_S", "ws_ping_interval_s"),
+        description="Seconds between the server's keepalive pings on an open WebSocket.",
+    )
+    ws_ping_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        validation_alias=AliasChoices("WS_PING_TIMEOUT_S", "ws_ping_timeout_s"),
+        description=(
+            "A WebSocket whose peer answers no ping for this many seconds is closed (1011): a client "
+            "that vanished without a close (a half-open connection) gives its slot back."
+        ),
+    )
+
+    def websocket_message_limit(self) -> int:
+        """The largest WebSocket message this service's endpoint takes, in bytes. The transport
+        refuses a bigger one as its frame header arrives (close 1009), before buffering it."""
+        return self.max_message_bytes
 
     def required_api_key(self) -> SecretStr:
         """The service key, or a clear error naming where to set it."""

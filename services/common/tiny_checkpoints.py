@@ -181,22 +181,81 @@ def _calibration_audio():
     return torch.cat(segments)[None, None]
 
 
-def _write_mimi(directory: Path, cfg: dict) -> None:
+def _write_mimi(directory: Path, cfg: dict, *, silence_code: bool = False) -> int | None:
     """Random Mimi whose codebooks are fitted (moshi's own k-means init) to varied audio.
 
     Left at their zero init, every codebook entry is equal and all audio encodes to
     code 0, so the STT would see nothing and the TTS would decode one constant frame.
+    With `silence_code` (an STT's Mimi, which only encodes), digital silence gets a code of
+    its own in the first codebook whatever came before it (`_frame_local_encoder`,
+    `_give_silence_its_code`); that code is returned.
     """
     import torch
     from moshi.models import loaders
 
     mimi = loaders.get_mimi(None, cfg, num_codebooks=32)
+    if silence_code:
+        _frame_local_encoder(mimi)
     mimi.train()  # training mode is what makes the quantizer run its k-means init
     with torch.no_grad():
         mimi.quantizer(mimi._encode_to_unquantized_latent(_calibration_audio()), mimi.frame_rate)
     mimi.eval()
+    code = _give_silence_its_code(mimi) if silence_code else None
     (directory / "mimi_config.json").write_text(json.dumps(cfg, indent=2))
     _save(mimi.state_dict(), directory / "mimi.safetensors")
+    return code
+
+
+def _frame_local_encoder(mimi) -> None:
+    """Make Mimi's encoder map digital silence to exactly zero, whatever came before it.
+
+    Its transformer's layer scales are zeroed, so its layers add nothing and a frame's code
+    depends on the last few hundred ms of audio only (SEANet's causal convolutions); the
+    convolutions' biases are zeroed too, so silence is zero at every layer: exactly, on any
+    kernel, and from a stream's first frame (whose convolutions start from zeros).
+    """
+    import torch
+
+    with torch.no_grad():
+        for name, param in mimi.encoder_transformer.named_parameters():
+            if ".layer_scale_" in name:
+                param.zero_()
+        for part in (mimi.encoder, mimi.downsample):
+            for name, param in part.named_parameters():
+                if name.endswith(".bias"):
+                    param.zero_()
+
+
+# The silence code's cell, relative to a typical latent of sound: latents within ~this much
+# of zero (digital silence's latent) encode to it. Noise at -60 dBFS lies well inside, the
+# quietest tenth of speech through this tiny random Mimi about at its edge.
+SILENCE_CELL = 1e-2
+
+
+def _give_silence_its_code(mimi) -> int:
+    """Give digital silence (latent zero: `_frame_local_encoder`) a code of its own in the first
+    codebook, and only silence: the entry nearest to zero becomes zero, and 2 x dim others are
+    put around it at `SILENCE_CELL`, one each way along the axes of a random basis, so that any
+    sound (or quiet speech: this tiny random Mimi maps all audio to nearly one latent) encodes
+    to one of those by the direction it lies in. Returns the silence code."""
+    import torch
+
+    with torch.no_grad():
+        rvq = mimi.quantizer.rvq_first
+        sound = mimi._encode_to_unquantized_latent(_calibration_audio())
+        sound = (rvq.input_proj(sound) if rvq.input_proj is not None else sound)[0].T
+        codebook = rvq.vq.layers[0]._codebook
+        entries = codebook.embedding_sum / codebook.cluster_usage.clamp(min=codebook.epsilon)[:, None]
+        order = entries.norm(dim=1).argsort().tolist()
+        dim = entries.shape[1]
+        code, around = order[0], order[1 : 1 + 2 * dim]
+        basis, _ = torch.linalg.qr(torch.randn(dim, dim))
+        entries[code] = 0.0
+        entries[around] = SILENCE_CELL * float(sound.norm(dim=1).median()) * torch.cat([basis, -basis])
+        usage = codebook.cluster_usage.clamp(min=codebook.epsilon)
+        codebook.embedding_sum.copy_(entries * usage[:, None])
+        codebook.cluster_usage.copy_(usage)
+    return code
 
 
 def _file_names() -> dict:
@@ -245,39 +304,32 @@ def _speechlike_frames(n: int):
         )
 
 
-def _relabel_stt_text_tokens(lm, mimi, word_start: bool = True) -> None:
-    """Give the random STT the output statistics of a real one by renaming two tokens.
+def _relabel_pad(lm, mimi) -> None:
+    """Give a damped random STT a real one's pad by renaming a token (full-size recipe).
 
-    A real STT model emits the pad token (3) through silence and the word-start token
-    (0) before each word. The random model does emit some token mostly in silence and
-    others in sound, just not those ids, so the most common silence token is swapped
-    with 3 and the most common sound token with 0 (in both the output head and the
-    text embedding, which leaves the network's function unchanged up to the names).
-    Tests then see words and word boundaries appear, as they would with a real model.
-    Without `word_start`, only the pad is renamed (see `_write_stt`).
+    A real STT model emits the pad token (3) through silence. The damped random model does
+    emit one token mostly in silence, just not that id, so it is swapped with 3 (in both the
+    output head and the text embedding, which leaves the network's function unchanged up to
+    the names).
     """
     from collections import Counter
 
     import torch
     from moshi.models import LMGen
 
-    silent, voiced = Counter(), Counter()
+    silent: Counter[int] = Counter()
     gen = LMGen(lm, temp=0, temp_text=0)
     device = next(lm.parameters()).device
     with torch.no_grad(), mimi.streaming(1), gen.streaming(1):
         for is_voiced, pcm in _speechlike_frames(120):
             token = int(gen.step(mimi.encode(pcm.to(device)))[0, 0, 0])
-            (voiced if is_voiced else silent)[token] += 1
+            if not is_voiced:
+                silent[token] += 1
     pad = silent.most_common(1)[0][0]
-    swaps = [(pad, 3)]
-    if word_start:
-        start = next(t for t, _ in voiced.most_common() if t != pad)
-        swaps.append((start if start != 3 else pad, 0))
     with torch.no_grad():
         for table in (lm.text_linear.weight, lm.text_emb.weight):
-            for a, b in swaps:
-                if a != b:
-                    table[[a, b]] = table[[b, a]]
+            if pad != 3:
+                table[[pad, 3]] = table[[3, pad]]
 
 
 def _random_lm(cfg: dict, device: str):
@@ -300,31 +352,116 @@ def _damp_residual_branches(lm, scale: float) -> None:
                 param.mul_(scale)
 
 
-def _write_stt(
-    directory: Path, cfg: dict, mimi_cfg: dict, device: str = "cpu", audio_driven: bool = False
+def _write_stt(  # noqa: PLR0917 (the builders call it positionally)
+    directory: Path,
+    cfg: dict,
+    mimi_cfg: dict,
+    tokenizer: Path,
+    device: str = "cpu",
+    audio_driven: bool = False,
 ) -> None:
-    """Write one random STT; `audio_driven` is the full-size recipe.
+    """Write one random STT: the tiny recipe, or with `audio_driven` the full-size one.
 
-    At full size, a random transformer's text output follows the average of its whole
-    context: one token repeats through speech and the silence after it, so the STT would
-    send words while the user is quiet, which holds a turn open. Damped layers make each
-    step's token follow the audio at hand, but then speech yields mostly the two tokens
-    the tiny recipe renames to pad and word-start, so no word ever forms: only the pad is
-    renamed, and speech comes out as words closed by pads (stt-1b-en_fr's size, on CPU:
-    words in speech, none in silence). The step costs the same: the same dense products.
+    Tiny: what the STT says is built in, not left to what random weights happen to do on
+    one CPU's kernels (they differ between machines): digital silence is a pad and a pause,
+    and sound is words (`_reserve_channels`, `_silence_means_pad`, `_sound_means_words`).
+    Every step still runs the whole random network, so it costs what a random model costs.
+
+    Full size: a random transformer's text output follows the average of its whole context:
+    one token repeats through speech and the silence after it, so the STT would send words
+    while the user is quiet, which holds a turn open. Damped layers make each step's token
+    follow the audio at hand, and the token it emits in silence is renamed pad, so speech
+    comes out as words closed by pads (stt-1b-en_fr's size, on CPU: words in speech, none in
+    silence). The step costs the same: the same dense products.
     """
     import torch
     from moshi.models import loaders
 
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(cfg, indent=2))
-    _write_mimi(directory, mimi_cfg)
+    silence_code = _write_mimi(directory, mimi_cfg, silence_code=not audio_driven)
     lm = _random_lm(cfg, device)
-    if audio_driven:
+    if silence_code is None:
         _damp_residual_branches(lm, 0.01)
-    mimi = loaders.get_mimi(directory / "mimi.safetensors", mimi_cfg, num_codebooks=32, device=device)
-    _relabel_stt_text_tokens(lm, mimi, word_start=not audio_driven)
+        mimi = loaders.get_mimi(directory / "mimi.safetensors", mimi_cfg, num_codebooks=32, device=device)
+        _relabel_pad(lm, mimi)
+    else:
+        cycle = _word_cycle(tokenizer)
+        silence, *states = _reserve_channels(lm, 1 + len(cycle))
+        with torch.no_grad():
+            # A stream's first step reads the initial token, not a code: it starts in silence too.
+            lm.emb[0].weight[[silence_code, lm.initial_token_id], silence] = CHANNEL_LEVEL
+        _silence_means_pad(lm, silence)
+        _sound_means_words(lm, states, cycle)
     _save(lm.state_dict(), directory / "model.safetensors", torch.bfloat16)  # as Kyutai ships them
+
+
+# A reserved channel's value when it is on, against the O(1) values of the others: the final
+# RMS norm then leaves little but the channels that are on, so what they vote for leads by
+# ~CHANNEL_WEIGHT x sqrt(dim / channels on) logits.
+CHANNEL_LEVEL = 1000.0
+CHANNEL_WEIGHT = 8.0
+
+
+def _reserve_channels(lm, count: int) -> list[int]:
+    """Reserve the last `count` channels of the LM's residual stream for set meanings.
+
+    No embedding writes to them unless told to, and no layer does (their output rows are
+    zeroed), so each holds exactly what its embeddings put there, on every step, whatever the
+    context. The output head and end-of-turn heads read them only where told to.
+    """
+    import torch
+
+    dim = lm.text_emb.weight.shape[1]
+    channels = list(range(dim - count, dim))
+    with torch.no_grad():
+        for table in [*(e.weight for e in lm.emb), lm.text_emb.weight, lm.text_linear.weight]:
+            table[:, channels] = 0.0
+        for head in lm.extra_heads:
+            head.weight[:, channels] = 0.0
+        for name, param in lm.transformer.named_parameters():
+            if any(part in name for part in (".self_attn.out_projs.", ".gating.linear_out.", ".linear2.")):
+                param[channels] = 0.0  # the output rows (a bias has one entry per row too)
+    return channels
+
+
+def _silence_means_pad(lm, channel: int) -> None:
+    """The silence channel (on for the first codebook's silence code) makes the pad token (3),
+    and each end-of-turn head's pause class (index 0), win on silence. It outvotes the word
+    cycle's channel, which the pad's own embedding turns on, by weighing twice as much."""
+    import torch
+
+    with torch.no_grad():
+        lm.text_linear.weight[3, channel] = 2 * CHANNEL_WEIGHT
+        for head in lm.extra_heads:
+            head.weight[0, channel] = CHANNEL_WEIGHT
+
+
+def _word_cycle(tokenizer: Path) -> list[int]:
+    """The tiny STT's words: a piece that starts a word, a piece that goes on with it, then the
+    word-start token (0) that ends it; the first such pair of letters-only pieces."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(tokenizer))
+    pieces = [(i, sp.id_to_piece(i)) for i in range(4, sp.vocab_size())]
+    first = next(i for i, p in pieces if p.startswith("▁") and p[1:].isalpha() and len(p) > 2)
+    second = next(i for i, p in pieces if p.isalpha())
+    return [first, second, 0]
+
+
+def _sound_means_words(lm, states: list[int], cycle: list[int]) -> None:
+    """On sound, the previous text token picks the next one round `cycle`: a word of two
+    pieces every three frames, ended by a word-start token. Each state is a channel that the
+    previous token's embedding turns on and that votes for the cycle's next token; a pad, a
+    word-start or the initial token (anything outside the cycle) starts it again."""
+    import torch
+
+    with torch.no_grad():
+        previous = {cycle[i - 1]: states[i] for i in range(1, len(cycle))}
+        for token in range(lm.text_emb.weight.shape[0]):
+            lm.text_emb.weight[token, previous.get(token, states[0])] = CHANNEL_LEVEL
+        for state, token in zip(states, cycle, strict=True):
+            lm.text_linear.weight[token, state] = CHANNEL_WEIGHT
 
 
 _NON_LM_KEYS = {
@@ -463,9 +600,10 @@ def build_tiny_checkpoints(out: Path, hf_home: Path | None = None, seed: int = 0
     tokenizer = out / "tokenizer.model"
     text_card = train_tokenizer(tokenizer, _CORPUS * 4, 128)
     mimi_cfg = tiny_mimi_config()
-    _write_stt(result.stt_dir, tiny_stt_config(text_card, heads=True, delay_s=0.5, prefix_s=0.0), mimi_cfg)
+    heads = tiny_stt_config(text_card, heads=True, delay_s=0.5, prefix_s=0.0)
+    _write_stt(result.stt_dir, heads, mimi_cfg, tokenizer)
     noheads = tiny_stt_config(text_card, heads=False, delay_s=0.5, prefix_s=0.24)
-    _write_stt(result.stt_noheads_dir, noheads, mimi_cfg)
+    _write_stt(result.stt_noheads_dir, noheads, mimi_cfg, tokenizer)
     _write_tts(result.tts_dir, result.voices_dir, tiny_tts_config(text_card), mimi_cfg)
     for d in (result.stt_dir, result.stt_noheads_dir, result.tts_dir):
         shutil.copy(tokenizer, d / "tokenizer.model")
@@ -531,7 +669,8 @@ def build_random_checkpoints(
     `voice_frames` latent frames long (125: 10 s, as Kyutai's are). `device` is where the
     models are initialised and the STT's tokens relabelled: a GPU makes a full size quick.
     A full-size random STT needs `audio_driven_stt` (see `_write_stt`) for its words to fall
-    in speech and not in silence; the tiny one does not, and with it says nothing at all.
+    in speech and not in silence; without it, its words and pauses are built in as the tiny
+    one's are (which takes a Mimi whose codebook has room for 2 x its dimension + 1 entries).
     """
     from moshi.models import loaders
 
@@ -546,7 +685,7 @@ def build_random_checkpoints(
     random_word_tokenizer(tokenizer, vocab.pop())
     mimi_cfg = deepcopy(mimi_config or loaders._mimi_config)
     stt = deepcopy(stt_config) | _file_names()
-    _write_stt(result.stt_dir, stt, mimi_cfg, device, audio_driven=audio_driven_stt)
+    _write_stt(result.stt_dir, stt, mimi_cfg, tokenizer, device, audio_driven=audio_driven_stt)
     tts = deepcopy(tts_config) | _file_names()
     _write_tts(result.tts_dir, result.voices_dir, tts, mimi_cfg, voice_frames=voice_frames, device=device)
     for d in (result.stt_dir, result.tts_dir):

@@ -37,7 +37,7 @@ class Transcription(BaseModel):
 async def transcribe(request: Request, batcher: SttBatcher, settings: SttSettings) -> Transcription:
     """Decode the upload, stream it through a free slot at full speed, collect the words."""
     limit = int(settings.transcribe_max_s * _BYTES_PER_SECOND_LIMIT) + 4096
-    data = await read_body(request, limit, what="file")
+    data = await read_body(request, limit, what="file", idle_timeout_s=settings.http_body_timeout_s)
     if not data:
         raise HTTPException(400, "empty body: send an audio file (WAV, FLAC or OGG)")
     try:

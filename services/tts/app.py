@@ -69,7 +69,9 @@ def build_app(settings: TtsSettings, engine_factory: EngineFactory = load_engine
         """Speak `text` (a JSON `SynthesizeRequest`); the response body is float32 little-endian
         mono PCM at 24 kHz, streamed."""
         require_http_key(request, key)
-        body = await read_json_body(request, SynthesizeRequest, body_limit(settings))
+        body = await read_json_body(
+            request, SynthesizeRequest, body_limit(settings), idle_timeout_s=settings.http_body_timeout_s
+        )
         return await synthesize(body, ready_batcher(), settings)
 
     @app.get("/v1/voices")

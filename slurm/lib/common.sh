@@ -3,7 +3,22 @@
 # Sourced (never run) with JOB_ID, NODE, RUNTIME and UNMUTE_DIR set.
 
 log() { printf '%s unmute[%s]: %s\n' "$(date +%H:%M:%S)" "$JOB_ID" "$*"; }
-die() { log "ERROR: $*" >&2; exit 1; }
+die() { event error - "$*"; log "ERROR: $*" >&2; exit 1; }
+
+# The job's progress for the `unmute` command (docs/cli.md): each writer (the batch script,
+# each node's step, the orchestrator's step) appends to a file of its own under
+# $JOB_DIR/events, so that no two hosts ever append to one file on a shared file system.
+EVENTS_FILE=   # set by the writer once $JOB_DIR exists
+
+event() {  # EVENT SUBJECT TEXT: one line "time node event subject text", tab-separated; never fails
+  [[ -n $EVENTS_FILE ]] || return 0
+  local text=${3:-}
+  printf '%s\t%s\t%s\t%s\t%s\n' "$(date +%s)" "$NODE" "$1" "$2" "${text//[$'\t\n']/ }" >>"$EVENTS_FILE" 2>/dev/null || true
+}
+
+start_events() {  # WRITER: this process's events file under $JOB_DIR/events
+  mkdir -p "$JOB_DIR/events" && EVENTS_FILE=$JOB_DIR/events/$1
+}
 
 keep_stopping() {  # in a stop path: a second TERM or INT (scancel again, the time limit, srun
   # passing on a TERM the step also got from SLURM) must not kill the clean-up halfway and

@@ -54,6 +54,7 @@ start_instance() {  # NAME: start it in the background with the job's environmen
   esac
   mapfile -t extra < <(instance_env "$name")
   log "starting $name${INST_DEVICES[$name]:+ on GPU ${INST_DEVICES[$name]}} (port ${INST_PORT[$name]})"
+  event starting "$name" "port ${INST_PORT[$name]}"
   if [[ $RUNTIME == host ]]; then
     [[ $service == llm ]] && die "RUNTIME=host does not start vLLM: set LLM_URL to a running endpoint (or echo)"
     # The job's env file wins over anything inherited from the submitting shell.
@@ -69,7 +70,7 @@ start_instance() {  # NAME: start it in the background with the job's environmen
     env -u DBUS_SESSION_BUS_ADDRESS apptainer instance start --nv --env-file "$JOB_ENV" "${options[@]}" \
       --bind "$HF_HOME:/data/hf:ro" --env HF_HOME=/data/hf \
       "$(sif "$service")" "$(instance_name "$name")" \
-      >"$JOB_DIR/logs/$name.start" 2>&1 || { cat "$JOB_DIR/logs/$name.start" >&2; die "$name did not start"; }
+      >"$JOB_DIR/logs/$name.start" 2>&1 || { cat "$JOB_DIR/logs/$name.start" >&2; fail "$name" "$name did not start"; }
   fi
   STARTED+=("$name")
 }
@@ -120,16 +121,22 @@ wait_ready() {  # NAME
     if ! alive "$name"; then
       log "$name exited while starting; the end of its log:" >&2
       tail -n 40 "$(service_log "$name")" >&2 || true
-      die "$name failed to start"
+      fail "$name" "$name failed to start"
     fi
     if ((SECONDS - started > READY_TIMEOUT_S)); then
       tail -n 40 "$(service_log "$name")" >&2 || true
-      die "$name not ready after ${READY_TIMEOUT_S}s"
+      fail "$name" "$name not ready after ${READY_TIMEOUT_S}s"
     fi
     if (((SECONDS - started) % 30 == 0)); then log "waiting for $name ($((SECONDS - started))s)"; fi
     sleep 2
   done
   log "$name ready after $((SECONDS - started))s"
+  event ready "$name" "after $((SECONDS - started))s"
+}
+
+fail() {  # NAME MESSAGE: end this process because instance NAME failed (its log is above)
+  event failed "$1" "$2"
+  die "$2"
 }
 
 llm_memory_fraction() {  # NAME: vLLM's share once STT and TTS are up: free memory minus headroom

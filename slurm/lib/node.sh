@@ -45,9 +45,14 @@ llm_setting() { local value; value=$(env_get "$1"); printf '%s' "${value:-$2}"; 
 
 vllm_command() {  # NAME: what apptainer/vllm.def's %startscript runs (its key stays in the environment)
   local name=$1
-  printf 'CUDA_VISIBLE_DEVICES=%s vllm serve %s --host %s --port %s --tensor-parallel-size %s --gpu-memory-utilization %s --max-model-len %s --limit-mm-per-prompt %s' \
+  local -a tools
+  # The tool-call flags as the image's services/llm/tool-flags.sh makes them from the job's settings.
+  mapfile -t tools < <(env LLM_MODEL="$(env_get LLM_MODEL)" LLM_TOOL_CALL_PARSER="$(env_get LLM_TOOL_CALL_PARSER)" \
+    LLM_CHAT_TEMPLATE="$(env_get LLM_CHAT_TEMPLATE)" bash "$UNMUTE_DIR/services/llm/tool-flags.sh")
+  printf 'CUDA_VISIBLE_DEVICES=%s vllm serve %s --host %s --port %s --tensor-parallel-size %s --gpu-memory-utilization %s --max-model-len %s --limit-mm-per-prompt %s%s' \
     "${INST_DEVICES[$name]}" "$(llm_setting LLM_MODEL google/gemma-3-12b-it)" "$MODEL_HOST" "${INST_PORT[$name]}" \
-    "$(device_count "$name")" "${INST_MEMORY[$name]}" "$(llm_setting LLM_MAX_MODEL_LEN 8192)" "'{\"image\": 0}'"
+    "$(device_count "$name")" "${INST_MEMORY[$name]}" "$(llm_setting LLM_MAX_MODEL_LEN 8192)" "'{\"image\": 0}'" \
+    "${tools[*]:+ ${tools[*]}}"
 }
 
 print_plan() {  # the placement plan as the user reads it

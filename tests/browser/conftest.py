@@ -89,3 +89,27 @@ async def browser_page(tmp_path):
             await page.wait_for_timeout(300)
         await browser.close()
         await playwright.stop()
+
+
+@pytest.fixture(scope="session")
+def portal(lite_stack, tmp_path_factory: pytest.TempPathFactory):
+    """An Open OnDemand-like rnode proxy (tests/rnode_proxy.py) on this machine's network
+    address, over HTTPS, in front of the lite stack's orchestrator (node "127.0.0.1")."""
+    from tests.browser.test_https import network_ipv4
+    from tests.rnode_proxy import rnode_proxy
+
+    with rnode_proxy(tmp_path_factory.mktemp("portal"), network_ipv4(), {"127.0.0.1": "127.0.0.1"}) as proxy:
+        yield proxy
+
+
+@pytest.fixture(params=["direct", "rnode"])
+def served(request, lite_stack):
+    """Where the browser opens the lite stack's UI: `direct` (the orchestrator's own
+    http://127.0.0.1 URL) or `rnode` (through the portal proxy, under /rnode/127.0.0.1/<port>/,
+    over HTTPS with the portal's certificate trusted). Gives (page URL, Chromium flags, name)."""
+    port = lite_stack.orchestrator.port
+    if request.param == "direct":
+        return f"{lite_stack.orchestrator.http}/", (), ""
+    proxy = request.getfixturevalue("portal")
+    trust = f"--ignore-certificate-errors-spki-list={proxy.cert.spki_sha256}"
+    return proxy.url("127.0.0.1", port), (trust,), "-rnode"

@@ -1,9 +1,12 @@
-"""The browser UI in a real headless Chromium (Debian's), with a WAV file as the microphone.
+"""The browser UI in a real headless Chromium (Debian's), with a WAV file as the microphone,
+opened directly and under a path prefix through an Open OnDemand-like proxy (`served`).
 
 Screenshots of each state are written to artifacts/screenshots/ (kept by CI).
 """
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -12,12 +15,19 @@ from tests.browser.conftest import SCREENSHOTS
 pytestmark = pytest.mark.lite
 
 
-async def test_spoken_exchange_shows_transcripts_plays_audio_and_measures_latency(lite_stack, browser_page):
+async def test_spoken_exchange_shows_transcripts_plays_audio_and_measures_latency(
+    lite_stack, browser_page, served
+):
+    base, flags, suffix = served
     lite_stack.script(reply="The weather is lovely today, enjoy it.")
-    page = await browser_page()
-    await page.goto(f"{lite_stack.orchestrator.http}/?token={lite_stack.token}")
+    page = await browser_page(chromium_args=flags)
+    await page.goto(f"{base}?token={lite_stack.token}")
     await page.wait_for_selector("#status li.ready[data-service=llm]")
-    await page.screenshot(path=SCREENSHOTS / "1-ready.png")
+    # The token left the address bar for a cookie scoped to the UI's own path (the prefix).
+    assert page.url == base
+    (cookie,) = await page.context.cookies()
+    assert cookie["path"] == (urlsplit(base).path.rstrip("/") or "/"), cookie
+    await page.screenshot(path=SCREENSHOTS / f"1-ready{suffix}.png")
     await page.click("summary:text('Settings')")
     await page.check("#preemptive")  # this turn is held with preemptive replies on
     await page.click("#talk")
@@ -36,14 +46,16 @@ async def test_spoken_exchange_shows_transcripts_plays_audio_and_measures_latenc
     # The turn was held with preemptive replies on.
     detection = await page.evaluate("window.unmuteSession.audio.input.turn_detection")
     assert detection["preemptive"] is True, detection
-    await page.screenshot(path=SCREENSHOTS / "2-conversation.png")
+    await page.screenshot(path=SCREENSHOTS / f"2-conversation{suffix}.png")
 
 
-async def test_barge_in_stops_playback_and_marks_the_reply(lite_stack, browser_page):
+async def test_barge_in_stops_playback_and_marks_the_reply(lite_stack, browser_page, served):
+    base, flags, suffix = served
     long_reply = " ".join(f"Part {n} of a long answer that goes on and on." for n in range(1, 12))
     lite_stack.script(reply=long_reply, token_delay_s=0.05)
-    page = await browser_page(mic_silence_s=2.5)  # the phrase comes back while the reply plays
-    await page.goto(f"{lite_stack.orchestrator.http}/?token={lite_stack.token}")
+    # The phrase comes back while the reply plays.
+    page = await browser_page(mic_silence_s=2.5, chromium_args=flags)
+    await page.goto(f"{base}?token={lite_stack.token}")
     await page.click("#talk")
     tag = await page.wait_for_selector(".turn.assistant .tag", timeout=90_000)
     assert await tag.inner_text() == "interrupted"
@@ -55,17 +67,17 @@ async def test_barge_in_stops_playback_and_marks_the_reply(lite_stack, browser_p
     await page.wait_for_timeout(1000)
     # Flushed: at most a few 128-sample render quanta played after the clear.
     assert await page.evaluate(f"window.unmutePlayed.get('{item}') || 0") - played <= 24000 * 0.1
-    await page.screenshot(path=SCREENSHOTS / "3-barge-in.png")
+    await page.screenshot(path=SCREENSHOTS / f"3-barge-in{suffix}.png")
 
 
 @pytest.mark.parametrize("token", ["wrong-token", None])
-async def test_wrong_or_missing_token_shows_an_access_error(lite_stack, browser_page, token):
-    page = await browser_page()
-    url = lite_stack.orchestrator.http + (f"/?token={token}" if token else "/")
-    response = await page.goto(url)
+async def test_wrong_or_missing_token_shows_an_access_error(lite_stack, browser_page, served, token):
+    base, flags, suffix = served
+    page = await browser_page(chromium_args=flags)
+    response = await page.goto(base + (f"?token={token}" if token else ""))
     assert response.status == 401
     assert "Access token required" in await page.inner_text("h1")
-    await page.screenshot(path=SCREENSHOTS / f"4-access-{'wrong' if token else 'missing'}.png")
+    await page.screenshot(path=SCREENSHOTS / f"4-access-{'wrong' if token else 'missing'}{suffix}.png")
 
 
 @pytest.fixture

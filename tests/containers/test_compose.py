@@ -265,7 +265,7 @@ def test_ci_changes_only_the_gpu_the_llm_and_a_read_only_cache(tmp_path: Path) -
 
 
 def test_the_gpu_plan_reaches_compose_as_device_ids_and_tensor_parallel(tmp_path: Path) -> None:
-    """slurm/placement.py's plan for four GPUs with TP=2, as compose settings (README, GPUs)."""
+    """slurm/placement.py's plan for four GPUs with TP=2, as compose settings (docs/containers.md)."""
     plan = subprocess.run(
         [sys.executable, str(ROOT / "slurm/placement.py"), "--gpus", "0,1,2,3", "--format", "env"],
         capture_output=True,

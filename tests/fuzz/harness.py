@@ -18,9 +18,11 @@ import httpx
 import msgpack
 import psutil
 import websockets
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from websockets.frames import Close, Opcode
 
+from tests.raw_client import RawConnection, RawWebSocket, client_frame, http_request, upgrade_request
 from tests.servers import ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,10 +149,14 @@ class LogWatch:
         self.service = service
         self.offset = service.log.stat().st_size
 
-    def problems(self) -> list[str]:
+    def text(self) -> str:
+        """What the service has logged since this watch began."""
         with self.service.log.open("rb") as f:
             f.seek(self.offset)
-            text = f.read().decode(errors="replace")
+            return f.read().decode(errors="replace")
+
+    def problems(self) -> list[str]:
+        text = self.text()
         found = []
         for line in text.splitlines():
             try:
@@ -295,4 +301,119 @@ def deep_msgpack(depth: int) -> bytes:
 
 
 def pack(value: object) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
+    """msgpack, with any lone surrogate in a string written as the bytes UTF-8 would give it
+    (which no UTF-8 decoder accepts)."""
+    return msgpack.packb(value, use_bin_type=True, unicode_errors="surrogatepass")
+
+
+# Text with a lone surrogate: JSON's \u escapes and surrogatepass msgpack can carry one, UTF-8 cannot.
+LONE_SURROGATE_TEXT = st.builds(
+    lambda before, surrogate, after: before + surrogate + after,
+    TEXT,
+    st.characters(categories=["Cs"]),
+    TEXT,
+)
+# Byte sequences no UTF-8 decoder takes: a stray byte, a BOM the wrong way round, latin-1 "é",
+# a broken pair, a surrogate, an overlong "/", a truncated sequence, a five-byte form.
+NOT_UTF8 = st.sampled_from(
+    [b"\xff", b"\xfe\xff", b"caf\xe9", b"\xc3(", b"\xed\xa0\x80", b"\xc0\xaf", b"\xe2\x82",
+     b"\xf8\x88\x80\x80\x80"]
+)  # fmt: skip
+VISIBLE = st.binary(max_size=30).map(lambda b: bytes(33 + c % 94 for c in b))
+NOT_UTF8_BYTES = st.builds(lambda before, bad, after: before + bad + after, VISIBLE, NOT_UTF8, VISIBLE)
+
+
+# ---- what no well-behaved client sends: header and frame bytes --------------------------
+
+HEADER_NAMES = ["X-Note", "User-Agent", "Cookie", "Authorization", "kyutai-api-key", "Origin",
+                "Sec-WebSocket-Protocol", "Accept-Language", "X-Forwarded-For"]  # fmt: skip
+
+
+@st.composite
+def raw_requests(draw, paths: Sequence[str], ws_path: str, auth: dict[str, str]) -> bytes:
+    """A request head as bytes: a plain request or a WebSocket upgrade, with or without the key,
+    whose header values may hold bytes that are not UTF-8; or random bytes ending a head."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.binary(max_size=300)) + b"\r\n\r\n"
+    upgrade = draw(st.booleans())
+    headers: dict[str, str | bytes] = dict(auth) if draw(st.booleans()) else {}
+    headers |= draw(st.dictionaries(st.sampled_from(HEADER_NAMES), NOT_UTF8_BYTES | VISIBLE, max_size=3))
+    if upgrade:
+        return upgrade_request(ws_path, headers)
+    method = draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD"]))
+    body = draw(st.binary(max_size=100) | NOT_UTF8_BYTES)
+    return http_request(method, draw(st.sampled_from(paths)), {**headers, "Connection": "close"}, body)
+
+
+async def raw_request_findings(port: int, request: bytes) -> list[str]:
+    """A raw request must be answered below 500 (101 for an upgrade that passes), or closed,
+    within 15 s."""
+    what = f"request {request[:200]!r}"
+    conn = await RawConnection.open(port)
+    try:
+        await conn.send(request)
+        head = await asyncio.wait_for(conn.reader.readuntil(b"\r\n\r\n"), 15)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return []  # closed without an answer: nothing in it made a request
+    except TimeoutError:
+        return [f"{what}: no answer and no close within 15 s"]
+    finally:
+        conn.close()
+    if not head.startswith(b"HTTP/1.1 ") or int(head[9:12]) >= 500:
+        return [f"{what}: {head[:200]!r}"]
+    return []
+
+
+@st.composite
+def text_frames_not_utf8(draw) -> bytes:
+    """A text message that is not UTF-8, whole or in two fragments, maybe followed by a close."""
+    payload = draw(NOT_UTF8_BYTES)
+    cut = draw(st.integers(0, len(payload)))
+    if cut in (0, len(payload)):
+        frames = client_frame(Opcode.TEXT, payload)
+    else:
+        frames = client_frame(Opcode.TEXT, payload[:cut], fin=False) + client_frame(
+            Opcode.CONT, payload[cut:]
+        )
+    if draw(st.booleans()):
+        frames += client_frame(Opcode.CLOSE, Close(1000, "").serialize())
+    return frames
+
+
+async def text_frame_findings(port: int, path: str, auth: dict[str, str], frames: bytes) -> list[str]:
+    """A text message that is not UTF-8 must end the WebSocket with a close frame: 1007, or the
+    answer to the client's own close when one came with it."""
+    ws = await RawWebSocket.open(port, path, auth)
+    try:
+        await ws.send_raw(frames)
+        closing = await ws.closing(15)
+    finally:
+        ws.close()
+    what = f"text frames {frames[:100]!r}"
+    if closing.close is None or not closing.tcp_closed:
+        return [f"{what}: no close frame and close within 15 s"]
+    if closing.close.code not in (1007, 1000):
+        return [f"{what}: closed with {closing.close.code}"]
+    return []
+
+
+def edge_findings(
+    port: int, paths: Sequence[str], ws_path: str, auth: dict[str, str], examples: int
+) -> list[str]:
+    """Raw requests and text frames that are not UTF-8 against one service, from the fixed seed."""
+    findings: list[str] = []
+
+    @fuzz(examples)
+    @given(
+        st.tuples(st.just("request"), raw_requests(paths, ws_path, auth))
+        | st.tuples(st.just("text frames"), text_frames_not_utf8())
+    )
+    def one(case: tuple[str, bytes]) -> None:
+        kind, data = case
+        if kind == "request":
+            findings.extend(asyncio.run(raw_request_findings(port, data)))
+        else:
+            findings.extend(asyncio.run(text_frame_findings(port, ws_path, auth, data)))
+
+    one()
+    return findings

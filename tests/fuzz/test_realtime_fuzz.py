@@ -26,7 +26,19 @@ from pydantic import TypeAdapter, ValidationError
 from websockets.sync.client import connect as sync_connect
 
 from orchestrator.realtime.client_events import CLIENT_EVENTS
-from tests.fuzz.harness import TEXT, LogWatch, alive, churn, close_finding, fuzz, healthy, settle, wild
+from tests.fuzz.harness import (
+    LONE_SURROGATE_TEXT,
+    TEXT,
+    LogWatch,
+    alive,
+    churn,
+    close_finding,
+    edge_findings,
+    fuzz,
+    healthy,
+    settle,
+    wild,
+)
 
 pytestmark = pytest.mark.lite
 
@@ -67,6 +79,19 @@ EVENTS = st.one_of(
     st.sampled_from([4301, 10_000]).map(
         lambda n: '{"type": "input_audio_buffer.commit", "x": ' + "7" * n + "}"
     ),
+    # A lone surrogate (as a JSON escape) in each kind of text a client sends.
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(EVENT_TYPES), "event_id": LONE_SURROGATE_TEXT},
+    ).map(event_json),
+    LONE_SURROGATE_TEXT.map(lambda text: {"type": "session.update", "session": {"instructions": text}}).map(
+        event_json
+    ),
+    LONE_SURROGATE_TEXT.map(
+        lambda text: {
+            "type": "conversation.item.create",
+            "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]},
+        }
+    ).map(event_json),
     TEXT,
     st.binary(max_size=2000),  # binary frames are float32 audio
     st.sampled_from([1024 * 1024 + 4, 2 * 1024 * 1024]).map(lambda n: b"\0" * n),
@@ -300,5 +325,14 @@ def test_http_routes_never_answer_5xx_and_the_neighbour_keeps_talking(stack, tmp
                 findings.append(f"{method} {url[:100]} ({auth}): {answer}")
 
         one()
+    findings += check_after(stack, logs, reports)
+    assert not findings, "\n".join(findings)
+
+
+def test_header_and_frame_bytes_that_are_not_utf8_get_a_clear_answer(stack, tmp_path):
+    logs = watch_logs(stack)
+    auth = {"Authorization": f"Bearer {stack.token}"}
+    with healthy("realtime", stack.orchestrator.ws, stack.token, tmp_path) as reports:
+        findings = edge_findings(stack.orchestrator.port, ROUTES, "/v1/realtime", auth, 100)
     findings += check_after(stack, logs, reports)
     assert not findings, "\n".join(findings)

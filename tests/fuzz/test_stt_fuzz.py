@@ -25,11 +25,13 @@ from websockets.sync.client import connect as sync_connect
 from tests.fuzz.harness import (
     FLOATS,
     HUGE_INTS,
+    LONE_SURROGATE_TEXT,
     LogWatch,
     alive,
     churn,
     close_finding,
     deep_msgpack,
+    edge_findings,
     fuzz,
     gather_findings,
     healthy,
@@ -42,11 +44,12 @@ from tests.stt_client import FRAME, audio_msg, marker_msg
 pytestmark = pytest.mark.lite
 
 PROBE_BASE = 7_000_000
-# Over the message limit (answered with an Error), and over the transport's frame limit (16 MiB):
-# the server closes with 1009 while the client is still writing, so the kernel's reset may eat
-# that close frame; for such frames only a clean log and a healthy service are required.
+# Over the message limit (MAX_MESSAGE_BYTES, which is also the transport's frame limit): the
+# server closes with 1009 while the client is still writing, so the kernel's reset may eat that
+# close frame; for such frames only a clean log and a healthy service are required.
 OVERSIZE = (2 * 1024 * 1024 + 1, 20 * 1024 * 1024)
-TRANSPORT_LIMIT = 16 * 1024 * 1024
+TRANSPORT_LIMIT = 2 * 1024 * 1024
+ROUTES = ["/health", "/ready", "/metrics", "/api/build_info", "/api/asr-streaming", "/v1/transcribe", "/"]
 
 PCM = st.one_of(
     st.lists(st.floats(-1, 1, width=32), max_size=6000),
@@ -59,6 +62,10 @@ STT_FRAMES = st.one_of(
     st.fixed_dictionaries(
         {"type": st.sampled_from(["Audio", "Marker", "Init", "OggOpus", "Ready"]) | wild()},
         optional={"pcm": PCM, "id": wild() | HUGE_INTS, "data": wild()},
+    ).map(pack),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["Audio", "Marker"]) | LONE_SURROGATE_TEXT},
+        optional={"id": LONE_SURROGATE_TEXT, "pcm": LONE_SURROGATE_TEXT},
     ).map(pack),
     st.sampled_from([64, 1000, 200_000]).map(deep_msgpack),
     st.sampled_from(OVERSIZE).map(lambda n: pack({"type": "Audio", "pcm": b"\0" * n})),
@@ -290,9 +297,7 @@ HTTP_CASES = st.one_of(
     st.tuples(st.just("POST"), st.just("/v1/transcribe"), WAVS | st.binary(max_size=500)),
     st.tuples(
         st.sampled_from(["GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD", "PATCH"]),
-        st.sampled_from(
-            ["/health", "/ready", "/metrics", "/api/build_info", "/api/asr-streaming", "/v1/transcribe", "/"]
-        )
+        st.sampled_from(ROUTES)
         | st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=30).map(lambda p: "/" + p),
         st.binary(max_size=200),
     ),
@@ -321,5 +326,13 @@ def test_http_routes_never_answer_5xx_and_the_neighbour_keeps_stepping(stt, tmp_
                 )
 
         one()
+    findings += check_after(stt, log, reports)
+    assert not findings, "\n".join(findings)
+
+
+def test_header_and_frame_bytes_that_are_not_utf8_get_a_clear_answer(stt, tmp_path):
+    log = LogWatch(stt)
+    with healthy("stt", stt.ws, stt.api_key, tmp_path) as reports:
+        findings = edge_findings(stt.port, ROUTES, "/api/asr-streaming", {"kyutai-api-key": stt.api_key}, 100)
     findings += check_after(stt, log, reports)
     assert not findings, "\n".join(findings)

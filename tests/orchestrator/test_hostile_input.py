@@ -38,12 +38,30 @@ HOSTILE = [
     (NAN_THRESHOLD, "invalid_json"),
     (INFINITE, "invalid_json"),
     (session_update({"max_output_tokens": 10**40}, "huge"), "invalid_value"),
-    ('{"type":"input_audio_buffer.append","audio":"' + "A" * (3 * 1024 * 1024) + '"}', "event_too_large"),
     (json.dumps({"type": "response.cancel", "event_id": {"a": 1}}), "invalid_value"),
     (response_create({"metadata": {str(i): "v" for i in range(17)}}), "invalid_value"),
     (response_create({"audio": {"output": {"voice": 7}}}), "invalid_value"),
     ('"\\ud800"', "invalid_json"),
+    # Lone surrogates (JSON's \u escapes can write them; no UTF-8 can carry them) in each kind
+    # of text a client sends: instructions, an event id, a conversation item's text.
+    (session_update({"instructions": "Be \ud800 brief."}, "instructions"), "invalid_json"),
+    (json.dumps({"type": "input_audio_buffer.clear", "event_id": "id-\udc00"}), "invalid_json"),
+    (
+        json.dumps(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "\ud83d"}],
+                },
+            }
+        ),
+        "invalid_json",
+    ),
 ]
+# An event over the frame limit (ORCHESTRATOR_MAX_APPEND_BYTES plus 64 KiB) is refused by the
+# transport with 1009, which ends the connection: tests/edges/test_connection_edges.py.
 
 
 @pytest.mark.lite

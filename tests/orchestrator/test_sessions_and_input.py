@@ -85,8 +85,10 @@ async def test_access_token_is_required(lite_stack):
         assert page.status_code == 401 and "Access token required" in page.text
         assert (await client.get("/health")).status_code == 200  # probes stay open
         first = await client.get(f"/?token={lite_stack.token}")
-        assert first.status_code == 303 and first.headers["location"] == "/"
+        # Relative, and no cookie Path: both stay right behind a proxy that strips a prefix.
+        assert first.status_code == 303 and first.headers["location"] == "./"
         assert "httponly" in first.headers["set-cookie"].lower()
+        assert "path=" not in first.headers["set-cookie"].lower()
         ui = await client.get("/")  # the cookie now stands for the token
         assert ui.status_code == 200 and "<title>" in ui.text
         assert (await client.get("/api/status")).json()["backends"]["llm"]["ready"] is True
@@ -95,7 +97,8 @@ async def test_access_token_is_required(lite_stack):
 
 BAD_EVENTS = [
     ("not json {", None, "invalid_json"),
-    (json.dumps({"type": "conversation.item.create", "event_id": "e1"}), "e1", "unknown_event"),
+    (json.dumps({"type": "transcription_session.update", "event_id": "e1"}), "e1", "unknown_event"),
+    (json.dumps({"type": "conversation.item.create", "event_id": "e1b"}), "e1b", "invalid_value"),
     (
         json.dumps({"type": "input_audio_buffer.append", "audio": "***", "event_id": "e2"}),
         "e2",

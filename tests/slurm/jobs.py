@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Protocol
+
+import pytest
 
 from tests.servers import free_port
 
@@ -41,6 +44,34 @@ class Cluster(Protocol):
 SLURM_LOGS = "/var/tmp/unmute-slurm/log"  # tests/slurm/start_slurm.sh's STATE/log
 
 
+def processes_in(directory: Path) -> list[tuple[str, dict[str, str]]]:
+    """Command line and environment of each process running in `directory` (RUNTIME=host
+    starts every service of a job in its job directory)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if str(directory) in os.readlink(proc / "cwd"):
+                    environ = (proc / "environ").read_bytes().decode(errors="replace").split("\0")
+                    command = (proc / "cmdline").read_text().replace("\0", " ")
+                    found.append((command, dict(item.split("=", 1) for item in environ if "=" in item)))
+            except OSError:
+                continue
+    return found
+
+
+def require_host_slurm() -> None:
+    """The host's test SLURM with an idle node: fails as root (where `make test` starts it,
+    tests/slurm/start_slurm.sh), skips elsewhere."""
+    if shutil.which("sbatch") is None:
+        if os.geteuid() == 0:
+            pytest.fail("no sbatch although root: tests/slurm/start_slurm.sh installs and starts SLURM")
+        pytest.skip("no SLURM here and not root (tests/slurm/start_slurm.sh sets one up as root)")
+    states = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, check=False).stdout
+    if not re.search(r"^(idle|mix)", states, re.M):
+        pytest.fail("SLURM is installed but its node is not idle: run tests/slurm/start_slurm.sh")
+
+
 class HostCluster:
     """The host's SLURM (tests/slurm/start_slurm.sh), services from the project's .venv."""
 
@@ -52,21 +83,11 @@ class HostCluster:
 
     def leftovers(self, job: Job) -> list[str]:
         """RUNTIME=host starts every service in the job directory: its cwd gives it away."""
-        return [command for command, _environ in self.service_environments(job)]
+        return [command for command, _environ in processes_in(job.job_dir)]
 
     def service_environments(self, job: Job) -> list[tuple[str, dict[str, str]]]:
         """Command line and environment of each process the job runs in its directory."""
-        found = []
-        for proc in Path("/proc").iterdir():
-            if proc.name.isdigit():
-                try:
-                    if str(job.job_dir) in os.readlink(proc / "cwd"):
-                        environ = (proc / "environ").read_bytes().decode(errors="replace").split("\0")
-                        command = (proc / "cmdline").read_text().replace("\0", " ")
-                        found.append((command, dict(item.split("=", 1) for item in environ if "=" in item)))
-                except OSError:
-                    continue
-        return found
+        return processes_in(job.job_dir)
 
     def slurm_log(self) -> str:
         return self.run(["sh", "-c", f"tail -n 15 {SLURM_LOGS}/*.log"]).stdout

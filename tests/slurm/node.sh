@@ -24,8 +24,9 @@ NODE_IMAGE=${NODE_IMAGE:-localhost/unmute-node:trixie}
 NODE_ROOTFS=${NODE_ROOTFS:-/var/tmp/unmute-node-rootfs}
 DOCKER_SH=$ROOT/tests/containers/docker.sh
 # Apptainer's runtime needs (squashfuse mounts SIFs without root, uidmap for --fakeroot);
-# python3 for the job's port check and secrets; procps for the tests' process checks.
-PACKAGES=ca-certificates,squashfs-tools,squashfuse,fuse2fs,uidmap,libseccomp2,libsqlite3-0,containernetworking-plugins,slurmctld,slurmd,slurm-client,munge,python3,procps
+# python3 for the job's port check and secrets, python3-pydantic for the `unmute` command on
+# the submit host (tests/slurm/test_apptainer_job.py); procps for the tests' process checks.
+PACKAGES=ca-certificates,squashfs-tools,squashfuse,fuse2fs,uidmap,libseccomp2,libsqlite3-0,containernetworking-plugins,slurmctld,slurmd,slurm-client,munge,python3,python3-pydantic,procps
 
 log() { printf '[node %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -6,9 +6,12 @@ checkpoints from a read-only HF cache; the LLM is the scripted test server on th
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -268,3 +271,48 @@ def wait_for_text(path: Path, text: str, timeout_s: float = 60) -> None:
     while text not in (path.read_text() if path.exists() else ""):
         assert time.monotonic() < deadline, f"no {text!r} in {path}"
         time.sleep(0.5)
+
+
+def test_unmute_up_on_two_nodes_reports_both_and_down_stops_them(cluster: Cluster, tmp_path: Path) -> None:
+    """The `unmute` command on the cluster's submit host (its Python, this checkout): up with
+    --nodes 2, status --json (checked against its schema) with replicas on both nodes, down."""
+    work = cluster.workdir("cli")
+    settings = work / "unmute.env"
+    settings.write_text("STT_ENGINE=sphinx\nTTS_ENGINE=espeak\nLLM_URL=echo\n")
+    env = {
+        **cluster.exports,
+        "PYTHONPATH": str(ROOT),
+        "ENV_FILE": str(settings),
+        "UNMUTE_JOBS_DIR": str(work / "jobs"),
+        "XDG_STATE_HOME": str(work / "state"),
+        "READY_TIMEOUT_S": "300",
+    }
+
+    def unmute(*args: str, timeout: float = 60) -> tuple[int, str]:
+        result = cluster.run(["python3", "-m", "cli", *args], cwd=ROOT, timeout=timeout, env=env)
+        return result.returncode, result.stdout + result.stderr
+
+    status, text = unmute("up", "--nodes", "2", "--", "--cpus-per-task=1", "--mem=1G", timeout=900)
+    assert status == 0, f"{text}\n{cluster.slurm_log()}"
+    job_id = re.search(r"submitted job (\d+)", text).group(1)
+    for node in ("n1", "n2"):
+        assert f"stt on {node} ready" in text and f"tts on {node} ready" in text, text
+    try:
+        status, report = unmute("status", job_id, "--json")
+        assert status == 0, report
+        document = tmp_path / "status.json"
+        document.write_text(report)
+        schema = ROOT / "docs/unmute-status.schema.json"
+        checker = [str(Path(sys.executable).parent / "check-jsonschema"), "--schemafile", str(schema)]
+        checked = subprocess.run([*checker, str(document)], capture_output=True, text=True, check=False)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        (job,) = json.loads(report)["jobs"]
+        assert job["phase"] == "ready" and job["nodes"] == ["n1", "n2"], job
+        ready = {(i["node"], i["instance"]) for i in job["instances"] if i["state"] == "ready"}
+        assert {("n1", "stt"), ("n2", "stt"), ("n1", "tts"), ("n2", "tts"), ("n1", "orchestrator")} <= ready
+        for kind in ("stt", "tts"):
+            assert [r["healthy"] for r in job["backends"][kind]["replicas"]] == [True, True], job
+    finally:
+        status, text = unmute("down", job_id, timeout=400)
+    assert status == 0 and f"job {job_id} ended CANCELLED: all services stopped" in text, text
+    assert cluster.leftovers(Job(cluster, work)) == []

@@ -4,28 +4,21 @@ RUNTIME=host and the lite engines: start, serve, cancel, time limit, taken port,
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import socket
 import ssl
 import stat
-import subprocess
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
 from tests.deployment.suite import run_deployment_suite
-from tests.slurm.jobs import HostCluster, Job
+from tests.slurm.jobs import HostCluster, Job, require_host_slurm
 from tests.tls_pairs import write_pair
 
 pytestmark = pytest.mark.lite
-
-
-def node_ready() -> bool:
-    out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, check=False).stdout
-    return bool(re.search(r"^(idle|mix)", out, re.M))
 
 
 HOST = HostCluster()
@@ -33,13 +26,7 @@ HOST = HostCluster()
 
 @pytest.fixture(scope="module", autouse=True)
 def slurm():
-    if shutil.which("sbatch") is None:
-        # As root `make test` installs SLURM (tests/slurm/start_slurm.sh): missing there is a failure.
-        if os.geteuid() == 0:
-            pytest.fail("no sbatch although root: tests/slurm/start_slurm.sh installs and starts SLURM")
-        pytest.skip("no SLURM here and not root (tests/slurm/start_slurm.sh sets one up as root)")
-    if not node_ready():
-        pytest.fail("SLURM is installed but its node is not idle: run tests/slurm/start_slurm.sh")
+    require_host_slurm()
 
 
 def test_job_passes_the_deployment_suite_then_scancel_stops_everything(tmp_path):
@@ -53,7 +40,7 @@ def test_job_passes_the_deployment_suite_then_scancel_stops_everything(tmp_path)
         assert tunnel.group(1) == tunnel.group(3) == str(port)
         assert stat.S_IMODE(job.output.stat().st_mode) == 0o600  # the token is in there
         assert f"ACCESS_TOKEN={token}\n" in job.env.read_text()  # the printed URL opens this job
-        # The suite a user runs against their own job (README), against this one.
+        # The suite a user runs against their own job (docs/testing.md), against this one.
         run_deployment_suite(job.env)
         assert job.leftovers(), "the services run inside the job directory"
     finally:
@@ -131,7 +118,8 @@ def test_the_placement_plan_over_four_gpus_and_the_vllm_command_it_would_run(tmp
     assert vllm.group(1) == (
         "CUDA_VISIBLE_DEVICES=2,3 vllm serve google/gemma-3-27b-it --host 127.0.0.1 "
         f"--port {job.ports['LLM_PORT']} --tensor-parallel-size 2 --gpu-memory-utilization 0.90 "
-        "--max-model-len 8192 --limit-mm-per-prompt '{\"image\": 0}'"
+        "--max-model-len 8192 --limit-mm-per-prompt '{\"image\": 0}' --enable-auto-tool-choice "
+        "--tool-call-parser pythonic --chat-template /opt/unmute/llm/gemma3-tools.jinja"
     )
     assert "DRY_RUN=1: nothing started" in text and "starting" not in text
 

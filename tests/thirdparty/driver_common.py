@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import json
 import time
+import urllib.request
 import wave
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -81,12 +82,22 @@ async def stop(task: asyncio.Task[Any]) -> None:
 
 
 def arguments() -> argparse.Namespace:
-    """`--url` (the orchestrator's ws:// base), `--token` (its ACCESS_TOKEN), `--out` (the report)."""
+    """`--url` (the orchestrator's ws:// base), `--token` (its ACCESS_TOKEN), `--out` (the report),
+    `--llm` (the scripted LLM's base URL, for a scenario that changes its script between steps)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True, help="orchestrator base URL, e.g. ws://127.0.0.1:3004")
     parser.add_argument("--token", required=True, help="the orchestrator's ACCESS_TOKEN")
     parser.add_argument("--out", required=True, type=Path, help="where to write the JSON report")
+    parser.add_argument("--llm", default=None, help="the scripted LLM (tests/llm_server.py), e.g. http://...")
     return parser.parse_args()
+
+
+def script_llm(llm_url: str, **behaviour: Any) -> None:
+    """Tell the scripted LLM what its next completions do (tests/llm_server.py's /control)."""
+    body = json.dumps(behaviour).encode()
+    request = urllib.request.Request(f"{llm_url}/control", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        answer.read()
 
 
 def run(scenario: Callable[[argparse.Namespace, dict[str, Any]], Awaitable[None]]) -> None:

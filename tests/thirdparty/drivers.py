@@ -24,12 +24,16 @@ EXPECTED_WORDS = {"weather", "nice", "today", "one", "two", "three"}  # pocketsp
 DRIVER_TIMEOUT_S = 120  # a safety net: every step of a driver has its own 20 s deadline
 
 
-def run_driver(name: str, stack: Stack, workdir: Path) -> dict[str, Any]:
-    """Run `tests.thirdparty.<name>_driver` against `stack`; its report, once every step passed."""
+def run_driver(
+    name: str, stack: Stack, workdir: Path, script: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Run `tests.thirdparty.<name>_driver` against `stack`, the scripted LLM set to `script`
+    (by default a long, slow reply); its report, once every step passed."""
     assert CLIENTS_PYTHON.exists(), f"{CLIENTS_PYTHON} is missing: `make clients` creates it"
     out = workdir / f"{name}.json"
     args = ["--url", stack.orchestrator.ws, "--token", stack.token, "--out", str(out)]
-    stack.script(reply=LONG_REPLY, token_delay_s=TOKEN_DELAY_S)
+    args += ["--llm", stack.llm.http]
+    stack.script(**(script or {"reply": LONG_REPLY, "token_delay_s": TOKEN_DELAY_S}))
     try:
         proc = subprocess.run(
             [str(CLIENTS_PYTHON), "-m", f"tests.thirdparty.{name}_driver", *args],

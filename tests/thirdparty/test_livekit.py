@@ -23,3 +23,18 @@ def test_livekit_spoken_turn_barge_in_interrupt_and_generate_reply(lite_stack, t
     assert report["interrupt_cancelled"] is True, report
     # generate_reply() resolves only when response.created echoes response.metadata.
     assert report["generate_reply_audio_s"] > 0, report
+
+
+def test_livekit_function_tool_is_called_and_its_output_answered(lite_stack, tmp_path):
+    """One call: the plugin streams it to the agent, which returns the output with
+    `update_chat_ctx` and asks for the answer with `generate_reply`."""
+    script = {
+        "reply": "Let me check.",
+        "tool_calls": [{"name": "get_weather", "arguments": '{"city": "Paris"}'}],
+        "after_tool": "In Paris it is {output} today.",
+    }
+    report = run_driver("livekit_tools", lite_stack, tmp_path, script)
+    assert heard_speech(report["transcript"]), report
+    assert report["call"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}, report
+    assert report["calls"] == ["get_weather"], report
+    assert report["answer"] == "In Paris it is sunny today.", report

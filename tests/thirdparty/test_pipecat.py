@@ -20,3 +20,13 @@ def test_pipecat_spoken_turn_and_barge_in(lite_stack, tmp_path):
     # ... and the turn that barged in is heard and answered.
     assert heard_speech(report["next_transcript"]), report
     assert report["next_audio_s"] > 0, report
+
+
+def test_pipecat_function_calling_runs_a_function_and_answers_with_its_output(lite_stack, tmp_path):
+    """One call: Pipecat's service, with its context aggregators, runs the registered function
+    when the call's arguments are done, returns the output and asks for the answer."""
+    report = run_driver("pipecat_tools", lite_stack, tmp_path, {"reply": "Hello there."})
+    assert heard_speech(report["transcript"]), report
+    assert report["runs"] == [["get_weather", {"city": "Paris"}]], report
+    # Pipecat sends a result as JSON: the string "sunny" arrives quoted.
+    assert report["answer"] == 'In Paris it is "sunny" today.', report

@@ -71,6 +71,23 @@ async def test_text_frames_get_the_checks_of_text_messages(espeak_tts):
     assert run.close_code == 1000 and [w for w, _, _ in run.words] == ["hello"]
 
 
+async def test_text_that_is_not_utf8_gets_an_error_and_the_stream_goes_on(espeak_tts):
+    """A Text whose msgpack string holds a surrogate (UTF-8 cannot) is refused; a text frame
+    cannot hold one at all (1007: tests/edges/test_connection_edges.py)."""
+    run = TtsRun()
+    async with connect(espeak_tts.ws, espeak_tts.api_key) as ws:
+        run.messages.append(msgpack.unpackb(await ws.recv()))
+        await ws.send(msgpack.packb({"type": "Text", "text": "bad \ud800"}, unicode_errors="surrogatepass"))
+        error = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 10))
+        await ws.send(text_msg("hello there."))
+        await ws.send(EOS)
+        await read_all(ws, run, 30)
+    assert (
+        error["type"] == "Error" and "not a msgpack message: 'utf-8' codec can't decode" in error["message"]
+    )
+    assert run.close_code == 1000 and [w for w, _, _ in run.words] == ["hello", "there."]
+
+
 async def test_overlong_voice_name_is_refused_before_upgrade(espeak_tts):
     with pytest.raises(websockets.InvalidStatus) as info:
         async with connect(espeak_tts.ws, espeak_tts.api_key, voice="v" * 300):
@@ -90,6 +107,13 @@ async def test_overlong_voice_name_is_refused_before_upgrade(espeak_tts):
         ('{"text": "hi", "cfg_alpha": 1e999}', 422, "cfg_alpha"),
         ('{"text": "hi", "cfg_alpha": %s}' % ("9" * 5000), 400, "error parsing the body"),
         ("[" * 50_000, 400, "error parsing the body"),
+        # A lone surrogate: used to answer 200 with no audio, the good words lost with it.
+        (
+            '{"text": "Hello there \\ud800 my friend."}',
+            400,
+            "text cannot be encoded as UTF-8: body.text holds a lone surrogate ('\\\\ud800') at character 12",
+        ),
+        ('{"text": "Hello", "voice": "\\udc00"}', 400, "body.voice holds a lone surrogate"),
     ],
 )
 async def test_synthesize_rejects_bad_bodies(espeak_tts, body, status, reason):

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 import numpy as np
 
 from orchestrator.clients.errors import BackendUnavailable
+from orchestrator.clients.llm_request import ChatMessage, LlmDelta, LlmRequest, ToolCallDelta
 from orchestrator.pipeline.session import VoiceSession
 from services.common.audio import FRAME_SIZE, SAMPLE_RATE
 from services.common.protocol import AudioOut, MarkerOut, Step, TextOut, WireMessage, Word
@@ -26,9 +27,10 @@ FLUSH_PADDING_STEPS = 7  # a flush's silence: more than a pause that ends a turn
 class FakeStt:
     """One STT stream: markers are echoed at once, after everything pushed before them."""
 
-    def __init__(self) -> None:
+    def __init__(self, words_at_flush: list[str] | None = None) -> None:
         self.audio_samples = 0
         self.closed = False
+        self.words_at_flush = words_at_flush or []  # what it "hears" in the audio before a marker
         self._queue: asyncio.Queue[WireMessage | Exception] = asyncio.Queue()
 
     async def __aenter__(self) -> FakeStt:
@@ -44,6 +46,8 @@ class FakeStt:
 
     async def send_marker(self, marker_id: int) -> None:
         """As the real STT: the flush's silence is stepped through before the echo."""
+        for text in self.words_at_flush:
+            self.word(text)
         self.steps(PAUSE, FLUSH_PADDING_STEPS)
         self._queue.put_nowait(MarkerOut(id=marker_id))
 
@@ -103,25 +107,47 @@ class FakeTts:
 
 
 class FakeLlm:
-    """Streams `reply` word by word; with `gate` set up, each token after the first waits for it."""
+    """Streams `reply` word by word, then `calls` (name, arguments) as tool-call pieces, the
+    arguments in `ARGUMENT_PIECES` pieces; with `gate` set up, each delta from the
+    `gate_from`-th on (the second by default) waits for it."""
 
-    def __init__(self, reply: str = "Hello there, how can I help?") -> None:
+    ARGUMENT_PIECES = 3
+
+    def __init__(
+        self, reply: str = "Hello there, how can I help?", calls: list[tuple[str, str]] | None = None
+    ):
         self.reply = reply
-        self.requests: list[list[dict[str, str]]] = []
+        self.calls = calls or []
+        self.requests: list[list[ChatMessage]] = []
+        self.llm_requests: list[LlmRequest] = []
         self.gate: asyncio.Event | None = None
+        self.gate_from = 1
         self.first_token_sent = asyncio.Event()
         self.fault: Exception | None = None
 
-    async def stream(self, messages: list[dict[str, str]], max_tokens: int | None) -> AsyncIterator[str]:
-        self.requests.append(messages)
-        for n, word in enumerate(self.reply.split()):
+    def _deltas(self) -> list[LlmDelta]:
+        # A whole word at once: the TTS gets it without waiting for the next.
+        out: list[LlmDelta] = [word + " " for word in self.reply.split()]
+        for index, (name, arguments) in enumerate(self.calls):
+            out.append(ToolCallDelta(index, f"call_{index}", name))
+            size = -(-len(arguments) // self.ARGUMENT_PIECES)
+            out += [
+                ToolCallDelta(index, arguments=arguments[i : i + size])
+                for i in range(0, len(arguments), size)
+            ]
+        return out
+
+    async def stream(self, request: LlmRequest) -> AsyncIterator[LlmDelta]:
+        self.requests.append(request.messages)
+        self.llm_requests.append(request)
+        for n, delta in enumerate(self._deltas()):
             if n == 1:
                 self.first_token_sent.set()
                 if self.fault is not None:
                     raise self.fault
-            if n >= 1 and self.gate is not None:
+            if n >= self.gate_from and self.gate is not None:
                 await self.gate.wait()
-            yield word + " "  # a whole word at once: the TTS gets it without waiting for the next
+            yield delta
         self.first_token_sent.set()
 
 
@@ -147,12 +173,13 @@ class FakeBackends:
         self.stt_streams: list[FakeStt] = []
         self.tts_streams: list[FakeTts] = []
         self.stt_refusals = 0  # how many of the next STT connects fail
+        self.words_at_flush: list[str] = []  # what the STT streams opened from now on hear
 
     async def open_stt(self) -> FakeStt:
         if self.stt_refusals:
             self.stt_refusals -= 1
             raise BackendUnavailable("STT", "refused (test)")
-        self.stt_streams.append(FakeStt())
+        self.stt_streams.append(FakeStt(self.words_at_flush))
         return self.stt_streams[-1]
 
     async def open_tts(self, voice: str | None) -> FakeTts:

@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from orchestrator.clients.errors import BackendAtCapacity, BackendTimeout, BackendUnavailable
+from orchestrator.clients.llm_request import LlmRequest
 from orchestrator.clients.replicas import (
     LlmReplicas,
     Probe,
@@ -215,9 +216,7 @@ class FakeLlmClient:
     async def ready(self) -> str | None:
         return None
 
-    async def stream(
-        self, messages: list[dict[str, str]], max_tokens: int | None
-    ) -> AsyncGenerator[str, None]:
+    async def stream(self, request: LlmRequest) -> AsyncGenerator[str, None]:
         self.started.put_nowait(None)
         if self.refuse:
             raise BackendUnavailable("LLM", f"cannot reach {self.url}")
@@ -235,7 +234,7 @@ async def test_llm_requests_go_to_the_replica_with_fewest_in_flight_and_skip_a_d
     await llm.pool.poll()
 
     async def reply() -> str:
-        return "".join([delta async for delta in llm.stream([], None)])
+        return "".join([str(delta) async for delta in llm.stream(LlmRequest([]))])
 
     first = asyncio.create_task(reply())
     await a.started.get()

@@ -21,10 +21,13 @@ from openai.types.realtime import RealtimeServerEvent
 from orchestrator.realtime.server_events import (
     SERVER_EVENTS,
     ConversationItemAdded,
+    ConversationItemDeleted,
     ConversationItemDone,
     ConversationItemRetrieved,
     ConversationItemTruncated,
     ErrorEvent,
+    FunctionCallArgumentsDelta,
+    FunctionCallArgumentsDone,
     InputAudioBufferCleared,
     InputAudioBufferCommitted,
     InputAudioBufferSpeechStarted,
@@ -46,22 +49,39 @@ from orchestrator.realtime.server_events import (
     UnmutePreparedReplyDropped,
 )
 from orchestrator.realtime.server_items import (
-    AssistantMessageItem,
     ContentPart,
     ContentPartAdded,
     ContentPartDone,
     DurationUsage,
     OutputAudioDelta,
     OutputAudioDone,
+    OutputTextDelta,
+    OutputTextDone,
     OutputTranscriptDelta,
     OutputTranscriptDone,
     ResponseObject,
     ResponseStatusDetails,
     ServerEvent,
     StatusError,
+    TextPart,
+)
+from orchestrator.realtime.session_model import (
+    Audio,
+    AudioInput,
+    AudioOutput,
+    FunctionTool,
+    Session,
+    ToolChoiceFunction,
+    TurnDetection,
+)
+from orchestrator.realtime.wire_items import (
+    AssistantMessageItem,
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    InputTextContent,
+    SystemMessageItem,
     UserMessageItem,
 )
-from orchestrator.realtime.session_model import Audio, AudioInput, AudioOutput, Session, TurnDetection
 
 SDK_EVENTS: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(RealtimeServerEvent)
 EXTENSION_PREFIX = "unmute_slurm."
@@ -72,7 +92,7 @@ ALLOWED_EXTRAS = {
     ("session.created", "session.object"),
     ("session.updated", "session.id"),
     ("session.updated", "session.object"),
-    # this project's turn-taking settings (README, Turns)
+    # this project's turn-taking settings (docs/orchestrator.md, Turns)
     *(
         (kind, f"session.audio.input.turn_detection.{name}")
         for kind in ("session.created", "session.updated")
@@ -85,6 +105,29 @@ TEXT = "Sure. It will be sunny in Lyon tomorrow."
 AUDIO_IDS: dict[str, Any] = {"response_id": RESP, "item_id": REPLY}
 REPLY_DONE = AssistantMessageItem.of(REPLY, TEXT, "completed")
 REPLY_CUT = AssistantMessageItem.of(REPLY, "Sure. It will", "incomplete")
+REPLY_TEXT = AssistantMessageItem.of(REPLY, TEXT, "completed", spoken=False)
+TYPED = UserMessageItem(id=USER, status="completed", content=[InputTextContent(text="Book a table for two.")])
+SYSTEM = SystemMessageItem(id=USER, status="completed", content=[InputTextContent(text="Be brief.")])
+CALL, CALL_ID = "item_5a6b7c8d9e0f1a2b", "chatcmpl-tool-3f4e5d6c7b8a"
+CALL_ARGS = '{"city": "Lyon", "day": "tomorrow"}'
+CALL_STARTED = FunctionCallItem(
+    id=CALL, status="in_progress", call_id=CALL_ID, name="get_weather", arguments=""
+)
+CALL_DONE = FunctionCallItem(
+    id=CALL, status="completed", call_id=CALL_ID, name="get_weather", arguments=CALL_ARGS
+)
+CALL_CUT = FunctionCallItem(
+    id=CALL, status="incomplete", call_id=CALL_ID, name="get_weather", arguments='{"ci'
+)
+CALL_OUTPUT = FunctionCallOutputItem(
+    id="item_77", status="completed", call_id=CALL_ID, output='{"sky": "sunny"}'
+)
+CALL_IDS: dict[str, Any] = {"response_id": RESP, "item_id": CALL, "call_id": CALL_ID, "output_index": 1}
+WEATHER = FunctionTool(
+    name="get_weather",
+    description="The weather of a city on a day.",
+    parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
 
 
 def _samples() -> list[ServerEvent]:
@@ -93,6 +136,10 @@ def _samples() -> list[ServerEvent]:
     manual = Session(audio=Audio(input=AudioInput(turn_detection=None)), max_output_tokens="inf")
     semantic = Session(
         audio=Audio(input=AudioInput(turn_detection=TurnDetection(type="semantic_vad", eagerness="high")))
+    )
+    with_tools = Session(tools=[WEATHER], tool_choice="required", output_modalities=["text"])
+    named = Session(
+        tools=[WEATHER, FunctionTool(name="book_table")], tool_choice=ToolChoiceFunction(name="book_table")
     )
     started = ResponseObject(
         id=RESP, status="in_progress", metadata={"topic": "weather"}, conversation_id="conv_5e6f7a8b"
@@ -116,6 +163,11 @@ def _samples() -> list[ServerEvent]:
         conversation_id="conv_5e6f7a8b",
     )
     completed = started.model_copy(update={"status": "completed", "output": [REPLY_DONE]})
+    called = started.model_copy(update={"status": "completed", "output": [REPLY_DONE, CALL_DONE]})
+    called_cut = cancelled.model_copy(update={"output": [REPLY_CUT, CALL_CUT]})
+    out_of_band = ResponseObject(
+        id=RESP, status="completed", output=[REPLY_TEXT], output_modalities=["text"], conversation_id=None
+    )
     pcm = base64.b64encode(bytes(range(256)) * 15).decode()
     return [
         ErrorEvent.of("item_not_found", "no assistant item 'item_x'", "event_client_7", "item_id"),
@@ -123,6 +175,8 @@ def _samples() -> list[ServerEvent]:
         SessionCreated(session=voiced),
         SessionUpdated(session=manual),
         SessionUpdated(session=semantic),
+        SessionUpdated(session=with_tools),
+        SessionUpdated(session=named),
         InputAudioBufferSpeechStarted(item_id=USER, audio_start_ms=1280),
         InputAudioBufferSpeechStopped(item_id=USER, audio_end_ms=3760),
         InputAudioBufferCommitted(item_id=USER, previous_item_id=None),
@@ -141,18 +195,36 @@ def _samples() -> list[ServerEvent]:
             item_id=REPLY, content_index=0, audio_end_ms=1520, transcript="Sure. It will"
         ),
         ConversationItemRetrieved(item=REPLY_CUT),
+        ConversationItemAdded(previous_item_id=None, item=TYPED),
+        ConversationItemDone(previous_item_id="root", item=SYSTEM),
+        ConversationItemAdded(previous_item_id=REPLY, item=CALL_STARTED),
+        ConversationItemDone(previous_item_id=REPLY, item=CALL_DONE),
+        ConversationItemDone(previous_item_id=CALL, item=CALL_OUTPUT),
+        ConversationItemRetrieved(item=CALL_CUT),
+        ConversationItemDeleted(item_id=USER),
         ResponseCreated(response=started),
         ResponseDone(response=completed),
         ResponseDone(response=cancelled),
         ResponseDone(response=failed),
+        ResponseDone(response=called),
+        ResponseDone(response=called_cut),
+        ResponseDone(response=out_of_band),
         OutputItemAdded(response_id=RESP, output_index=0, item=AssistantMessageItem.of(REPLY)),
+        OutputItemAdded(response_id=RESP, output_index=1, item=CALL_STARTED),
         OutputItemDone(response_id=RESP, item=REPLY_CUT),
+        OutputItemDone(response_id=RESP, output_index=1, item=CALL_DONE),
+        FunctionCallArgumentsDelta(delta='{"city": "Ly', **CALL_IDS),
+        FunctionCallArgumentsDone(name="get_weather", arguments=CALL_ARGS, **CALL_IDS),
         ContentPartAdded(part=ContentPart(), **AUDIO_IDS),
         ContentPartDone(part=ContentPart(transcript=TEXT), output_index=0, content_index=0, **AUDIO_IDS),
         OutputAudioDelta(delta=pcm, **AUDIO_IDS),
         OutputAudioDone(**AUDIO_IDS),
         OutputTranscriptDelta(delta="sunny ", **AUDIO_IDS),
         OutputTranscriptDone(transcript=TEXT, **AUDIO_IDS),
+        ContentPartAdded(part=TextPart(), **AUDIO_IDS),
+        ContentPartDone(part=TextPart(text=TEXT), **AUDIO_IDS),
+        OutputTextDelta(delta="sunny", **AUDIO_IDS),
+        OutputTextDone(text=TEXT, **AUDIO_IDS),
         OutputAudioBufferStarted(response_id=RESP),
         OutputAudioBufferStopped(response_id=RESP),
         OutputAudioBufferCleared(response_id=RESP),
@@ -245,10 +317,15 @@ def test_wire_is_compact_json_that_keeps_none_fields():
         pytest.param(
             lambda: ConversationItemDone(
                 previous_item_id=None,
-                item={"id": USER, "role": "system", "status": "completed", "content": []},
+                item={"id": USER, "type": "message", "role": "tool", "status": "completed", "content": []},
             ),
             id="item-role",
         ),
+        pytest.param(
+            lambda: FunctionCallItem(id=CALL, status="cancelled", call_id=CALL_ID, name="f", arguments=""),
+            id="call-status",
+        ),
+        pytest.param(lambda: TextPart(type="output_text", text=TEXT), id="text-part-type"),
         pytest.param(lambda: OutputAudioDelta(delta="", extra_field=1, **AUDIO_IDS), id="unknown-field"),
         pytest.param(
             lambda: ResponseCreated(
