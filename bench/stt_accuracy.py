@@ -54,17 +54,19 @@ from services.stt.engines.whisper_engine import WhisperOptions, WhisperSttEngine
 Pcm = npt.NDArray[np.float32]
 SNR_DB = 20.0
 
-#: The decoding settings compared (name -> WhisperOptions fields); "default" is the service's.
+#: The decoding settings compared (name -> WhisperOptions fields); "default" is the service's
+#: (beam 5, windows of at least 10 s, interim words on).
 #: The 30 s window is what faster-whisper's transcribe() uses; interim decodes there would cost
 #: ~1.5 s each on 2 cores, so those settings decode each segment once, at its end.
 SETTINGS: dict[str, dict[str, object]] = {
     "default": {},
     "interim off": {"interim": False},
+    "window 5 s": {"min_window_s": 5.0},
     "window 3 s": {"min_window_s": 3.0},
-    "window 10 s": {"min_window_s": 10.0},
+    "greedy": {"beam_size": 1},
+    "greedy, window 5 s": {"beam_size": 1, "min_window_s": 5.0},
     "window 30 s, interim off": {"min_window_s": 30.0, "interim": False},
-    "beam 5": {"beam_size": 5},
-    "beam 5, window 30 s, interim off": {"beam_size": 5, "min_window_s": 30.0, "interim": False},
+    "greedy, window 30 s, interim off": {"beam_size": 1, "min_window_s": 30.0, "interim": False},
 }
 #: Engines the project has that are not scored here, and why.
 NOT_SCORED = {
@@ -228,6 +230,42 @@ def tts_round_trip(engine_name: str, texts: list[str], stt: TimedEngine) -> dict
     }
 
 
+def decode_costs(model: str, threads: int, repeats: int = 5) -> list[dict[str, object]]:
+    """Seconds per decode call of one 3 s recorded sentence, by window, beam and batch, and of
+    its word alignment alone: the fastest of `repeats` (the least disturbed by a shared machine).
+    The sentence is one that no window sends into a loop, so no call includes a 30 s redo."""
+    import ctranslate2
+
+    audio = recorded_speech.clip("librivox/sense_and_sensibility_01_austen_64kb-0880").audio
+    rows = []
+    for beam in (1, 5):
+        engine = WhisperSttEngine(1, WhisperOptions(model=model, threads=threads, beam_size=beam))
+        whisper = engine.decoder
+        for window in (3.0, 5.0, 10.0, 30.0):
+            whisper.min_window_s = window
+            for batch in (1, 4):
+                jobs = [DecodeJob(audio)] * batch
+                times = []
+                for _ in range(repeats):
+                    started = time.perf_counter()
+                    whisper.decode(jobs)
+                    times.append(time.perf_counter() - started)
+                row = {"beam": beam, "window_s": window, "batch": batch, "decode_ms": 1e3 * min(times)}
+                if beam == 1 and batch == 1:
+                    mel = whisper._features(audio, window)[None]
+                    encoded = whisper.model.encode(ctranslate2.StorageView.from_array(mel))
+                    tokens = whisper.tokenizer.encode(" He was not an old-sposed young man?")
+                    aligns = []
+                    for _ in range(repeats):
+                        started = time.perf_counter()
+                        whisper.whisper.find_alignment(whisper.tokenizer, [tokens], encoded, [300])
+                        aligns.append(time.perf_counter() - started)
+                    row["align_ms"] = 1e3 * min(aligns)
+                rows.append(row)
+        engine.close()
+    return rows
+
+
 def table(rows: list[dict[str, object]], corpora: list[str]) -> str:
     lines = [
         "| setting | "
@@ -255,8 +293,29 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tts-engines", nargs="*", default=["espeak"], help="TTS engines for the round trip")
     parser.add_argument("--quick", action="store_true", help="a few utterances per corpus")
+    parser.add_argument("--costs-only", action="store_true", help="only the decode cost table")
     parser.add_argument("--out", type=Path, help="write every number (and each misheard utterance) as JSON")
     args = parser.parse_args()
+
+    command = "python bench/stt_accuracy.py " + " ".join(sys.argv[1:])
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {args.threads} threads"
+    print(f"# STT accuracy: whisper {args.model}, {machine}\n")
+    print(f"`{command}`\n")
+    costs = decode_costs(args.model, args.threads) if recorded_speech.available() else []
+    if costs:
+        print("Decode cost of a 3 s recorded sentence (fastest of 5 calls):\n")
+        print("| beam | window | batch | ms per call | ms per segment | align ms |")
+        print("|---:|---:|---:|---:|---:|---:|")
+        for c in costs:
+            per = float(c["decode_ms"]) / int(c["batch"])  # type: ignore[call-overload]
+            align = f"{float(c['align_ms']):.0f}" if "align_ms" in c else ""
+            call = f"{float(c['decode_ms']):.0f}"
+            print(f"| {c['beam']} | {c['window_s']:.0f} s | {c['batch']} | {call} | {per:.0f} | {align} |")
+        print()
+    if args.costs_only:
+        if args.out:
+            args.out.write_text(json.dumps({"command": command, "decode_costs": costs}, indent=1))
+        return
 
     corpora: dict[str, list[Utterance]] = {}
     if recorded_speech.available():
@@ -268,10 +327,6 @@ def main() -> None:
         noisy = [with_noise(u, seed) for seed, u in enumerate(utterances)]
         corpora[noisy[0].corpus] = noisy
 
-    command = "python bench/stt_accuracy.py " + " ".join(sys.argv[1:])
-    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {args.threads} threads"
-    print(f"# STT accuracy: whisper {args.model}, {machine}\n")
-    print(f"`{command}`\n")
     print(", ".join(f"{name}: {len(u)} utterances" for name, u in corpora.items()), "\n")
     rows: list[dict[str, object]] = []
     per_voice: dict[str, dict[str, float]] = {}
@@ -318,6 +373,7 @@ def main() -> None:
             "machine": {"cpus": os.cpu_count(), "arch": platform.machine()},
             "model": args.model,
             "settings": {name: SETTINGS[name] for name in args.settings},
+            "decode_costs": costs,
             "results": rows,
             "espeak_per_voice": per_voice,
             "round_trip": round_trips,

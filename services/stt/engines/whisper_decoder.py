@@ -199,8 +199,8 @@ class WhisperDecoder:
         device: str = "cpu",
         compute_type: str = "int8",
         threads: int = 2,
-        beam_size: int = 1,
-        min_window_s: float = 5.0,
+        beam_size: int = 5,
+        min_window_s: float = 10.0,
     ) -> None:
         self.path = resolve_model(model)
         self.whisper = WhisperModel(

@@ -56,8 +56,8 @@ class WhisperOptions:
     device: str = "auto"
     compute_type: str = "int8"
     threads: int = 2
-    beam_size: int = 1
-    min_window_s: float = 5.0
+    beam_size: int = 5
+    min_window_s: float = 10.0
     interim: bool = True
     interim_interval_s: float = 1.0
     end_silence_s: float = 0.5
