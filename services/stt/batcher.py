@@ -14,6 +14,7 @@ once its audio is stepped through and the engine owes no words for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -94,7 +95,12 @@ class SttBatcher(StepLoop[Slot]):
     async def run(self) -> None:
         """The shared step loop, with the engine able to wake it from its own threads."""
         loop = asyncio.get_running_loop()
-        self.engine.set_waker(lambda: loop.call_soon_threadsafe(self._late_words_ready))
+
+        def wake_from_thread() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: the service is stopping
+                loop.call_soon_threadsafe(self._late_words_ready)
+
+        self.engine.set_waker(wake_from_thread)
         await super().run()
 
     def _late_words_ready(self) -> None:
