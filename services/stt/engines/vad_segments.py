@@ -42,8 +42,10 @@ class SegmentRules:
 
 @dataclass
 class OpenSegment:
-    """The segment being spoken: where it starts (with its preroll), where its speech starts,
-    and how much of it was voiced (16 kHz samples on the stream's timeline)."""
+    """The segment being spoken: where it starts (with its preroll), where its first voiced
+    window ends (the resampler's filter lets a window that ends where sound begins hear it, so
+    the window's start may still be in the silence before), and how much of it was voiced
+    (16 kHz samples on the stream's timeline)."""
 
     start: int
     first_voiced: int
@@ -152,7 +154,7 @@ class VadSegmenter:
             if self.current is None:
                 preroll = WINDOW + self.rules.samples(self.rules.preroll_s)
                 start = max(self._audio.start, self._closed_until, end - preroll)
-                self.current = OpenSegment(start=start, first_voiced=end - WINDOW, last_voiced_end=end)
+                self.current = OpenSegment(start=start, first_voiced=end, last_voiced_end=end)
             self.current.voiced += WINDOW
             self.current.last_voiced_end = end
             if end - self.current.start >= self.rules.samples(self.rules.max_segment_s):
