@@ -82,17 +82,16 @@ def moshi_stt(tiny, api_key: str, tmp_path_factory: pytest.TempPathFactory) -> I
 def lite_service(
     module: str, engine: str, api_key: str, factory: pytest.TempPathFactory, env: dict[str, str] | None = None
 ):
-    """A service on its CPU lite engine with 4 slots (skipped where that engine is not installed),
-    with `env` added to its environment."""
-    pytest.importorskip({"sphinx": "pocketsphinx", "espeak": "espeakng_loader", "piper": "piper"}[engine])
+    """A service on its CPU engine (whisper, piper, espeak) with 4 slots, with `env` added to its
+    environment."""
     args = ["--engine", engine, "--batch-size", "4"]
     return start_service(module, args, api_key, factory.mktemp(engine), env=env)
 
 
 @pytest.fixture(scope="session")
-def sphinx_stt(api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    """The STT service on the pocketsphinx lite engine, 4 slots."""
-    with lite_service("services.stt", "sphinx", api_key, tmp_path_factory) as proc:
+def whisper_stt(api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """The STT service on the whisper engine (bundled tiny.en, Silero VAD), 4 slots."""
+    with lite_service("services.stt", "whisper", api_key, tmp_path_factory) as proc:
         yield proc
 
 
@@ -179,9 +178,9 @@ def orchestrated(stt, tts, api_key, factory):
 
 
 @pytest.fixture(scope="session")
-def lite_stack(sphinx_stt, espeak_tts, api_key, tmp_path_factory) -> Iterator[Stack]:
+def lite_stack(whisper_stt, piper_tts, api_key, tmp_path_factory) -> Iterator[Stack]:
     """The CPU profile's engines behind the orchestrator, with the scripted LLM."""
-    with orchestrated(sphinx_stt, espeak_tts, api_key, tmp_path_factory) as stack:
+    with orchestrated(whisper_stt, piper_tts, api_key, tmp_path_factory) as stack:
         yield stack
 
 

@@ -14,7 +14,7 @@ from services.stt.settings import SttSettings
 def main(argv: list[str] | None = None) -> None:
     """Read flags and settings, serve."""
     parser = common_flags("python -m services.stt", "Unmute STT service")
-    parser.add_argument("--engine", choices=["moshi", "sphinx"])
+    parser.add_argument("--engine", choices=["moshi", "whisper"])
     parser.add_argument("--model", help="HF repo id or local checkpoint directory")
     parser.add_argument("--batch-size", type=int, dest="batch_size")
     parser.add_argument("--device", help="cuda, cpu or auto")

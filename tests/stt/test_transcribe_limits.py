@@ -1,4 +1,4 @@
-"""`POST /v1/transcribe` on the sphinx engine: a file's rate and length are checked from its header
+"""`POST /v1/transcribe` on the whisper engine: a file's rate and length are checked from its header
 before any sample is decoded, and a header that lies gets a client error, never a 500."""
 
 from __future__ import annotations
@@ -54,21 +54,21 @@ def reset_peak_rss(pid: int) -> None:
 
 
 @pytest.mark.parametrize(("rate", "frames"), [(1, 100), (8, 100), (3999, 4000), (400_000, 40_000)])
-async def test_absurd_sample_rates_are_refused(sphinx_stt, rate, frames):
+async def test_absurd_sample_rates_are_refused(whisper_stt, rate, frames):
     """A few bytes at 1 or 8 Hz used to be resampled to 24 kHz (24000x the samples) first."""
-    response = await post(sphinx_stt, wav(rate, frames))
+    response = await post(whisper_stt, wav(rate, frames))
     assert response.status_code == 415, response.text
     assert f"sample rate {rate} Hz is not supported (4000 to 384000 Hz)" in response.json()["detail"]
 
 
-async def test_a_file_over_the_length_limit_is_refused_from_its_header(sphinx_stt):
+async def test_a_file_over_the_length_limit_is_refused_from_its_header(whisper_stt):
     """3000 s at 4 kHz (24 MB) used to be decoded, mixed down and resampled to 24 kHz (about
     12 times its size in float32 arrays) before its length was checked."""
-    pid = sphinx_stt.process.pid
+    pid = whisper_stt.process.pid
     body = wav(4000, 4000 * 3000)
     reset_peak_rss(pid)
     baseline = peak_rss_since_reset(pid)
-    response = await post(sphinx_stt, body)
+    response = await post(whisper_stt, body)
     grown = peak_rss_since_reset(pid) - baseline
     size = len(body)
     assert response.status_code == 413, response.text
@@ -78,25 +78,25 @@ async def test_a_file_over_the_length_limit_is_refused_from_its_header(sphinx_st
     assert response.json()["detail"] == "audio is 3000.0 s long (limit 600 s)"
 
 
-async def test_a_header_claiming_an_absurd_length_is_refused_not_a_500(sphinx_stt):
+async def test_a_header_claiming_an_absurd_length_is_refused_not_a_500(whisper_stt):
     """Decoding allocated the claimed 2**36 samples (256 GiB) first: MemoryError, a 500."""
-    response = await post(sphinx_stt, flac_claiming_2_to_the_36_samples())
+    response = await post(whisper_stt, flac_claiming_2_to_the_36_samples())
     assert response.status_code == 413, response.text
     assert response.json()["detail"] == "audio is 8589934.6 s long (limit 600 s)"
 
 
-async def test_lying_wav_headers_get_a_client_error(sphinx_stt):
+async def test_lying_wav_headers_get_a_client_error(whisper_stt):
     zero_channels = wav(16000, 100, channels=1).replace(struct.pack("<HH", 1, 1), struct.pack("<HH", 1, 0), 1)
-    response = await post(sphinx_stt, zero_channels)
+    response = await post(whisper_stt, zero_channels)
     assert response.status_code == 415 and "not a readable audio file" in response.json()["detail"]
 
     # A data chunk claiming more than the file holds (as a stream writer that never went back
     # to fix its header leaves it) is read for what is there.
     truncated = wav(16000, 8000)[:-8000]
-    response = await post(sphinx_stt, truncated)
+    response = await post(whisper_stt, truncated)
     assert response.status_code == 200, response.text
     assert response.json()["duration_s"] == pytest.approx(0.25, abs=0.01)
 
     # The service is still whole: a good file is transcribed.
-    response = await post(sphinx_stt, wav(16000, 16000))
+    response = await post(whisper_stt, wav(16000, 16000))
     assert response.status_code == 200 and response.json()["duration_s"] == pytest.approx(1.0, abs=0.01)

@@ -1,5 +1,6 @@
 """Regression tests of issue 13's STT faults that need no service process: the shared step loop
-on a failing engine, sphinx with no hypothesis and its decoders, Markers, and MessageParser."""
+on a failing engine, Markers, and MessageParser (the whisper engine's own are in
+tests/stt/test_whisper_engine.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ from collections.abc import Sequence
 import msgpack
 import numpy as np
 import pytest
-import soundfile
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from services.common.audio import FRAME_SIZE, SAMPLE_RATE, resample
+from services.common.audio import FRAME_SIZE
 from services.common.protocol import (
     STT_CLIENT_MESSAGES,
     TTS_CLIENT_MESSAGES,
@@ -26,7 +26,6 @@ from services.common.protocol import (
 from services.common.steploop import StepFailed
 from services.stt.batcher import MAX_PENDING_MARKERS, SttBatcher
 from services.stt.engines.base import FrameResult, SttEngine
-from tests.conftest import FIXTURES
 
 
 class ScriptedEngine(SttEngine):
@@ -101,60 +100,6 @@ async def test_repeated_markers_queue_no_silence_and_are_capped():
         await loop
 
 
-def _phrase() -> np.ndarray:
-    pcm, rate = soundfile.read(FIXTURES / "weather_16k.wav", dtype="float32")
-    return resample(pcm, rate, SAMPLE_RATE)
-
-
-def _feed(engine, pcm: np.ndarray, slot: int, reset: bool) -> list:
-    frames = np.zeros((engine.batch_size, FRAME_SIZE), np.float32)
-    active = np.zeros(engine.batch_size, bool)
-    active[slot] = True
-    events = []
-    padded = np.concatenate([pcm, np.zeros(2 * SAMPLE_RATE, np.float32)])
-    for i, start in enumerate(range(0, len(padded) - FRAME_SIZE + 1, FRAME_SIZE)):
-        frames[slot] = padded[start : start + FRAME_SIZE]
-        result = engine.step(frames, active, [slot] if reset and i == 0 else [])[slot]
-        events.extend(result.events)
-    return events
-
-
-def test_sphinx_utterance_without_hypothesis_gives_no_words(monkeypatch):
-    from services.stt.engines import sphinx_engine
-
-    real = sphinx_engine.Decoder
-
-    class NoHypothesis:
-        """pocketsphinx as it behaves on the fuzzer's noise: seg() is None."""
-
-        def __init__(self, **kwargs) -> None:
-            self._decoder = real(**kwargs)
-
-        def __getattr__(self, name: str):
-            return getattr(self._decoder, name)
-
-        def seg(self) -> None:
-            return None
-
-    monkeypatch.setattr(sphinx_engine, "Decoder", NoHypothesis)
-    engine = sphinx_engine.SphinxSttEngine(1)
-    assert _feed(engine, _phrase(), 0, reset=True) == []
-
-
-def test_sphinx_builds_no_decoder_inside_a_step(monkeypatch):
-    from services.stt.engines import sphinx_engine
-
-    engine = sphinx_engine.SphinxSttEngine(3)
-    engine.warmup()
-    built: list[dict] = []
-    real = sphinx_engine.Decoder
-    monkeypatch.setattr(sphinx_engine, "Decoder", lambda **kw: built.append(kw) or real(**kw))
-    for slot in (1, 2, 0):  # new streams in every slot, one of them reused
-        words = _feed(engine, _phrase(), slot, reset=True)
-        assert words, "the phrase was not recognised"
-    assert built == []
-
-
 hostile_values = st.recursive(
     st.none()
     | st.booleans()
@@ -187,24 +132,3 @@ def test_message_parser_raises_only_protocol_errors(data: bytes):
             parser.parse(data)
         except ProtocolError as exc:
             assert len(str(exc)) < 2000  # an Error the client can read, not its own input back
-
-
-def test_sphinx_cuts_an_utterance_that_never_pauses():
-    """Finishing an utterance costs time in proportion to its length, inside the step: 280 s of
-    full-scale noise (never a pause) stalled every other stream for seconds at its end."""
-    from services.stt.engines.sphinx_engine import MAX_UTTERANCE_S, RATE, SphinxSttEngine
-
-    engine = SphinxSttEngine(1)
-    active = np.ones(1, dtype=bool)
-    rng = np.random.default_rng(3)
-    noise = rng.uniform(-1, 1, int(2.5 * MAX_UTTERANCE_S * SAMPLE_RATE)).astype(np.float32)
-    longest, starts = 0.0, set()
-    for n, start in enumerate(range(0, noise.size - FRAME_SIZE, FRAME_SIZE)):
-        engine.step(noise[start : start + FRAME_SIZE][None, :], active, [0] if n == 0 else [])
-        stream = engine._streams[0]
-        assert stream is not None
-        if stream.in_utterance:
-            starts.add(stream.utt_start_s)
-            longest = max(longest, stream.samples_in / RATE - stream.utt_start_s)
-    assert longest <= MAX_UTTERANCE_S + 0.1
-    assert len(starts) >= 3  # the noise was one long "utterance", now cut in pieces

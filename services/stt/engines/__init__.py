@@ -1,6 +1,6 @@
 """STT engines behind one batched interface (`base.SttEngine`).
 
-Heavy imports (torch, moshi, pocketsphinx) live in the engine modules and are only
+Heavy imports (torch, moshi, CTranslate2) live in the engine modules and are only
 imported by `load_engine`, so the lite image never imports torch.
 """
 
@@ -19,6 +19,17 @@ def load_engine(settings: SttSettings) -> SttEngine:
         from services.stt.engines.moshi_engine import MoshiSttEngine
 
         return MoshiSttEngine(settings.model, settings.batch_size, settings.device, settings.dtype)
-    from services.stt.engines.sphinx_engine import SphinxSttEngine
+    from services.stt.engines.whisper_engine import WhisperOptions, WhisperSttEngine
 
-    return SphinxSttEngine(settings.batch_size)
+    options = WhisperOptions(
+        model=settings.whisper_model,
+        device=settings.device,
+        compute_type=settings.whisper_compute_type,
+        threads=settings.whisper_threads,
+        beam_size=settings.whisper_beam_size,
+        min_window_s=settings.whisper_min_window_s,
+        interim=settings.whisper_interim,
+        interim_interval_s=settings.whisper_interim_interval_s,
+        end_silence_s=settings.whisper_end_silence_s,
+    )
+    return WhisperSttEngine(settings.batch_size, options)

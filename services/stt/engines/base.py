@@ -1,9 +1,16 @@
-"""The interface every STT engine implements: B fixed slots stepped together, one frame each."""
+"""The interface every STT engine implements: B fixed slots stepped together, one frame each.
+
+Most engines hand out a frame's words with its step. One that decodes elsewhere (a worker
+thread that reads whole segments) finishes words after the step that took their audio: it
+hands them over through `late_words`, says through `LateWords.owed_from` which audio it still
+owes words for (a `Marker` waits for those), and calls the waker it was given when it has
+news, so a step loop that sleeps for want of audio collects them.
+"""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +31,17 @@ class FrameResult:
     events: list[Word | EndWord] = field(default_factory=list)
     #: The raw text token (moshi engine); kept for tests that compare batched and lone runs.
     token: int | None = None
+
+
+@dataclass
+class LateWords:
+    """What an engine finished outside its steps, and what it still owes."""
+
+    #: Per slot, words for audio stepped earlier, in order.
+    events: dict[int, list[Word | EndWord]] = field(default_factory=dict)
+    #: Per slot that still owes words: the first frame of its stream (the frame that reset the
+    #: slot is frame 0) whose words are not all out yet. Slots not listed owe nothing.
+    owed_from: dict[int, int] = field(default_factory=dict)
 
 
 class SttEngine(abc.ABC):
@@ -55,6 +73,19 @@ class SttEngine(abc.ABC):
         this frame (their state is cleared first). Returns one result per slot, None for
         inactive ones.
         """
+
+    def set_waker(self, wake: Callable[[], None]) -> None:  # noqa: B027 (a hook few engines need)
+        """Take the function to call, from any thread, when `late_words` has something new.
+
+        Engines whose words all come out of `step` never call it.
+        """
+
+    def late_words(self) -> LateWords:
+        """Words finished since the last call and what is still owed. Called in the step thread
+        after every step and after a wake. An exception here (the engine's worker failed) is
+        fatal like a failing step. Results for a slot that was reset since are never returned.
+        """
+        return LateWords()
 
     def warmup(self) -> None:
         """Run the model once on silence, so the first client does not pay for lazy init."""
