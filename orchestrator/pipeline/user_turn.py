@@ -16,10 +16,13 @@ from services.common.audio import SAMPLE_RATE
 TURN_AUDIO_S = 8.0  # what the end-of-turn model looks at
 # Words that acknowledge rather than interrupt ("mm-hm", "yeah" while the assistant talks);
 # a real interruption goes on past them ("yeah but ...": "but" interrupts).
+# Spellings as Whisper writes them ("Mm-hmm.", "Uh-huh,") are matched without case or punctuation;
+# "uh-uh" is there because Whisper also hears "uh-huh" so.
 BACKCHANNELS = frozenset(
-    {"mm", "mhm", "hmm", "hm", "hum", "mm-hm", "uh-huh", "uh", "um", "ah", "oh", "huh"}
-    | {"yeah", "yes", "yep", "right", "okay", "ok", "sure", "aha"}
+    {"mm", "mmm", "mhm", "mhmm", "hmm", "hm", "hum", "mm-hm", "mm-hmm", "uh-huh", "uh-uh", "uh", "um"}
+    | {"ah", "oh", "huh", "yeah", "yes", "yep", "right", "okay", "ok", "sure", "aha"}
 )
+_PUNCTUATION = ".,!?;:…\"'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +93,7 @@ class UserTurn:
         """Whether the user is really talking over the assistant: a word that is not a
         backchannel, or voiced audio for `interrupt_speech_ms` (a cough or a click is not)."""
         if word is not None:
-            return word.lower().strip(".,!?") not in BACKCHANNELS
+            return word.lower().strip(_PUNCTUATION) not in BACKCHANNELS
         return self.detector.voiced_ms() >= max(FRAME_MS, self.detector.config.interrupt_speech_ms)
 
     def idle(self, assistant_busy: bool) -> bool:

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.browser.conftest import SCREENSHOTS
+from tests.phrase import heard_the_phrase
 
 pytestmark = pytest.mark.lite
 
@@ -32,9 +33,8 @@ async def test_spoken_exchange_shows_transcripts_plays_audio_and_measures_latenc
     await page.check("#preemptive")  # this turn is held with preemptive replies on
     await page.click("#talk")
     await page.wait_for_selector(".turn.assistant:not(.pending)", timeout=60_000)
-    # The phrase went through Chromium's capture, the worklet's resampling and pocketsphinx:
-    # what it heard is checked in the STT tests; here it must be some words.
-    assert (await page.inner_text(".turn.user")).strip()
+    # The phrase went through Chromium's capture, the worklet's resampling and the STT.
+    assert heard_the_phrase(await page.inner_text(".turn.user"))
     assert "lovely" in await page.inner_text(".turn.assistant")
     first = await page.evaluate("Math.max(0, ...window.unmutePlayed.values())")
     await page.wait_for_timeout(500)
@@ -81,7 +81,7 @@ async def test_wrong_or_missing_token_shows_an_access_error(lite_stack, browser_
 
 
 @pytest.fixture
-def fragile_stack(sphinx_stt, api_key, tmp_path_factory):
+def fragile_stack(whisper_stt, api_key, tmp_path_factory):
     """The lite stack with a TTS the test can kill and restart."""
     import secrets
 
@@ -89,15 +89,15 @@ def fragile_stack(sphinx_stt, api_key, tmp_path_factory):
     from tests.servers import Restartable
 
     tts = Restartable(
-        ("services.tts", ["--engine", "espeak", "--batch-size", "2"]), api_key, tmp_path_factory.mktemp("tts")
+        ("services.tts", ["--engine", "piper", "--batch-size", "2"]), api_key, tmp_path_factory.mktemp("tts")
     )
     token = secrets.token_urlsafe(16)
     try:
         with (
             start_llm(api_key, tmp_path_factory.mktemp("llm")) as llm,
-            start_orchestrator(sphinx_stt, tts.proc, llm, token, tmp_path_factory.mktemp("orch")) as orch,
+            start_orchestrator(whisper_stt, tts.proc, llm, token, tmp_path_factory.mktemp("orch")) as orch,
         ):
-            yield Stack(sphinx_stt, tts.proc, llm, orch, token), tts
+            yield Stack(whisper_stt, tts.proc, llm, orch, token), tts
     finally:
         tts.close()
 

@@ -45,8 +45,8 @@ def edges(api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
     token = secrets.token_urlsafe(16)
     key = {"kyutai-api-key": api_key}
     with (
-        lite_service("services.stt", "sphinx", api_key, tmp_path_factory, env=SHORT_TIMEOUTS) as stt,
-        lite_service("services.tts", "espeak", api_key, tmp_path_factory, env=SHORT_TIMEOUTS) as tts,
+        lite_service("services.stt", "whisper", api_key, tmp_path_factory, env=SHORT_TIMEOUTS) as stt,
+        lite_service("services.tts", "piper", api_key, tmp_path_factory, env=SHORT_TIMEOUTS) as tts,
         start_llm(api_key, tmp_path_factory.mktemp("llm")) as llm,
         start_orchestrator(stt, tts, llm, token, tmp_path_factory.mktemp("orch"), **SHORT_TIMEOUTS) as orch,
     ):

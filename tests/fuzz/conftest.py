@@ -1,4 +1,4 @@
-"""Fresh lite services per fuzz module, so the log, slot and memory checks see only fuzz traffic."""
+"""Fresh CPU-engine services per fuzz module, so the log, slot and memory checks see only fuzz traffic."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ from tests.servers import ServiceProcess
 
 @pytest.fixture(scope="module")
 def stt(api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    """pocketsphinx STT, 4 slots."""
-    with lite_service("services.stt", "sphinx", api_key, tmp_path_factory) as proc:
+    """Whisper STT (the CPU default), 4 slots."""
+    with lite_service("services.stt", "whisper", api_key, tmp_path_factory) as proc:
         yield proc
 
 
 @pytest.fixture(scope="module")
 def tts(api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    """espeak-ng TTS, 4 slots."""
-    with lite_service("services.tts", "espeak", api_key, tmp_path_factory) as proc:
+    """Piper TTS (the CPU default), 4 slots."""
+    with lite_service("services.tts", "piper", api_key, tmp_path_factory) as proc:
         yield proc
 
 

@@ -173,7 +173,7 @@ async def test_a_session_through_the_portal_proxy_talks_and_barges_in(
     require_chromium()
     settings = tmp_path / "site.env"
     ports = {name: free_port() for name in ("STT_PORT", "LLM_PORT", "TTS_PORT")}
-    lines = {**ports, "STT_ENGINE": "sphinx", "TTS_ENGINE": "espeak", "LLM_MODEL": "scripted-llm"}
+    lines = {**ports, "STT_ENGINE": "whisper", "TTS_ENGINE": "piper", "LLM_MODEL": "scripted-llm"}
     lines["PYTHONPATH"] = str(ROOT)  # this checkout's services, whichever checkout the venv is of
     settings.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
     context = form(

@@ -31,15 +31,15 @@ RELEASE_S = 10.0  # far below the STT's idle timeout: a leaked slot cannot pass 
 
 
 @pytest.fixture(scope="module")
-def own_stt_stack(espeak_tts, api_key, tmp_path_factory) -> Iterator[Stack]:
+def own_stt_stack(piper_tts, api_key, tmp_path_factory) -> Iterator[Stack]:
     """An orchestrator in front of an STT of its own, whose channel count nobody else touches."""
     token = secrets.token_urlsafe(16)
     with (
-        lite_service("services.stt", "sphinx", api_key, tmp_path_factory) as stt,
+        lite_service("services.stt", "whisper", api_key, tmp_path_factory) as stt,
         start_llm(api_key, tmp_path_factory.mktemp("llm")) as llm,
-        start_orchestrator(stt, espeak_tts, llm, token, tmp_path_factory.mktemp("orch")) as orch,
+        start_orchestrator(stt, piper_tts, llm, token, tmp_path_factory.mktemp("orch")) as orch,
     ):
-        yield Stack(stt, espeak_tts, llm, orch, token)
+        yield Stack(stt, piper_tts, llm, orch, token)
 
 
 def metric(url: str, name: str) -> float:

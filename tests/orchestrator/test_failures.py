@@ -14,8 +14,8 @@ from tests.servers import Restartable
 
 pytestmark = pytest.mark.lite
 
-STT_ARGS = ("services.stt", ["--engine", "sphinx", "--batch-size", "2"])
-TTS_ARGS = ("services.tts", ["--engine", "espeak", "--batch-size", "2"])
+STT_ARGS = ("services.stt", ["--engine", "whisper", "--batch-size", "2"])
+TTS_ARGS = ("services.tts", ["--engine", "piper", "--batch-size", "2"])
 LLM_ARGS = ("tests.llm_server", [])
 
 

@@ -43,8 +43,8 @@ def replicated(api_key: str, factory: pytest.TempPathFactory, stt_slots: list[in
     """Start the replicas with these slot counts, and the orchestrator over them."""
     started: list[Restartable] = []
     try:
-        for module, engine, slots in [("services.stt", "sphinx", n) for n in stt_slots] + [
-            ("services.tts", "espeak", n) for n in tts_slots
+        for module, engine, slots in [("services.stt", "whisper", n) for n in stt_slots] + [
+            ("services.tts", "piper", n) for n in tts_slots
         ]:
             args = ["--engine", engine, "--batch-size", str(slots)]
             started.append(Restartable((module, args), api_key, factory.mktemp(engine)))

@@ -177,14 +177,14 @@ async def test_audio_faster_than_ten_times_real_time_is_slowed_down(lite_stack):
         await client.close()
 
 
-async def test_sessions_beyond_the_cap_are_refused_clearly(sphinx_stt, espeak_tts, api_key, tmp_path_factory):
+async def test_sessions_beyond_the_cap_are_refused_clearly(whisper_stt, piper_tts, api_key, tmp_path_factory):
     from tests.conftest import start_llm, start_orchestrator
 
     token = "cap-test-token"
     with (
         start_llm(api_key, tmp_path_factory.mktemp("llm")) as llm,
         start_orchestrator(
-            sphinx_stt, espeak_tts, llm, token, tmp_path_factory.mktemp("orch"), ORCHESTRATOR_MAX_SESSIONS="1"
+            whisper_stt, piper_tts, llm, token, tmp_path_factory.mktemp("orch"), ORCHESTRATOR_MAX_SESSIONS="1"
         ) as orch,
     ):
         first = await RealtimeTestClient.connect(orch.ws, token)

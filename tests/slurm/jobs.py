@@ -102,7 +102,7 @@ class Job:
         self.job_dir = workdir / "job"
         self.ports = {name: free_port() for name in PORT_NAMES}
         env_file = workdir / "job-settings.env"
-        lines = {**self.ports, "STT_ENGINE": "sphinx", "TTS_ENGINE": "espeak", "LLM_URL": "echo", **settings}
+        lines = {**self.ports, "STT_ENGINE": "whisper", "TTS_ENGINE": "piper", "LLM_URL": "echo", **settings}
         env_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
         self.env_file = env_file
         self.id = ""

@@ -278,7 +278,7 @@ def test_unmute_up_on_two_nodes_reports_both_and_down_stops_them(cluster: Cluste
     --nodes 2, status --json (checked against its schema) with replicas on both nodes, down."""
     work = cluster.workdir("cli")
     settings = work / "unmute.env"
-    settings.write_text("STT_ENGINE=sphinx\nTTS_ENGINE=espeak\nLLM_URL=echo\n")
+    settings.write_text("STT_ENGINE=whisper\nTTS_ENGINE=piper\nLLM_URL=echo\n")
     env = {
         **cluster.exports,
         "PYTHONPATH": str(ROOT),

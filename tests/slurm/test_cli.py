@@ -53,7 +53,7 @@ def terminal(tmp_path: Path) -> Terminal:
     unmute_on_path(tmp_path / "bin")
     settings = tmp_path / "unmute.env"
     ports = {name: free_port() for name in ("STT_PORT", "LLM_PORT", "TTS_PORT", "ORCHESTRATOR_PORT")}
-    lines = {**ports, "STT_ENGINE": "sphinx", "TTS_ENGINE": "espeak", "LLM_URL": "echo"}
+    lines = {**ports, "STT_ENGINE": "whisper", "TTS_ENGINE": "piper", "LLM_URL": "echo"}
     lines["PYTHONPATH"] = str(ROOT)  # this checkout's services, whichever checkout the venv is of
     settings.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
     env = {

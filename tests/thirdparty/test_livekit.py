@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.thirdparty.drivers import heard_speech, heard_the_phrase, run_driver
+from tests.phrase import heard_the_phrase
+from tests.thirdparty.drivers import run_driver
 
 pytestmark = pytest.mark.lite
 
@@ -17,7 +18,7 @@ def test_livekit_spoken_turn_barge_in_interrupt_and_generate_reply(lite_stack, t
     assert heard_the_phrase(report["transcript"]), report
     # The barge-in cancels the reply; the turn that barged in is heard and answered.
     assert report["interrupted_cancelled"] is True, report
-    assert heard_speech(report["next_transcript"]), report
+    assert heard_the_phrase(report["next_transcript"]), report
     assert report["next_audio_s"] > 0, report
     # interrupt() (response.cancel) cancels that answer.
     assert report["interrupt_cancelled"] is True, report
@@ -34,7 +35,7 @@ def test_livekit_function_tool_is_called_and_its_output_answered(lite_stack, tmp
         "after_tool": "In Paris it is {output} today.",
     }
     report = run_driver("livekit_tools", lite_stack, tmp_path, script)
-    assert heard_speech(report["transcript"]), report
+    assert heard_the_phrase(report["transcript"]), report
     assert report["call"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}, report
     assert report["calls"] == ["get_weather"], report
     assert report["answer"] == "In Paris it is sunny today.", report

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.thirdparty.drivers import heard_speech, heard_the_phrase, run_driver
+from tests.phrase import heard_the_phrase
+from tests.thirdparty.drivers import run_driver
 
 pytestmark = pytest.mark.lite
 
@@ -23,7 +24,7 @@ def test_openai_agents_spoken_turn_barge_in_and_interrupt(lite_stack, tmp_path):
     barge_in = report["barge_in"]
     assert barge_in["truncated_audio_end_ms"] == barge_in["truncate_audio_end_ms"], report
     assert barge_in["status"] == "cancelled", report
-    assert heard_speech(report["next_transcript"]), report
+    assert heard_the_phrase(report["next_transcript"]), report
     # The interrupt: response.cancel names the playing reply, which ends cancelled and
     # truncated where it was heard.
     assert report["cancel_response_id_matches"] is True, report
@@ -45,7 +46,7 @@ def test_openai_agents_realtime_agent_calls_a_tool_answers_a_message_and_is_barg
     """A `RealtimeAgent` with two function tools, run by the SDK's `RealtimeRunner`."""
     report = run_driver("agents_tools", lite_stack, tmp_path, TOOLS_SCRIPT)
     # A spoken turn calls one tool, which the SDK runs; the answer that follows uses its result.
-    assert heard_speech(report["transcript"]), report
+    assert heard_the_phrase(report["transcript"]), report
     assert report["tools_run"][0] == ["get_weather", "Paris"], report
     assert report["answer"] == "In Paris it is sunny today.", report
     # send_message() is answered.

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.thirdparty.drivers import heard_speech, heard_the_phrase, run_driver
+from tests.phrase import heard_the_phrase
+from tests.thirdparty.drivers import run_driver
 
 pytestmark = pytest.mark.lite
 
@@ -18,7 +19,7 @@ def test_pipecat_spoken_turn_and_barge_in(lite_stack, tmp_path):
     # of a cancelled response is "incomplete"; "cancelled" killed its receive task) ...
     assert report["interrupted_item_status"] == "incomplete", report
     # ... and the turn that barged in is heard and answered.
-    assert heard_speech(report["next_transcript"]), report
+    assert heard_the_phrase(report["next_transcript"]), report
     assert report["next_audio_s"] > 0, report
 
 
@@ -26,7 +27,7 @@ def test_pipecat_function_calling_runs_a_function_and_answers_with_its_output(li
     """One call: Pipecat's service, with its context aggregators, runs the registered function
     when the call's arguments are done, returns the output and asks for the answer."""
     report = run_driver("pipecat_tools", lite_stack, tmp_path, {"reply": "Hello there."})
-    assert heard_speech(report["transcript"]), report
+    assert heard_the_phrase(report["transcript"]), report
     assert report["runs"] == [["get_weather", {"city": "Paris"}]], report
     # Pipecat sends a result as JSON: the string "sunny" arrives quoted.
     assert report["answer"] == 'In Paris it is "sunny" today.', report

@@ -12,6 +12,7 @@ from orchestrator.pipeline.events import (
     ResponseEnded,
     ResponseStarted,
 )
+from orchestrator.pipeline.user_turn import UserTurn
 from tests.unit.fake_backends import PAUSE, VOICED, FakeBackends, FakeLlm, FakeTurnModel, hear, until
 from tests.unit.test_session_parts import of_type, running
 
@@ -116,3 +117,11 @@ async def test_semantic_vad_ends_the_turn_on_the_end_of_turn_models_verdict():
         assert unsure.turn_model.calls == 1 and not of_type(events, ResponseStarted)
         await hear(session, unsure, PAUSE, 41)  # past auto's longest wait, 4 s
         await until(lambda: of_type(events, ResponseEnded))
+
+
+def test_backchannels_are_matched_as_whisper_writes_them():
+    turn = UserTurn()
+    for word in ("Mm-hmm.", "Uh-huh,", "Yeah.", "okay", "Hmm?", "Mhm…"):
+        assert not turn.interrupts(word), word
+    for word in ("Stop.", "Wait,", "but", "No!"):
+        assert turn.interrupts(word), word
