@@ -80,18 +80,24 @@ def moshi_stt(tiny, api_key: str, tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 def lite_service(
-    module: str, engine: str, api_key: str, factory: pytest.TempPathFactory, env: dict[str, str] | None = None
+    module: str,
+    engine: str,
+    api_key: str,
+    factory: pytest.TempPathFactory,
+    env: dict[str, str] | None = None,
+    slots: int = 4,
 ):
-    """A service on its CPU engine (whisper, piper, espeak) with 4 slots, with `env` added to its
-    environment."""
-    args = ["--engine", engine, "--batch-size", "4"]
+    """A service on its CPU engine (whisper, piper, espeak) with `slots` slots, with `env` added
+    to its environment."""
+    args = ["--engine", engine, "--batch-size", str(slots)]
     return start_service(module, args, api_key, factory.mktemp(engine), env=env)
 
 
 @pytest.fixture(scope="session")
 def whisper_stt(api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    """The STT service on the whisper engine (bundled tiny.en, Silero VAD), 4 slots."""
-    with lite_service("services.stt", "whisper", api_key, tmp_path_factory) as proc:
+    """The STT service on the whisper engine (bundled tiny.en, Silero VAD), 8 slots as in the demo:
+    every test stack of the session shares it, one slot per open conversation."""
+    with lite_service("services.stt", "whisper", api_key, tmp_path_factory, slots=8) as proc:
         yield proc
 
 

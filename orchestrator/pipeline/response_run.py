@@ -273,11 +273,16 @@ class ResponseRun:
         """Open the TTS (while the LLM starts), send it words, and stream its audio out."""
         voice = self.request.voice or self._config.voice
         async with await self._backends.open_tts(voice) as tts, asyncio.TaskGroup() as group:
-            group.create_task(self._play(tts))
+            play = group.create_task(self._play(tts))
             while (word := await words.get()) is not None:
                 await tts.send_word(word)
                 self._text.append(word)
                 self._out(ResponseText(self.id, self.item_id, word))
+            if not self._text:
+                # Nothing to say (a reply of function calls only): the reply ends now, not
+                # after the TTS has closed a stream that never spoke.
+                play.cancel()
+                return
             await tts.send_eos()
 
     async def _play(self, tts: TtsConnection) -> None:

@@ -49,12 +49,13 @@ class Generations:
         self.text: dict[str, str] = {}  # by response id
         self.audio_s: dict[str, float] = {}
         self.transcripts: list[str] = []
+        self.ended: set[str] = set()  # generations whose function stream is closed (response.done)
         self._readers: set[asyncio.Task[None]] = set()
 
     def on_generation(self, event: llm.GenerationCreatedEvent) -> None:
         assert event.response_id is not None
         self.text[event.response_id], self.audio_s[event.response_id] = "", 0.0
-        for reader in (self._messages(event.response_id, event), self._functions(event)):
+        for reader in (self._messages(event.response_id, event), self._functions(event.response_id, event)):
             task = asyncio.create_task(reader)
             self._readers.add(task)
             task.add_done_callback(self._readers.discard)
@@ -66,9 +67,13 @@ class Generations:
             async for piece in message.text_stream:
                 self.text[response_id] += piece
 
-    async def _functions(self, event: llm.GenerationCreatedEvent) -> None:
+    async def _functions(self, response_id: str, event: llm.GenerationCreatedEvent) -> None:
         async for call in event.function_stream:
             self.calls.append(call)
+        self.ended.add(response_id)
+
+    def all_ended(self) -> bool:
+        return set(self.text) <= self.ended
 
     def spoken(self, response_id: str) -> str:
         """The text of a generation's message, once its stream has given it."""
@@ -102,7 +107,9 @@ async def scenario(args: argparse.Namespace, report: dict[str, Any]) -> None:
         call = (await until("the function call", lambda: gens.calls, timeout_s=30))[0]
         report["transcript"] = (await until("the turn's transcript", lambda: gens.transcripts))[0]
         report["call"] = {"name": call.name, "arguments": call.arguments}
-        # The agent runs the tool and hands the model its output, then asks for the answer.
+        # As AgentSession does, the agent answers once the generation that asked is over
+        # (response.done); then it runs the tool, hands the model its output and asks again.
+        await until("the call's generation to end", gens.all_ended)
         output = llm.FunctionCallOutput(call_id=call.call_id, name=call.name, output="sunny", is_error=False)
         chat_ctx = session.chat_ctx.copy()
         chat_ctx.insert(output)

@@ -42,11 +42,13 @@ async def test_break_tag_adds_silence(espeak_tts):
 
 
 async def test_whisper_hears_what_espeak_says(espeak_tts, whisper_stt):
+    """In the fixture's voice: Whisper tiny.en hears espeak-ng's default voice say "But whenever
+    is ice today?" (tests/fixtures/README.md)."""
     async with httpx.AsyncClient(timeout=60) as client:
         audio = (
             await client.post(
                 f"{espeak_tts.http}/synthesize",
-                json={"text": SENTENCE},
+                json={"text": SENTENCE, "voice": "en-us+f3"},
                 headers={"kyutai-api-key": espeak_tts.api_key},
             )
         ).content
