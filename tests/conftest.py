@@ -84,6 +84,7 @@ def lite_service(
     engine: str,
     api_key: str,
     factory: pytest.TempPathFactory,
+    *,
     env: dict[str, str] | None = None,
     slots: int = 4,
 ):
