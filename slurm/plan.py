@@ -3,14 +3,15 @@
 where, on which ports, with which settings. They supervise (srun, Apptainer instances, the
 ready-waits, watching, stopping); this decides, before anything starts, and writes it down.
 
-    plan.py job  --node N --owner PID --plan FILE   the batch script: checks the runtime, the
-                 SIFs and the nodes; on one node plans its GPUs; claims the ports; makes the
-                 certificate; writes job.env (fresh secrets, mode 600) and the plan file
+    plan.py job --node N --owner PID --plan FILE    the batch script: checks the runtime, the
+        SIFs and the nodes (job.py); on one node plans its GPUs (placement.py); claims the
+        ports (port_claims.py); makes the certificate (certificate.py); writes job.env (fresh
+        secrets, mode 600) and the plan file
     plan.py node --node N --owner PID --plan FILE   a node's step of a multi-node job: its
-                 GPUs, its ports, its plan file with where its replicas will listen
-    plan.py urls --plan FILE                        multi-node, once every node's replicas are
-                 ready: the endpoints file and the replicas' URLs in job.env
-    plan.py announce --plan FILE                    how to open the ready job (for its output)
+        GPUs, its ports, its plan file with where its replicas will listen
+    plan.py urls --node N --plan FILE               multi-node, once every node's replicas are
+        ready: the endpoints file and the replicas' URLs in job.env
+    plan.py announce --node N --plan FILE           how to open the ready job (for its output)
     plan.py release --owner PID                     the port claims of PID (when it ends)
 
 Settings come from the environment the batch script exports (UNMUTE_DIR, JOB_DIR, JOB_ID,
@@ -31,7 +32,7 @@ record per line, fields separated by one space, the last field of a record may h
     endpoint SERVICE URL                        where an instance listens once ready
 
 Messages for the job's output go to stdout; an error is one line on stderr and exit status 1,
-which the batch script reports as the job's error. Standard library only (python3 >= 3.8):
+which the batch script reports as the job's error. Standard library only (Python 3.8 or later):
 the job runs it with the node's python3, or the project's for RUNTIME=host.
 """
 
@@ -41,26 +42,18 @@ import argparse
 import os
 import re
 import secrets
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import placement
+from certificate import TLS_MOUNT, prepare_certificate, tls_mode
+from job import Job, Settings, check_runtime, fqdn, job_nodes, make_output_private, node_address, node_gpus
 from placement import Instance, PlanError
 from port_claims import DEFAULT_DIRECTORY, ClaimError, PortClaims
 
-#: The user's settings that never reach job.env: the job chooses the ports, makes fresh
-#: secrets, and sets the URLs, the TLS files and the GPUs of each instance itself.
-NOT_PASSED = re.compile(
-    r"(STT_PORT|TTS_PORT|LLM_PORT|ORCHESTRATOR_PORT|SERVICE_API_KEY|ACCESS_TOKEN|LLM_API_KEY|LLM_URLS?"
-    r"|STT_URLS?|TTS_URLS?|HF_TOKEN|ORCHESTRATOR_TLS.*|CUDA_VISIBLE_DEVICES)="
-)
-SETTING_LINE = re.compile(r"[A-Z_][A-Z0-9_]*=")
 #: What the GPU plan reads of the user's settings.
 PLACEMENT_KEYS = (
     "STT_GPUS",
@@ -73,86 +66,9 @@ PLACEMENT_KEYS = (
     "TTS_MODEL",
     "TTS_BATCH_SIZE",
 )
+
+
 ORCHESTRATOR = Instance("orchestrator", "orchestrator", (), "-")
-TLS_MOUNT = "/run/unmute-tls"  # where an Apptainer orchestrator sees JOB_DIR/tls
-IMAGE_OF = {"stt": "stt", "tts": "tts", "llm": "vllm", "orchestrator": "orchestrator"}
-
-
-class Settings:
-    """The user's settings: a variable set in the environment, else the file's last KEY=value
-    line of it (plain lines, no quotes: the file compose and pydantic-settings also read)."""
-
-    def __init__(self, path: Path, environ: Mapping[str, str]) -> None:
-        self.path = path
-        self.environ = environ
-        try:
-            self.lines = path.read_text().splitlines()
-        except OSError:
-            raise PlanError(f"no settings file ({path})") from None
-
-    def get(self, key: str, default: str = "") -> str:
-        """The value of KEY, or default when it is empty everywhere."""
-        if self.environ.get(key):
-            return self.environ[key]
-        values = [line[len(key) + 1 :] for line in self.lines if line.startswith(f"{key}=")]
-        return (values[-1] if values else "") or default
-
-    @property
-    def external_llm(self) -> bool:
-        """The LLM runs elsewhere (LLM_URL, or echo): no node starts vLLM."""
-        return bool(self.get("LLM_URL"))
-
-    def passed_lines(self) -> list[str]:
-        """The file's settings lines that job.env passes on to every service."""
-        return [line for line in self.lines if SETTING_LINE.match(line) and not NOT_PASSED.match(line)]
-
-
-@dataclass(frozen=True)
-class Job:
-    """What every subcommand knows: the job, this node, the user's settings."""
-
-    node: str
-    job_id: str
-    job_dir: Path
-    unmute_dir: Path
-    runtime: str
-    sif_dir: Path
-    dry_run: bool
-    settings: Settings
-    environ: Mapping[str, str] = field(repr=False)
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str], node: str) -> Job:
-        """The job the batch script describes in `environ` (see the module docstring)."""
-
-        def required(key: str) -> str:
-            if not environ.get(key):
-                raise PlanError(f"{key} is not set (slurm/plan.py runs inside slurm/instances.sbatch)")
-            return environ[key]
-
-        unmute_dir = Path(required("UNMUTE_DIR"))
-        return cls(
-            node=node,
-            job_id=required("JOB_ID"),
-            job_dir=Path(required("JOB_DIR")),
-            unmute_dir=unmute_dir,
-            runtime=required("RUNTIME"),
-            sif_dir=Path(required("SIF_DIR")),
-            dry_run=environ.get("DRY_RUN") == "1",
-            settings=Settings(settings_file(environ, unmute_dir), environ),
-            environ=environ,
-        )
-
-    @property
-    def job_env(self) -> Path:
-        return self.job_dir / "job.env"
-
-    def log(self, message: str) -> None:
-        """A line of the job's output, as the batch script's own `log` writes them."""
-        print(f"{time.strftime('%H:%M:%S')} unmute[{self.job_id}]: {message}", flush=True)
-
-    def sif(self, service: str) -> Path:
-        return self.sif_dir / f"{IMAGE_OF[service]}.sif"
 
 
 @dataclass(frozen=True)
@@ -199,89 +115,6 @@ class Placed:
         return f"{self.service} ws://{address}:{self.port}"
 
 
-# ---- checks before anything starts ----------------------------------------------------------
-
-
-def settings_file(environ: Mapping[str, str], unmute_dir: Path) -> Path:
-    """ENV_FILE, else the checkout's .env, else its .env.example."""
-    if environ.get("ENV_FILE"):
-        return Path(environ["ENV_FILE"])
-    env = unmute_dir / ".env"
-    return env if env.is_file() else unmute_dir / ".env.example"
-
-
-def check_runtime(job: Job) -> None:
-    """The runtime exists here and can run what the settings ask for."""
-    if job.runtime == "host":
-        if not (job.settings.external_llm or job.dry_run):
-            raise PlanError("RUNTIME=host does not start vLLM: set LLM_URL to a running endpoint (or echo)")
-    elif job.runtime == "apptainer":
-        if shutil.which("apptainer", path=job.environ.get("PATH")) is None:
-            raise PlanError("apptainer not found; load its module or use RUNTIME=host")
-        check_images(job)
-    else:
-        raise PlanError(f"RUNTIME must be apptainer or host, not '{job.runtime}'")
-
-
-def check_images(job: Job) -> None:
-    """Every SIF this job will start is there."""
-    services = (
-        ["stt", "tts", "orchestrator"] if job.settings.external_llm else ["stt", "tts", "llm", "orchestrator"]
-    )
-    missing = [IMAGE_OF[s] for s in services if not job.sif(s).is_file()]
-    if missing:
-        raise PlanError(
-            f"no {' '.join(m + '.sif' for m in missing)} in SIF_DIR={job.sif_dir}: "
-            f"build them with 'slurm/build {' '.join(missing)}' (or point SIF_DIR at them)"
-        )
-
-
-def job_nodes(job: Job, run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> list[str]:
-    """The allocation's nodes, in SLURM's order; with more than one, each must resolve."""
-    nodelist = job.environ.get("SLURM_JOB_NODELIST")
-    if not nodelist:
-        return [job.node]
-    shown = run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=False)
-    nodes = shown.stdout.split()
-    if shown.returncode != 0 or not nodes:
-        raise PlanError(f"scontrol cannot list the job's nodes ({nodelist}): {shown.stderr.strip()}")
-    if len(nodes) > 1:
-        for node in nodes:
-            if not resolves(node):
-                raise PlanError(
-                    f"node {node} has no address (name resolution failed): cannot reach its replicas"
-                )
-    return nodes
-
-
-def resolves(host: str) -> bool:
-    try:
-        return bool(socket.getaddrinfo(host, None))
-    except OSError:
-        return False
-
-
-def make_output_private(
-    environ: Mapping[str, str], run: Callable[..., subprocess.CompletedProcess] = subprocess.run
-) -> None:
-    """The job's output will hold the access token: make it the user's alone."""
-    job_id = environ.get("SLURM_JOB_ID")
-    if not job_id or shutil.which("scontrol") is None:
-        return
-    shown = run(["scontrol", "show", "job", job_id], capture_output=True, text=True, check=False)
-    match = re.search(r"^\s*StdOut=(.+)$", shown.stdout, re.M)
-    if match and Path(match.group(1)).is_file():
-        Path(match.group(1)).chmod(0o600)
-
-
-# ---- GPUs and ports ---------------------------------------------------------------------------
-
-
-def node_gpus(environ: Mapping[str, str]) -> str:
-    """The GPU ids SLURM gave this job on this node."""
-    return environ.get("CUDA_VISIBLE_DEVICES") or environ.get("SLURM_JOB_GPUS") or ""
-
-
 def place(job: Job) -> list[tuple[Instance, str]]:
     """This node's model instances and their CUDA devices, or PlanError with the reason."""
     gpus = node_gpus(job.environ)
@@ -322,81 +155,6 @@ def port_setting(settings: Settings, instance: Instance) -> int | None:
     if not value.isdigit():
         raise PlanError(f"{key}={value}: expected a port number")
     return int(value)
-
-
-# ---- HTTPS ------------------------------------------------------------------------------------
-
-
-def tls_mode(settings: Settings) -> str:
-    """off, self-signed, or files (the user's own pair), as the settings ask."""
-    cert, key = settings.get("ORCHESTRATOR_TLS_CERT_FILE"), settings.get("ORCHESTRATOR_TLS_KEY_FILE")
-    if cert or key:
-        if not (cert and key):
-            raise PlanError(
-                "set both ORCHESTRATOR_TLS_CERT_FILE and ORCHESTRATOR_TLS_KEY_FILE (one is empty)"
-            )
-        return "files"
-    mode = settings.get("ORCHESTRATOR_TLS", "off")
-    if mode not in ("off", "self-signed"):
-        raise PlanError(
-            "ORCHESTRATOR_TLS must be off or self-signed (or set ORCHESTRATOR_TLS_CERT_FILE and _KEY_FILE), "
-            f"not '{mode}'"
-        )
-    return mode
-
-
-def orchestrator_python(job: Job, tls_dir: Path) -> list[str]:
-    """A python with the orchestrator's packages (cryptography): the project's, or its SIF's."""
-    if job.runtime == "host":
-        return [str(job.unmute_dir / ".venv/bin/python")]
-    return ["apptainer", "exec", "--bind", str(tls_dir), str(job.sif("orchestrator")), "python"]
-
-
-def certificate(job: Job, mode: str, run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> str:
-    """Make or check the orchestrator's pair in JOB_DIR/tls; its SHA-256 fingerprint."""
-    tls_dir = job.job_dir / "tls"
-    tls_dir.mkdir(parents=True, exist_ok=True)
-    if mode == "files":
-        cert, key = (job.settings.get(f"ORCHESTRATOR_TLS_{k}_FILE") for k in ("CERT", "KEY"))
-        for given, name, key_name in ((cert, "cert.pem", "CERT"), (key, "key.pem", "KEY")):
-            try:
-                shutil.copyfile(given, tls_dir / name)
-            except OSError:
-                raise PlanError(f"cannot read ORCHESTRATOR_TLS_{key_name}_FILE={given}") from None
-        arguments = ["check", "--cert", str(tls_dir / "cert.pem"), "--key", str(tls_dir / "key.pem")]
-        failure = f"bad TLS certificate ({cert}, {key})"
-    else:
-        hosts = (job.node, fqdn(), node_address(), "localhost", "127.0.0.1")
-        arguments = ["self-signed", "--dir", str(tls_dir), *(f"--host={h}" for h in hosts if h)]
-        failure = "could not make a self-signed certificate"
-    command = [*orchestrator_python(job, tls_dir), "-m", "orchestrator.tls", *arguments]
-    try:
-        made = run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
-    except OSError as exc:
-        raise PlanError(f"{failure}: cannot run {command[0]}: {exc}") from None
-    if made.returncode != 0:
-        reason = made.stdout.strip().rsplit(": ", 1)[-1] if mode == "files" else made.stdout.strip()
-        raise PlanError(f"{failure}: {reason}")
-    found = re.search(r"^fingerprint_sha256=(\S+)", made.stdout, re.M)
-    if not found:
-        raise PlanError(f"{failure}: orchestrator.tls printed no fingerprint: {made.stdout.strip()}")
-    return found.group(1)
-
-
-def fqdn() -> str:
-    """This host's full name, as `hostname -f` gives it ('' if it has none)."""
-    try:
-        return socket.getaddrinfo(socket.gethostname(), None, flags=socket.AI_CANONNAME)[0][3]
-    except (OSError, IndexError):
-        return ""
-
-
-def node_address() -> str:
-    """This node's address as the other nodes reach it."""
-    return socket.gethostbyname(socket.gethostname())
-
-
-# ---- what the job writes ------------------------------------------------------------------------
 
 
 def job_env_lines(
@@ -496,9 +254,6 @@ def show_plan(job: Job, models: Sequence[Placed], host: str) -> None:
     print("\n".join(plan_table(job, models, host)), flush=True)
 
 
-# ---- the subcommands ----------------------------------------------------------------------------
-
-
 def plan_job(
     job: Job, owner: int, plan_file: Path, run: Callable[..., subprocess.CompletedProcess] = subprocess.run
 ) -> None:
@@ -506,29 +261,38 @@ def plan_job(
     make_output_private(job.environ, run)
     check_runtime(job)
     nodes = job_nodes(job, run)
-    multi_node = len(nodes) > 1
     mode = tls_mode(job.settings)
-    wanted = [] if multi_node else place(job)
-    *models, orchestrator = claim_ports(job, owner, [*wanted, (ORCHESTRATOR, "")])
-    fingerprint = "" if mode == "off" else certificate(job, mode, run)
+    one_node = len(nodes) == 1  # else the nodes' steps plan their replicas
+    *models, orchestrator = claim_ports(job, owner, [*(place(job) if one_node else []), (ORCHESTRATOR, "")])
+    fingerprint = "" if mode == "off" else prepare_certificate(job, mode, run)
     if fingerprint:
         job.log(f"the orchestrator serves HTTPS; certificate SHA-256 fingerprint {fingerprint}")
-    env = job_env_lines(job.settings, orchestrator.port, multi_node, lambda: secrets.token_urlsafe(32))
-    if not multi_node:
+    write_job_env(job, models, orchestrator, one_node)
+    write_private(plan_file, job_records(job, nodes, [*models, orchestrator], fingerprint))
+    job.log(f"job directory {job.job_dir}; runtime {job.runtime}; orchestrator port {orchestrator.port}")
+    if one_node:
+        show_plan(job, models, "127.0.0.1")
+
+
+def write_job_env(job: Job, models: Sequence[Placed], orchestrator: Placed, one_node: bool) -> None:
+    """job.env (and, on one node, the endpoints file: the replicas are this node's, on loopback)."""
+    env = job_env_lines(job.settings, orchestrator.port, not one_node, lambda: secrets.token_urlsafe(32))
+    if one_node:
         endpoints = [p.endpoint("127.0.0.1") for p in models]
         (job.job_dir / "endpoints").write_text("".join(f"{e}\n" for e in endpoints))
-        stt, tts = (next(p.port for p in models if p.name == s) for s in ("stt", "tts"))
-        env += [f"STT_PORT={stt}", f"TTS_PORT={tts}", *replica_lines(endpoints, job.settings.external_llm)]
+        env += [f"{p.service.upper()}_PORT={p.port}" for p in models if p.name in ("stt", "tts")]
+        env += replica_lines(endpoints, job.settings.external_llm)
     write_private(job.job_env, env)
+
+
+def job_records(job: Job, nodes: Sequence[str], placed: Sequence[Placed], fingerprint: str) -> list[str]:
+    """The job's plan file: its nodes, its instances, the orchestrator's URL (and certificate)."""
     tls_dir = job.job_dir / "tls" if fingerprint else None
+    orchestrator = placed[-1]
     records = [f"node {node}" for node in nodes]
-    records += [record for p in (*models, orchestrator) for record in p.records(job.runtime, tls_dir)]
-    records += [f"url {'https' if fingerprint else 'http'}://{job.node}:{orchestrator.port}/"]
-    records += [f"fingerprint {fingerprint}"] if fingerprint else []
-    write_private(plan_file, records)
-    job.log(f"job directory {job.job_dir}; runtime {job.runtime}; orchestrator port {orchestrator.port}")
-    if not multi_node:
-        show_plan(job, models, "127.0.0.1")
+    records += [record for p in placed for record in p.records(job.runtime, tls_dir)]
+    records.append(f"url {'https' if fingerprint else 'http'}://{job.node}:{orchestrator.port}/")
+    return records + ([f"fingerprint {fingerprint}"] if fingerprint else [])
 
 
 def plan_node(job: Job, owner: int, plan_file: Path) -> None:

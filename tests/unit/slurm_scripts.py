@@ -13,7 +13,9 @@ SLURM = ROOT / "slurm"
 
 
 def load(name: str) -> ModuleType:
-    """slurm/<name>.py as a module."""
-    if str(SLURM) not in sys.path:
-        sys.path.insert(0, str(SLURM))
-    return importlib.import_module(name)
+    """slurm/<name>.py as a module (slurm/ leaves sys.path again: its names are plain ones)."""
+    sys.path.insert(0, str(SLURM))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(SLURM))

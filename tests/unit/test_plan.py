@@ -24,8 +24,10 @@ from tests.tls_pairs import write_pair
 from tests.unit.slurm_scripts import ROOT, SLURM, load
 
 placement = load("placement")
-plan = load("plan")
 port_claims = load("port_claims")
+job_module = load("job")
+certificate = load("certificate")
+plan = load("plan")
 
 PLAN = SLURM / "plan.py"
 SECRETS = ("SERVICE_API_KEY", "ACCESS_TOKEN", "LLM_API_KEY", "HF_TOKEN")
@@ -268,7 +270,7 @@ def job_environ(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def plan_job(tmp_path: Path, **extra: str) -> tuple[dict[str, str], dict[str, list[str]]]:
     """slurm/plan.py job in-process: job.env and the plan file's records."""
-    job = plan.Job.from_environ(job_environ(tmp_path, **extra), "node1")
+    job = job_module.Job.from_environ(job_environ(tmp_path, **extra), "node1")
     plan.plan_job(job, os.getpid(), tmp_path / "job/plan")
     env = dict(line.split("=", 1) for line in job.job_env.read_text().splitlines())
     return env, plan.read_plan(tmp_path / "job/plan")
@@ -306,7 +308,7 @@ def test_a_multi_node_job_plans_the_orchestrator_and_binds_the_replicas_to_every
         assert args[:3] == ["scontrol", "show", "hostnames"]
         return subprocess.CompletedProcess(args, 0, "localhost\n127.0.0.1\n", "")
 
-    job = plan.Job.from_environ(job_environ(tmp_path, SLURM_JOB_NODELIST="n[1-2]"), "localhost")
+    job = job_module.Job.from_environ(job_environ(tmp_path, SLURM_JOB_NODELIST="n[1-2]"), "localhost")
     plan.plan_job(job, os.getpid(), tmp_path / "job/plan", run=scontrol)
     records = plan.read_plan(tmp_path / "job/plan")
     assert records["node"] == ["localhost", "127.0.0.1"]
@@ -319,9 +321,9 @@ def test_a_node_without_an_address_ends_the_plan(tmp_path: Path) -> None:
     def scontrol(args: list[str], **_: object) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(args, 0, "localhost\nno-such-node.invalid\n", "")
 
-    job = plan.Job.from_environ(job_environ(tmp_path, SLURM_JOB_NODELIST="x"), "localhost")
-    with pytest.raises(plan.PlanError, match=r"node no-such-node\.invalid has no address"):
-        plan.job_nodes(job, run=scontrol)
+    job = job_module.Job.from_environ(job_environ(tmp_path, SLURM_JOB_NODELIST="x"), "localhost")
+    with pytest.raises(placement.PlanError, match=r"node no-such-node\.invalid has no address"):
+        job_module.job_nodes(job, run=scontrol)
 
 
 @pytest.mark.parametrize(
@@ -336,14 +338,14 @@ def test_a_tls_setting_that_makes_no_sense_ends_the_plan_before_any_port_is_clai
     tmp_path: Path, settings: dict[str, str], reason: str
 ) -> None:
     user_env(tmp_path, **settings)
-    with pytest.raises(plan.PlanError, match=re.escape(reason)):
+    with pytest.raises(placement.PlanError, match=re.escape(reason)):
         plan_job(tmp_path)
     assert not list((tmp_path / "claims").glob("*/owner"))
 
 
 def test_the_tls_mode_the_settings_ask_for(tmp_path: Path) -> None:
     def mode(**settings: str) -> str:
-        return plan.tls_mode(plan.Settings(user_env(tmp_path, **settings), {}))
+        return certificate.tls_mode(job_module.Settings(user_env(tmp_path, **settings), {}))
 
     assert mode() == "off" and mode(ORCHESTRATOR_TLS="") == "off"
     assert mode(ORCHESTRATOR_TLS="self-signed") == "self-signed"
@@ -364,7 +366,7 @@ def test_an_expired_certificate_ends_the_plan_with_the_reason(tmp_path: Path) ->
     now = datetime.now(UTC)
     cert, key = write_pair(tmp_path / "mine", now - timedelta(days=9), now - timedelta(days=1))
     user_env(tmp_path, ORCHESTRATOR_TLS_CERT_FILE=str(cert), ORCHESTRATOR_TLS_KEY_FILE=str(key))
-    with pytest.raises(plan.PlanError, match=r"bad TLS certificate \(.*\): .*expired on"):
+    with pytest.raises(placement.PlanError, match=r"bad TLS certificate \(.*\): .*expired on"):
         plan_job(tmp_path)
 
 
@@ -386,12 +388,12 @@ def test_a_runtime_that_cannot_run_the_settings_ends_the_plan(
     tmp_path: Path, runtime: str, settings: dict[str, str], reason: str
 ) -> None:
     user_env(tmp_path, **settings)
-    with pytest.raises(plan.PlanError, match=re.escape(reason)):
+    with pytest.raises(placement.PlanError, match=re.escape(reason)):
         plan_job(tmp_path, RUNTIME=runtime)
 
 
 def test_apptainer_needs_apptainer_and_every_sif_of_the_job(tmp_path: Path) -> None:
-    with pytest.raises(plan.PlanError, match="apptainer not found; load its module or use RUNTIME=host"):
+    with pytest.raises(placement.PlanError, match="apptainer not found; load its module or use RUNTIME=host"):
         plan_job(tmp_path, RUNTIME="apptainer", PATH=str(tmp_path))
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin/apptainer").write_text("#!/bin/sh\n")
@@ -399,7 +401,7 @@ def test_apptainer_needs_apptainer_and_every_sif_of_the_job(tmp_path: Path) -> N
     (tmp_path / "sif").mkdir()
     (tmp_path / "sif/tts.sif").write_text("")
     user_env(tmp_path, LLM_URL="")
-    with pytest.raises(plan.PlanError) as refused:
+    with pytest.raises(placement.PlanError) as refused:
         plan_job(tmp_path, RUNTIME="apptainer", PATH=str(tmp_path / "bin"))
     assert str(refused.value) == (
         f"no stt.sif vllm.sif orchestrator.sif in SIF_DIR={tmp_path / 'sif'}: "
@@ -408,7 +410,7 @@ def test_apptainer_needs_apptainer_and_every_sif_of_the_job(tmp_path: Path) -> N
 
 
 def test_no_settings_file_ends_the_plan(tmp_path: Path) -> None:
-    with pytest.raises(plan.PlanError, match=r"no settings file \(.*nowhere.env\)"):
+    with pytest.raises(placement.PlanError, match=r"no settings file \(.*nowhere.env\)"):
         plan_job(tmp_path, ENV_FILE=str(tmp_path / "nowhere.env"))
 
 
@@ -555,7 +557,7 @@ def test_a_plan_that_does_not_fit_is_one_line_on_stderr_and_exit_1(tmp_path: Pat
 
 
 def test_a_node_plans_its_replicas_on_every_address_and_where_they_will_listen(tmp_path: Path) -> None:
-    job = plan.Job.from_environ(job_environ(tmp_path, CUDA_VISIBLE_DEVICES="0,1,2"), "n2")
+    job = job_module.Job.from_environ(job_environ(tmp_path, CUDA_VISIBLE_DEVICES="0,1,2"), "n2")
     plan.plan_node(job, os.getpid(), tmp_path / "n2.plan")
     records = plan.read_plan(tmp_path / "n2.plan")
     address = records["address"][0]
@@ -569,7 +571,7 @@ def test_a_node_plans_its_replicas_on_every_address_and_where_they_will_listen(t
 
 
 def test_the_replicas_of_every_node_reach_job_env(tmp_path: Path) -> None:
-    job = plan.Job.from_environ(job_environ(tmp_path), "n1")
+    job = job_module.Job.from_environ(job_environ(tmp_path), "n1")
     (tmp_path / "job/nodes").mkdir()
     (tmp_path / "job/nodes/n1.endpoints").write_text("stt ws://10.0.0.1:3001\ntts ws://10.0.0.1:3003\n")
     (tmp_path / "job/nodes/n2.endpoints").write_text(

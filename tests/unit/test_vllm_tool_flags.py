@@ -13,6 +13,7 @@ import pytest
 
 from tests.unit.slurm_scripts import ROOT, load
 
+job = load("job")
 plan = load("plan")
 # One LLM instance on GPUs 2 and 3 of the node.
 LLM = plan.Placed(plan.Instance("llm", "llm", (2, 3), "0.90"), "2,3", 3002)
@@ -31,7 +32,7 @@ def printed(tmp_path: Path, **settings: str) -> str:
     env_file = tmp_path / ".env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
     clean = {k: v for k, v in os.environ.items() if not k.startswith("LLM_")}
-    return plan.vllm_command(LLM, plan.Settings(env_file, clean), "127.0.0.1", ROOT, clean)
+    return plan.vllm_command(LLM, job.Settings(env_file, clean), "127.0.0.1", ROOT, clean)
 
 
 @pytest.mark.parametrize(
