@@ -34,8 +34,8 @@ python_bin() {  # the python that plans (and, for RUNTIME=host, runs the service
 plan() {  # SUBCOMMAND ARGS...: slurm/plan.py (decides; its messages go to the job's output),
   # ending this process as die does with the one line it says on failure
   local error
-  command -v "$(python_bin)" >/dev/null ||
-    die "no $(python_bin) to plan the job with (RUNTIME=host needs the project's virtual environment at $UNMUTE_DIR/.venv)"
+  [[ $RUNTIME != host || -x $(python_bin) ]] || die "RUNTIME=host needs the project's virtual environment at $UNMUTE_DIR/.venv"
+  command -v "$(python_bin)" >/dev/null || die "no python3 on $NODE: slurm/plan.py needs it"
   { error=$("$(python_bin)" "$UNMUTE_DIR/slurm/plan.py" "$@" --node "$NODE" 2>&1 >&3); } 3>&1 ||
     die "${error:-slurm/plan.py $1 failed}"
 }
