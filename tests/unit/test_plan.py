@@ -268,12 +268,16 @@ def job_environ(tmp_path: Path, **extra: str) -> dict[str, str]:
     }
 
 
+def read_env(path: Path) -> dict[str, str]:
+    """A KEY=value file (job.env) as a dict."""
+    return dict(line.split("=", 1) for line in path.read_text().splitlines())
+
+
 def plan_job(tmp_path: Path, **extra: str) -> tuple[dict[str, str], dict[str, list[str]]]:
     """slurm/plan.py job in-process: job.env and the plan file's records."""
     job = job_module.Job.from_environ(job_environ(tmp_path, **extra), "node1")
     plan.plan_job(job, os.getpid(), tmp_path / "job/plan")
-    env = dict(line.split("=", 1) for line in job.job_env.read_text().splitlines())
-    return env, plan.read_plan(tmp_path / "job/plan")
+    return read_env(job.job_env), plan.read_plan(tmp_path / "job/plan")
 
 
 def test_job_env_passes_the_users_settings_but_none_of_their_secrets_ports_or_urls(tmp_path: Path) -> None:
@@ -466,22 +470,17 @@ def run_plan(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedPr
     return subprocess.run(command, capture_output=True, text=True, env=env, check=False)
 
 
+def run_plan_job(tmp_path: Path, node: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """`plan.py job` as the batch script on `node` runs it (this test process owns the claims)."""
+    owner, plan_file = str(os.getpid()), str(tmp_path / "job/plan")
+    return run_plan(tmp_path, "job", "--node", node, "--owner", owner, "--plan", plan_file, **extra)
+
+
 def test_dry_run_prints_the_plan_and_the_vllm_command(tmp_path: Path) -> None:
     user_env(tmp_path, LLM_URL="", LLM_MODEL="google/gemma-3-27b-it", LLM_TENSOR_PARALLEL_SIZE="2")
-    done = run_plan(
-        tmp_path,
-        "job",
-        "--node",
-        "gpu7",
-        "--owner",
-        str(os.getpid()),
-        "--plan",
-        str(tmp_path / "job/plan"),
-        CUDA_VISIBLE_DEVICES="0,1,2,3",
-        DRY_RUN="1",
-    )
+    done = run_plan_job(tmp_path, "gpu7", CUDA_VISIBLE_DEVICES="0,1,2,3", DRY_RUN="1")
     assert done.returncode == 0 and done.stderr == "", done.stderr
-    env = dict(line.split("=", 1) for line in (tmp_path / "job/job.env").read_text().splitlines())
+    env = read_env(tmp_path / "job/job.env")
     llm = int(env["LLM_URLS"].split(":")[2].split("/")[0])
     lines = done.stdout.splitlines()
     assert re.fullmatch(
@@ -517,11 +516,7 @@ def test_two_jobs_from_one_env_at_once_get_their_own_ports_and_one_says_so(tmp_p
     outputs = [job.communicate(timeout=60) for job in jobs]
     assert [job.returncode for job in jobs] == [0, 0], outputs
     ports = [
-        {
-            k: v
-            for k, v in (line.split("=", 1) for line in (d / "job.env").read_text().splitlines())
-            if "PORT" in k
-        }
+        {k: v for k, v in read_env(d / "job.env").items() if "PORT" in k}
         for d in (tmp_path / "job", tmp_path / "job2")
     ]
     assert not set(ports[0].values()) & set(ports[1].values()), ports
@@ -532,19 +527,7 @@ def test_two_jobs_from_one_env_at_once_get_their_own_ports_and_one_says_so(tmp_p
 
 def test_a_plan_that_does_not_fit_is_one_line_on_stderr_and_exit_1(tmp_path: Path) -> None:
     user_env(tmp_path, LLM_URL="", LLM_TENSOR_PARALLEL_SIZE="8")
-    done = run_plan(
-        tmp_path,
-        "job",
-        "--node",
-        "gpu7",
-        "--owner",
-        str(os.getpid()),
-        "--plan",
-        str(tmp_path / "job/plan"),
-        CUDA_VISIBLE_DEVICES="0,1,2,3",
-        DRY_RUN="1",
-        SLURM_GPUS_ON_NODE="4",
-    )
+    done = run_plan_job(tmp_path, "gpu7", CUDA_VISIBLE_DEVICES="0,1,2,3", DRY_RUN="1", SLURM_GPUS_ON_NODE="4")
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr == (
         "no GPU placement for gpu7 (GPUs: 0,1,2,3, 4 from SLURM): LLM_TENSOR_PARALLEL_SIZE=8 needs 8 GPUs, "
