@@ -21,11 +21,8 @@ NOT_PASSED = re.compile(
     r"(STT_PORT|TTS_PORT|LLM_PORT|ORCHESTRATOR_PORT|SERVICE_API_KEY|ACCESS_TOKEN|LLM_API_KEY|LLM_URLS?"
     r"|STT_URLS?|TTS_URLS?|HF_TOKEN|ORCHESTRATOR_TLS.*|CUDA_VISIBLE_DEVICES)="
 )
-
-
 SETTING_LINE = re.compile(r"[A-Z_][A-Z0-9_]*=")
-
-
+#: Each service's SIF (slurm/build's names).
 IMAGE_OF = {"stt": "stt", "tts": "tts", "llm": "vllm", "orchestrator": "orchestrator"}
 
 
@@ -145,7 +142,10 @@ def job_nodes(job: Job, run: Callable[..., subprocess.CompletedProcess] = subpro
     nodelist = job.environ.get("SLURM_JOB_NODELIST")
     if not nodelist:
         return [job.node]
-    shown = run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=False)
+    try:
+        shown = run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise PlanError(f"cannot list the job's nodes ({nodelist}) with scontrol: {exc}") from None
     nodes = shown.stdout.split()
     if shown.returncode != 0 or not nodes:
         raise PlanError(f"scontrol cannot list the job's nodes ({nodelist}): {shown.stderr.strip()}")
@@ -193,4 +193,7 @@ def fqdn() -> str:
 
 def node_address() -> str:
     """This node's address as the other nodes reach it."""
-    return socket.gethostbyname(socket.gethostname())
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError as exc:
+        raise PlanError(f"this node's name ({socket.gethostname()}) has no address: {exc}") from None

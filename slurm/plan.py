@@ -148,6 +148,7 @@ def claim_ports(job: Job, owner: int, instances: Sequence[tuple[Instance, str]])
 
 
 def port_setting(settings: Settings, instance: Instance) -> int | None:
+    """The port the settings ask for the service (STT_PORT, ...), if any."""
     key = f"{instance.service.upper()}_PORT"
     value = settings.get(key)
     if not value:
