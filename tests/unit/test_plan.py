@@ -240,7 +240,7 @@ def user_env(tmp_path: Path, **settings: str) -> Path:
         "STT_URLS": "ws://elsewhere:1",
         "ORCHESTRATOR_TLS": "off",
         "CUDA_VISIBLE_DEVICES": "5",
-        "STT_ENGINE": "sphinx",
+        "STT_ENGINE": "whisper",
         "LLM_URL": "echo",
         **settings,
     }
@@ -285,7 +285,7 @@ def test_job_env_passes_the_users_settings_but_none_of_their_secrets_ports_or_ur
     file = dict(
         line.split("=", 1) for line in (tmp_path / "user.env").read_text().splitlines() if "=" in line
     )
-    assert env["STT_ENGINE"] == "sphinx" and env["LLM_URL"] == "echo"
+    assert env["STT_ENGINE"] == "whisper" and env["LLM_URL"] == "echo"
     for key in SECRETS:
         assert file[key] not in env.values(), key
     assert "HF_TOKEN" not in env and "CUDA_VISIBLE_DEVICES" not in env
