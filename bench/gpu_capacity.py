@@ -587,7 +587,7 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -612,21 +612,85 @@ def main() -> None:
     parser.add_argument(
         "--keep-going", action="store_true", help="measure every batch size, even far past real time"
     )
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    tiny = args.tiny
-    device = args.device or ("cpu" if tiny else "cuda")
-    stt_batches = args.stt_batch or ([1, 8, 32] if tiny else [1, 8, 32, 64, 128, 256, 512])
-    tts_batches = args.tts_batch or ([1, 4] if tiny else [1, 4, 16, 32, 64, 128])
-    steps = args.steps or (10 if tiny else 100)
-    trials = args.first_audio_trials or (3 if tiny else 10)
-    contention_s = args.contention_s if args.contention_s is not None else (3.0 if tiny else 20.0)
-    out = args.out or RESULTS / ("gpu_capacity-tiny.json" if tiny else "gpu_capacity.json")
+
+@dataclass(frozen=True)
+class Run:
+    """What one run measures: the arguments, with the defaults of a GPU run or of --tiny."""
+
+    tiny: bool
+    device: str
+    stt_batches: list[int]
+    tts_batches: list[int]
+    steps: int
+    warmup: int
+    trials: int
+    catchup_ms: float | None
+    contention_s: float
+    keep_going: bool
+    out: Path
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Run:
+        tiny = args.tiny
+
+        def pick(given: Any, tiny_default: Any, gpu_default: Any) -> Any:
+            return given or (tiny_default if tiny else gpu_default)
+
+        return cls(
+            tiny=tiny,
+            device=pick(args.device, "cpu", "cuda"),
+            stt_batches=pick(args.stt_batch, [1, 8, 32], [1, 8, 32, 64, 128, 256, 512]),
+            tts_batches=pick(args.tts_batch, [1, 4], [1, 4, 16, 32, 64, 128]),
+            steps=pick(args.steps, 10, 100),
+            warmup=5 if tiny else 20,
+            trials=pick(args.first_audio_trials, 3, 10),
+            catchup_ms=args.tts_catchup_ms,
+            contention_s=args.contention_s if args.contention_s is not None else (3.0 if tiny else 20.0),
+            keep_going=args.keep_going,
+            out=pick(args.out, RESULTS / "gpu_capacity-tiny.json", RESULTS / "gpu_capacity.json"),
+        )
+
+
+def measure_model(model: Model, run: Run) -> list[StepStats]:
+    """Its step times at each batch size, up to the first that errs or is far past real time."""
+    rows: list[StepStats] = []
+    for batch in run.stt_batches if model.kind == "stt" else run.tts_batches:
+        if model.kind == "stt":
+            stats = measure_stt(model, batch, run.device, run.steps, run.warmup)
+        else:
+            stats = measure_tts(
+                model, batch, run.device, run.steps, run.warmup, trials=run.trials, catchup_ms=run.catchup_ms
+            )
+        print(f"{model.name} batch {batch}: {stats}", flush=True)
+        rows.append(stats)
+        if stats.error or (not run.keep_going and (stats.p99_ms or 0) > 4 * REAL_TIME_MS):
+            break  # larger batches only get slower: save the GPU's time
+    return rows
+
+
+def measure_all(run: Run, result: dict[str, Any]) -> None:
+    """Every model's rows into `result`, then the default models side by side (contention)."""
+    default_names = _default_models(run.tiny)
+    with tempfile.TemporaryDirectory() as tmp:
+        defaults: dict[str, tuple[Model, int]] = {}
+        for model in models(run.tiny, Path(tmp)):
+            rows = measure_model(model, run)
+            result[model.kind][model.name] = [asdict(r) for r in rows]
+            if model.name == default_names[model.kind] and any(not r.error for r in rows):
+                defaults[model.kind] = (model, _largest_real_time(rows) or 1)
+        result["real_time_batch"] = {kind: batch for kind, (_, batch) in defaults.items()}
+        if run.contention_s > 0 and set(defaults) == {"stt", "tts"}:
+            result["contention"] = measure_contention(defaults, run.device, run.contention_s)
+
+
+def main() -> None:
+    run = Run.from_args(parse_args())
     torch.manual_seed(0)
-
     result: dict[str, Any] = {
         "device": torch.cuda.get_device_name()
-        if device.startswith("cuda")
+        if run.device.startswith("cuda")
         else f"CPU ({platform.processor() or platform.machine()})",
         "software": f"torch {torch.__version__}, moshi {moshi.__version__}, "
         f"Python {platform.python_version()}",
@@ -634,34 +698,11 @@ def main() -> None:
         "stt": {},
         "tts": {},
     }
-    default_names = _default_models(tiny)
-    with tempfile.TemporaryDirectory() as tmp:
-        defaults: dict[str, tuple[Model, int]] = {}
-        for model in models(tiny, Path(tmp)):
-            rows: list[StepStats] = []
-            warmup = 5 if tiny else 20
-            for batch in stt_batches if model.kind == "stt" else tts_batches:
-                if model.kind == "stt":
-                    stats = measure_stt(model, batch, device, steps, warmup)
-                else:
-                    stats = measure_tts(
-                        model, batch, device, steps, warmup, trials=trials, catchup_ms=args.tts_catchup_ms
-                    )
-                print(f"{model.name} batch {batch}: {stats}", flush=True)
-                rows.append(stats)
-                if stats.error or (not args.keep_going and (stats.p99_ms or 0) > 4 * REAL_TIME_MS):
-                    break  # larger batches only get slower: save the GPU's time
-            result[model.kind][model.name] = [asdict(r) for r in rows]
-            if model.name == default_names[model.kind] and any(not r.error for r in rows):
-                defaults[model.kind] = (model, _largest_real_time(rows) or 1)
-        result["real_time_batch"] = {kind: batch for kind, (_, batch) in defaults.items()}
-        if contention_s > 0 and set(defaults) == {"stt", "tts"}:
-            result["contention"] = measure_contention(defaults, device, contention_s)
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    measure_all(run, result)
+    run.out.parent.mkdir(parents=True, exist_ok=True)
+    run.out.write_text(json.dumps(result, indent=2) + "\n")
     markdown = report(result)
-    out.with_suffix(".md").write_text(markdown)
+    run.out.with_suffix(".md").write_text(markdown)
     print(markdown)
 
 

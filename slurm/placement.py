@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The GPU placement plan of one node: which instance of STT, TTS and vLLM runs on which GPU.
 
-    python3 slurm/placement.py --gpus 0,1,2,3            # the table a user reads
-    python3 slurm/placement.py --gpus 0,1,2,3 --format rows    # what the SLURM job reads
+    python3 slurm/placement.py --gpus 0,1,2,3               # the table a user reads
+    python3 slurm/placement.py --gpus 0,1,2,3 --format env  # compose's settings for this plan
 
 `--gpus` is the node's allocation as SLURM hands it to the job (CUDA_VISIBLE_DEVICES); the
 plan refers to its GPUs by position (0 = the first allocated GPU) and maps them to those ids.
@@ -23,8 +23,9 @@ Overrides (environment or the job's .env): STT_GPUS and TTS_GPUS (positions, one
 listed GPU, e.g. TTS_GPUS=1,2), LLM_GPUS (the positions vLLM spans; TP = their count) and
 LLM_TENSOR_PARALLEL_SIZE, LLM_GPU_MEMORY_UTILIZATION (a fraction, or auto).
 
-A plan that cannot fit the allocation exits 2 with one line saying why, before anything starts.
-Standard library only: the job runs it with the node's python3.
+A plan that cannot fit the allocation exits 2 with one line saying why. The SLURM job plans
+with `plan()` (slurm/plan.py), before anything starts. Standard library only: the job runs it
+with the node's python3.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 #: vLLM's share of each GPU it owns alone (the rest: CUDA contexts, NCCL buffers, headroom).
@@ -59,6 +61,16 @@ class Instance:
     gpus: tuple[int, ...]  # positions in the allocation
     memory: str  # what it may take: a fraction for vLLM, an estimate for STT and TTS
 
+    def devices(self, ids: Sequence[str]) -> str:
+        """Its CUDA_VISIBLE_DEVICES: the ids SLURM gave at its positions ('' for none)."""
+        return ",".join(ids[g] for g in self.gpus)
+
+    @property
+    def summary(self) -> str:
+        """Its memory share, and vLLM's tensor parallel size, as the plan's table shows them."""
+        tp = f", tensor parallel {len(self.gpus)}" if self.service == "llm" else ""
+        return f"memory {self.memory}{tp}"
+
 
 def _positions(value: str, key: str, count: int) -> tuple[int, ...]:
     try:
@@ -76,75 +88,94 @@ def _positions(value: str, key: str, count: int) -> tuple[int, ...]:
     return positions
 
 
+def _whole(env: Mapping[str, str], key: str, default: int) -> int:
+    value = env.get(key) or str(default)
+    try:
+        return int(value)
+    except ValueError:
+        raise PlanError(f"{key}={value}: expected a whole number") from None
+
+
 def _power_of_two(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
-def _estimate(model: str, batch: int) -> str:
+def _estimate(env: Mapping[str, str], prefix: str, default_batch: int) -> str:
+    """What a replica of STT or TTS may take at its batch size (the measured models), else the batch."""
+    model, batch = env.get(f"{prefix}_MODEL", ""), _whole(env, f"{prefix}_BATCH_SIZE", default_batch)
     if model in MEASURED_GIB:
         base, per_slot = MEASURED_GIB[model]
         return f"~{base + per_slot * (batch - 1):.0f} GiB (batch {batch})"
     return f"batch {batch}"
 
 
-def plan(count: int, env: dict[str, str], external_llm: bool) -> list[Instance]:
+def plan(count: int, env: Mapping[str, str], external_llm: bool) -> list[Instance]:
     """The instances for `count` GPUs and the overrides in `env`; raises PlanError."""
     if count == 0:
-        if not external_llm:
-            raise PlanError(
-                "vLLM needs a GPU and this job has none: submit with --gres=gpu:N, or set LLM_URL"
-            )
-        return [Instance("stt", "stt", (), "CPU"), Instance("tts", "tts", (), "CPU")]
-    tp_text = env.get("LLM_TENSOR_PARALLEL_SIZE") or ""
-    llm_gpus: tuple[int, ...] = ()
-    if not external_llm:
-        if env.get("LLM_GPUS"):
-            llm_gpus = _positions(env["LLM_GPUS"], "LLM_GPUS", count)
-            if tp_text and int(tp_text) != len(llm_gpus):
-                raise PlanError(
-                    f"LLM_TENSOR_PARALLEL_SIZE={tp_text} but LLM_GPUS lists {len(llm_gpus)} GPU(s)"
-                )
-        else:
-            tp = int(tp_text or 1)
-            if tp > count:
-                raise PlanError(
-                    f"LLM_TENSOR_PARALLEL_SIZE={tp} needs {tp} GPUs, but the job has {count}: "
-                    f"submit with --gres=gpu:{tp} or more"
-                )
-            llm_gpus = tuple(range(count - tp, count))
-        if not _power_of_two(len(llm_gpus)):
-            raise PlanError(
-                f"vLLM's tensor parallel size must be a power of two (it divides the attention "
-                f"heads), not {len(llm_gpus)}"
-            )
-    rest = [g for g in range(count) if g not in llm_gpus] or [llm_gpus[0]]
-    stt_gpus = _positions(env["STT_GPUS"], "STT_GPUS", count) if env.get("STT_GPUS") else None
-    tts_gpus = _positions(env["TTS_GPUS"], "TTS_GPUS", count) if env.get("TTS_GPUS") else None
-    if stt_gpus is None and tts_gpus is None:
-        if len(rest) == 1:
-            stt_gpus = tts_gpus = (rest[0],)
-        else:
-            stt_count = max(1, round(len(rest) / GPUS_PER_STT))
-            stt_gpus, tts_gpus = tuple(rest[:stt_count]), tuple(rest[stt_count:])
-    elif stt_gpus is None or tts_gpus is None:
-        given = stt_gpus or tts_gpus or ()
-        stt_gpus = stt_gpus or (given[0],)
-        tts_gpus = tts_gpus or (given[0],)
+        return _without_gpus(external_llm)
+    llm_gpus = () if external_llm else _llm_gpus(count, env)
+    stt_gpus, tts_gpus = _stt_tts_gpus(count, env, llm_gpus)
     instances = [
-        *_replicas(
-            "stt", stt_gpus, _estimate(env.get("STT_MODEL", ""), int(env.get("STT_BATCH_SIZE") or 256))
-        ),
-        *_replicas(
-            "tts", tts_gpus, _estimate(env.get("TTS_MODEL", ""), int(env.get("TTS_BATCH_SIZE") or 16))
-        ),
+        *_replicas("stt", stt_gpus, _estimate(env, "STT", default_batch=256)),
+        *_replicas("tts", tts_gpus, _estimate(env, "TTS", default_batch=16)),
     ]
     if llm_gpus:
-        shared = bool(set(llm_gpus) & (set(stt_gpus) | set(tts_gpus)))
-        memory = env.get("LLM_GPU_MEMORY_UTILIZATION") or "auto"
-        if memory == "auto" and not shared:
-            memory = OWNED_GPU_FRACTION
-        instances.append(Instance("llm", "llm", llm_gpus, memory))
+        instances.append(_llm(llm_gpus, {*stt_gpus, *tts_gpus}, env))
     return instances
+
+
+def _without_gpus(external_llm: bool) -> list[Instance]:
+    if not external_llm:
+        raise PlanError("vLLM needs a GPU and this job has none: submit with --gres=gpu:N, or set LLM_URL")
+    return [Instance("stt", "stt", (), "CPU"), Instance("tts", "tts", (), "CPU")]
+
+
+def _llm_gpus(count: int, env: Mapping[str, str]) -> tuple[int, ...]:
+    """vLLM's GPUs: LLM_GPUS, else the last LLM_TENSOR_PARALLEL_SIZE; a power of two of them."""
+    tp = _whole(env, "LLM_TENSOR_PARALLEL_SIZE", 0)
+    if env.get("LLM_GPUS"):
+        gpus = _positions(env["LLM_GPUS"], "LLM_GPUS", count)
+        if tp and tp != len(gpus):
+            raise PlanError(f"LLM_TENSOR_PARALLEL_SIZE={tp} but LLM_GPUS lists {len(gpus)} GPU(s)")
+    else:
+        tp = tp or 1
+        if tp > count:
+            raise PlanError(
+                f"LLM_TENSOR_PARALLEL_SIZE={tp} needs {tp} GPUs, but the job has {count}: "
+                f"submit with --gres=gpu:{tp} or more"
+            )
+        gpus = tuple(range(count - tp, count))
+    if not _power_of_two(len(gpus)):
+        raise PlanError(
+            f"vLLM's tensor parallel size must be a power of two (it divides the attention "
+            f"heads), not {len(gpus)}"
+        )
+    return gpus
+
+
+def _stt_tts_gpus(
+    count: int, env: Mapping[str, str], llm_gpus: tuple[int, ...]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """STT's and TTS's GPUs: STT_GPUS and TTS_GPUS (one given: the other shares its first),
+    else what vLLM leaves (vLLM's first GPU if it leaves none), one STT per GPUS_PER_STT."""
+    stt_gpus = _positions(env["STT_GPUS"], "STT_GPUS", count) if env.get("STT_GPUS") else ()
+    tts_gpus = _positions(env["TTS_GPUS"], "TTS_GPUS", count) if env.get("TTS_GPUS") else ()
+    if stt_gpus or tts_gpus:
+        first = (stt_gpus or tts_gpus)[0]
+        return stt_gpus or (first,), tts_gpus or (first,)
+    rest = tuple(g for g in range(count) if g not in llm_gpus) or llm_gpus[:1]
+    if len(rest) == 1:
+        return rest, rest
+    stt_count = max(1, round(len(rest) / GPUS_PER_STT))
+    return rest[:stt_count], rest[stt_count:]
+
+
+def _llm(gpus: tuple[int, ...], stt_tts_gpus: set[int], env: Mapping[str, str]) -> Instance:
+    """vLLM's instance: OWNED_GPU_FRACTION of GPUs it owns, `auto` (what STT and TTS leave) of shared ones."""
+    memory = env.get("LLM_GPU_MEMORY_UTILIZATION") or "auto"
+    if memory == "auto" and not stt_tts_gpus & set(gpus):
+        memory = OWNED_GPU_FRACTION
+    return Instance("llm", "llm", gpus, memory)
 
 
 def _replicas(service: str, gpus: tuple[int, ...], memory: str) -> list[Instance]:
@@ -179,29 +210,23 @@ def main() -> None:
     parser.add_argument("--external-llm", action="store_true", help="the LLM runs elsewhere (LLM_URL)")
     parser.add_argument(
         "--format",
-        choices=("table", "rows", "env"),
+        choices=("table", "env"),
         default="table",
-        help="table: for people; rows: for the job; env: compose's settings for this plan",
+        help="table: for people; env: compose's settings for this plan",
     )
     args = parser.parse_args()
     ids = [part for part in args.gpus.split(",") if part.strip()]
     try:
-        instances = plan(len(ids), dict(os.environ), args.external_llm)
-    except (PlanError, ValueError) as exc:
+        instances = plan(len(ids), os.environ, args.external_llm)
+    except PlanError as exc:
         print(f"placement: {exc}", file=sys.stderr)
         sys.exit(2)
     if args.format == "env":
         print_env(instances, ids)
         return
     for instance in instances:
-        devices = ",".join(ids[g] for g in instance.gpus)
-        if args.format == "rows":
-            # Tab-separated, for the job's `IFS=$'\t' read name service devices memory`.
-            print(instance.name, instance.service, devices or "-", instance.memory, sep="\t")
-        else:
-            tp = f", tensor parallel {len(instance.gpus)}" if instance.service == "llm" else ""
-            shown = devices or "(none)"
-            print(f"  {instance.name:<6} CUDA_VISIBLE_DEVICES={shown:<10} memory {instance.memory}{tp}")
+        shown = instance.devices(ids) or "(none)"
+        print(f"  {instance.name:<6} CUDA_VISIBLE_DEVICES={shown:<10} {instance.summary}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
 #                         a Gemma 3 LLM_MODEL, model for any other
 #   LLM_TEMPLATE_DIR      where this directory is in the container (/opt/unmute/llm)
 # Run by apptainer/vllm.def's %startscript and compose.yaml's llm service, printed by the
-# SLURM job (slurm/lib/node.sh), so all three start vLLM alike.
+# SLURM job (slurm/plan.py), so all three start vLLM alike.
 set -euo pipefail
 
 case ${LLM_MODEL:-google/gemma-3-12b-it} in

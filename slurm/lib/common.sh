@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# What the batch script and its per-node steps share: messages, settings, secrets and ports.
+# What the batch script and its per-node steps share: messages, events, stopping, planning.
 # Sourced (never run) with JOB_ID, NODE, RUNTIME and UNMUTE_DIR set.
 
 log() { printf '%s unmute[%s]: %s\n' "$(date +%H:%M:%S)" "$JOB_ID" "$*"; }
@@ -27,84 +27,19 @@ keep_stopping() {  # in a stop path: a second TERM or INT (scancel again, the ti
   trap 'log "another stop signal: still stopping"' TERM INT
 }
 
-python_bin() {
-  if [[ $RUNTIME == host ]]; then printf '%s' "$UNMUTE_DIR/.venv/bin/python"; else command -v python3; fi
+python_bin() {  # the python that plans (and, for RUNTIME=host, runs the services)
+  if [[ $RUNTIME == host ]]; then printf '%s' "$UNMUTE_DIR/.venv/bin/python"; else printf python3; fi
 }
 
-env_get() {  # KEY: the value in the environment, else in ENV_FILE (plain KEY=value lines)
-  local key=$1
-  if [[ -n ${!key:-} ]]; then printf '%s' "${!key}"; return; fi
-  grep -E "^${key}=" "$ENV_FILE" 2>/dev/null | tail -n 1 | cut -d= -f2- || true
+plan() {  # SUBCOMMAND ARGS...: slurm/plan.py (decides; its messages go to the job's output),
+  # ending this process as die does with the one line it says on failure
+  local error
+  [[ $RUNTIME != host || -x $(python_bin) ]] || die "RUNTIME=host needs the project's virtual environment at $UNMUTE_DIR/.venv"
+  command -v "$(python_bin)" >/dev/null || die "no python3 on $NODE: slurm/plan.py needs it"
+  { error=$("$(python_bin)" "$UNMUTE_DIR/slurm/plan.py" "$@" --node "$NODE" 2>&1 >&3); } 3>&1 ||
+    die "${error:-slurm/plan.py $1 failed}"
 }
 
-secret() { "$(python_bin)" -c 'import secrets; print(secrets.token_urlsafe(32))'; }
-
-node_address() {  # this node's address as the other nodes reach it
-  "$(python_bin)" -c 'import socket; print(socket.gethostbyname(socket.gethostname()))'
-}
-
-# ---- ports: chosen and claimed under one node-wide lock ----------------------------------
-# Two jobs that start at the same moment from the same .env must not both take a port that
-# is free now and bound minutes later (vLLM loads for minutes). Every job on the node picks
-# its ports while holding PORT_CLAIMS/.lock and leaves a claim (a directory naming its
-# owner's pid) for each; a port with a live claim is not free, a claim whose owner is gone
-# (a job that was SIGKILLed) is taken over. The claims go when the job ends.
-
-PORT_CLAIMS=${PORT_CLAIMS_DIR:-/tmp/unmute-port-claims}
-PORT_LOCK_FD=
-
-lock_ports() {
-  if [[ ! -d $PORT_CLAIMS ]]; then
-    mkdir -p "$PORT_CLAIMS" 2>/dev/null || die "cannot create the port claims directory $PORT_CLAIMS (PORT_CLAIMS_DIR)"
-    chmod 1777 "$PORT_CLAIMS" 2>/dev/null || true   # shared by every user's jobs, like /tmp
-  fi
-  (umask 000 && : >>"$PORT_CLAIMS/.lock") 2>/dev/null || true
-  exec {PORT_LOCK_FD}<>"$PORT_CLAIMS/.lock" || die "cannot open $PORT_CLAIMS/.lock"
-  flock --timeout 60 "$PORT_LOCK_FD" || die "another job has held the port lock $PORT_CLAIMS/.lock for 60 s"
-}
-
-unlock_ports() { [[ -z $PORT_LOCK_FD ]] || exec {PORT_LOCK_FD}>&-; PORT_LOCK_FD=; }
-
-port_bindable() {  # PORT: nothing listens on it on this node
-  "$(python_bin)" - "$1" <<'PY'
-import socket, sys
-s = socket.socket()
-try:
-    s.bind(("0.0.0.0", int(sys.argv[1])))
-except OSError:
-    sys.exit(1)
-PY
-}
-
-claim_port() {  # PORT: claim it for this process if nobody else has (call under lock_ports)
-  local port=$1 claim=$PORT_CLAIMS/$1 owner
-  if [[ -d $claim ]]; then
-    owner=$(cut -d' ' -f1 "$claim/owner" 2>/dev/null || true)
-    [[ -n $owner && -d /proc/$owner ]] && return 1
-    rm -rf "$claim" 2>/dev/null || return 1   # another user's stale claim: leave the port alone
-  fi
-  port_bindable "$port" || return 1
-  mkdir "$claim" 2>/dev/null || return 1
-  echo "$$ $JOB_ID $(id -un)" >"$claim/owner"
-}
-
-pick_port() {  # NAME DEFAULT: the default port if free, else a free one (said so); claimed
-  local name=$1 port=${2:-}
-  if [[ -n $port ]] && claim_port "$port"; then printf '%s' "$port"; return; fi
-  local candidate
-  for candidate in $(seq 20000 29999 | shuf -n 200); do
-    if claim_port "$candidate"; then
-      [[ -z $port ]] || log "port $port for $name is taken on $NODE; using $candidate" >&2
-      printf '%s' "$candidate"; return
-    fi
-  done
-  die "no free port for $name on $NODE"
-}
-
-release_ports() {  # every claim this process made
-  local owner
-  for owner in "$PORT_CLAIMS"/*/owner; do
-    [[ -f $owner && $(cut -d' ' -f1 "$owner") == "$$" ]] && rm -rf "$(dirname "$owner")"
-  done
-  return 0
+release_ports() {  # the port claims of this process (slurm/port_claims.py); never fails
+  "$(python_bin)" "$UNMUTE_DIR/slurm/plan.py" release --owner $$ || log "could not release the port claims of $$" >&2
 }

@@ -1,26 +1,22 @@
-"""The vLLM command the SLURM job prints (slurm/lib/node.sh's vllm_command, as the job runs
-it) with the tool-call flags of services/llm/tool-flags.sh: on for the default Gemma 3 model
-with its template, off on request, and another model's parser with its own template."""
+"""The vLLM command the SLURM job prints (slurm/plan.py's vllm_command, as DRY_RUN and the
+placement plan print it) with the tool-call flags of services/llm/tool-flags.sh: on for the
+default Gemma 3 model with its template, off on request, and another model's parser with its
+own template."""
 
 from __future__ import annotations
 
 import os
-import subprocess
+import re
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-# common.sh and node.sh sourced as the job sources them, one LLM instance on GPUs 2 and 3.
-JOB = """
-set -euo pipefail
-source slurm/lib/common.sh
-source slurm/lib/node.sh
-declare -A INST_DEVICES=([llm]=2,3) INST_PORT=([llm]=3002) INST_MEMORY=([llm]=0.90)
-device_count() { echo 2; }
-MODEL_HOST=127.0.0.1
-vllm_command llm
-"""
+from tests.unit.slurm_scripts import ROOT, load
+
+job = load("job")
+plan = load("plan")
+# One LLM instance on GPUs 2 and 3 of the node.
+LLM = plan.Placed(plan.Instance("llm", "llm", (2, 3), "0.90"), "2,3", 3002)
 BASE = (
     "CUDA_VISIBLE_DEVICES=2,3 vllm serve {model} --host 127.0.0.1 --port 3002 --tensor-parallel-size 2 "
     "--gpu-memory-utilization 0.90 --max-model-len 8192 --limit-mm-per-prompt '{{\"image\": 0}}'"
@@ -36,11 +32,7 @@ def printed(tmp_path: Path, **settings: str) -> str:
     env_file = tmp_path / ".env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
     clean = {k: v for k, v in os.environ.items() if not k.startswith("LLM_")}
-    job = {"UNMUTE_DIR": str(ROOT), "ENV_FILE": str(env_file), "JOB_ID": "1", "NODE": "n", "RUNTIME": "host"}
-    result = subprocess.run(
-        ["bash", "-c", JOB], cwd=ROOT, env=clean | job, capture_output=True, text=True, check=True
-    )
-    return result.stdout
+    return plan.vllm_command(LLM, job.Settings(env_file, clean), "127.0.0.1", ROOT, clean)
 
 
 @pytest.mark.parametrize(
@@ -76,3 +68,12 @@ def test_the_image_and_compose_start_vllm_with_the_same_flags() -> None:
     assert (
         "$$(bash /opt/unmute/llm/tool-flags.sh)" in compose and "./services/llm:/opt/unmute/llm:ro" in compose
     )
+
+
+def test_the_printed_command_passes_what_the_image_runs(tmp_path: Path) -> None:
+    """The flags of the command line the job prints are those apptainer/vllm.def's %startscript
+    passes (the tool-call flags aside: both take them from tool-flags.sh)."""
+    startscript = (ROOT / "apptainer/vllm.def").read_text().split("%startscript")[1].split("%runscript")[0]
+    flags = set(re.findall(r"--[a-z-]+", startscript))
+    assert flags == set(re.findall(r"--[a-z-]+", printed(tmp_path, LLM_TOOL_CALL_PARSER="off")))
+    assert "--tensor-parallel-size" in flags
