@@ -59,16 +59,16 @@ demo: install-lite env turn-model ## set up and run the embedded CPU default (li
 	scripts/cpu-demo.sh
 
 tiny: ## build the tiny random-weight checkpoints into build/tiny and an HF cache in build/hf
-	$(PY) -m services.common.tiny_checkpoints --out build/tiny --hf-home build/hf
+	$(PY) -m devkit.checkpoints --out build/tiny --hf-home build/hf
 
 lint: ## ruff lint and format check, shellcheck
-	$(VENV)/bin/ruff check services orchestrator cli tests bench slurm
-	$(VENV)/bin/ruff format --check services orchestrator cli tests bench slurm
+	$(VENV)/bin/ruff check kit services orchestrator cli devkit tests bench slurm
+	$(VENV)/bin/ruff format --check kit services orchestrator cli devkit tests bench slurm
 	$(VENV)/bin/shellcheck --external-sources scripts/*.sh .ci/run slurm/instances.sbatch slurm/node-services slurm/lib/*.sh slurm/prefetch slurm/build services/llm/*.sh tests/slurm/*.sh tests/ood/*.sh tests/containers/*.sh bench/*.sh
 
 format: ## apply ruff fixes and formatting
-	$(VENV)/bin/ruff check --fix services orchestrator cli tests bench slurm
-	$(VENV)/bin/ruff format services orchestrator cli tests bench slurm
+	$(VENV)/bin/ruff check --fix kit services orchestrator cli devkit tests bench slurm
+	$(VENV)/bin/ruff format kit services orchestrator cli devkit tests bench slurm
 
 # The SLURM tests need a real single-node cluster; as root (CI) it is installed and started,
 # elsewhere those tests skip and say why.

@@ -2,16 +2,16 @@
 
 It starts the real servers as a deployment runs them: the STT and TTS services
 (`python -m services.stt` / `services.tts`) on random-weight checkpoints written for the
-run, an OpenAI-compatible LLM stand-in with a set time to first token and per token
-(bench/llm_standin.py: vLLM cannot be installed where this runs), and the orchestrator
+run, the fake OpenAI-compatible LLM at a set time to first token and per token
+(devkit/llm_server.py: vLLM cannot be installed where this runs), and the orchestrator
 (`python -m orchestrator`) in front of them. Then bench/loadtest.py's simulated users speak
 to it at each user count, and the figures are written as JSON and Markdown.
 
 A step costs the same whatever the weights hold, so the timings are those of the real
 models; what the STT transcribes is noise and so is what the TTS says. The full-size STT is
 written so that its noise words fall in speech, not in silence (`audio_driven_stt` in
-services/common/tiny_checkpoints.py), and Silero VAD is a real model, so turns end where
-the speech really does.
+devkit/checkpoints.py), and Silero VAD is a real model, so turns end where the speech
+really does.
 
     python bench/e2e_stack.py --out OUT          # on a GPU: stt-1b-en_fr and tts-1.6b-en_fr sizes
     python bench/e2e_stack.py --out OUT --tiny   # anywhere: tiny models on CPU (CI)
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import multiprocessing
@@ -34,7 +33,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,8 +49,10 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.loadtest import METRICS, phrase, run_sessions, summary  # noqa: E402
-from services.common.tiny_checkpoints import VOICE_NAMES, RandomCheckpoints  # noqa: E402
+from bench.loadtest import METRICS, run_sessions, summary  # noqa: E402
+from devkit.checkpoints import VOICE_NAMES, RandomCheckpoints  # noqa: E402
+from devkit.processes import ServiceError, ServiceProcess, launch, stop, wait_ready  # noqa: E402
+from devkit.realtime_client import speech  # noqa: E402
 
 logger = logging.getLogger("e2e")
 ARCHITECTURES = ROOT / "bench" / "architectures.json"
@@ -73,77 +73,31 @@ PRESETS: dict[str, tuple[Any, Any]] = {
 # Service metrics read before and after each user count (services/*/metrics.py).
 STEP_HISTOGRAMS = {"stt": "asr_model_step_duration", "tts": "tts_step_duration_seconds"}
 REJECTIONS = {"stt": "stt_capacity_rejections_total", "tts": "tts_capacity_rejections_total"}
-
-
-class StackError(RuntimeError):
-    """A service failed to start or died; the message names it and shows its log's end."""
-
-
-@dataclass
-class Service:
-    """One server process of the stack."""
-
-    name: str
-    port: int
-    log: Path
-    process: subprocess.Popen[bytes]
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def failure(self, what: str) -> StackError:
-        """An error naming this service, with the end of its log."""
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        tail = "\n".join(text.splitlines()[-40:])
-        return StackError(f"{self.name} {what}; last lines of {self.log}:\n{tail}")
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise self.failure(f"exited with status {self.process.returncode}")
+# What the LLM stand-in says every time. Plain lowercase words and light punctuation: every
+# character is in the random-weight checkpoints' tokenizer, and ten words are about three
+# seconds of speech.
+REPLY = "Sure, here is a short answer, spoken one word at a time for you."
 
 
 @dataclass
 class Stack:
-    """Every process started, so that all of them are stopped whatever happens."""
+    """Every server started, so that all of them are stopped whatever happens."""
 
     workdir: Path
+    api_key: str
     env: dict[str, str]
-    services: dict[str, Service] = field(default_factory=dict)
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
 
-    def start(self, name: str, argv: list[str]) -> Service:
-        """Run `python argv --port P` in its own directory (no stray .env is read), logging to a file."""
-        directory = self.workdir / name
-        directory.mkdir(parents=True, exist_ok=True)
-        port = _free_port()
-        log = directory / f"{name}.log"
-        with log.open("ab") as out:
-            process = subprocess.Popen(
-                [sys.executable, *argv, "--port", str(port)],
-                cwd=directory,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 (nothing else runs threads yet)
-            )
-        self.services[name] = service = Service(name, port, log, process)
-        logger.info("started %s (pid %d, port %d, log %s)", name, process.pid, port, log)
+    def start(self, name: str, argv: list[str]) -> ServiceProcess:
+        """Run `python argv --port P` in a folder of its own under `workdir` (devkit.processes)."""
+        self.services[name] = service = launch(
+            name, argv, self.workdir / name, api_key=self.api_key, env=self.env, die_with_parent=True
+        )
         return service
 
     def wait_ready(self, names: list[str], timeout_s: float) -> None:
-        """Poll /ready of these services until all answer 200; fail on the first that exits."""
-        waiting = {n: self.services[n] for n in names}
-        deadline = time.monotonic() + timeout_s
-        while waiting:
-            for name, service in list(waiting.items()):
-                service.check_alive()
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{service.http}/ready", timeout=2).status_code == 200:
-                        logger.info("%s ready", name)
-                        del waiting[name]
-            if waiting and time.monotonic() > deadline:
-                raise next(iter(waiting.values())).failure(f"not ready after {timeout_s:.0f} s")
-            time.sleep(0.5)
+        """Until these servers' /ready answer 200; `ServiceError` names the first that exits."""
+        wait_ready([self.services[n] for n in names], timeout_s)
 
     def check_alive(self) -> None:
         for service in self.services.values():
@@ -151,29 +105,7 @@ class Stack:
 
     def stop(self) -> None:
         """SIGTERM every process (the orchestrator first), then SIGKILL what is left after 15 s."""
-        for service in reversed(self.services.values()):
-            if service.process.poll() is None:
-                service.process.terminate()
-        deadline = time.monotonic() + 15
-        for service in self.services.values():
-            try:
-                service.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                logger.warning("%s ignored SIGTERM; killing it", service.name)
-                service.process.kill()
-                service.process.wait()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if this benchmark dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG)."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+        stop(reversed(self.services.values()), grace_s=15)
 
 
 # ---- checkpoints --------------------------------------------------------------------------
@@ -183,7 +115,7 @@ def build_checkpoints(
     out: Path, tiny: bool, stt_model: str, tts_model: str, device: str
 ) -> RandomCheckpoints:
     """Random-weight STT and TTS checkpoints: the tiny test sizes, or published architectures."""
-    from services.common.tiny_checkpoints import (
+    from devkit.checkpoints import (
         build_random_checkpoints,
         tiny_mimi_config,
         tiny_stt_config,
@@ -213,7 +145,7 @@ def checkpoints_in_child(args: argparse.Namespace, out: Path) -> RandomCheckpoin
 # ---- measuring ----------------------------------------------------------------------------
 
 
-def scrape(service: Service) -> dict[str, float]:
+def scrape(service: ServiceProcess) -> dict[str, float]:
     """The service's step-time sum and count and its capacity rejections, from /metrics.
 
     A blocking call: it runs between user counts, when no simulated user is waiting on the loop."""
@@ -256,16 +188,16 @@ def gpu_memory_mib(stack: Stack) -> dict[str, int] | None:
 async def load_levels(stack: Stack, token: str, args: argparse.Namespace, write) -> None:
     """A warm-up session, then each user count in turn; results are written after each."""
     url = f"ws://127.0.0.1:{stack.services['orchestrator'].port}"
-    speech = phrase()
+    phrase = speech()
     if args.warmup_turns:
         logger.info("warm-up: 1 user, %d turn(s)", args.warmup_turns)
-        await run_sessions(url, token, 1, args.warmup_turns, speech)
+        await run_sessions(url, token, 1, args.warmup_turns, phrase)
     for users in args.users:
         stack.check_alive()
         before = {n: scrape(stack.services[n]) for n in ("stt", "tts")}
         started = time.monotonic()
         logger.info("%d user(s), %d turn(s) each, started over %.1f s", users, args.turns, args.stagger_s)
-        results = await run_sessions(url, token, users, args.turns, speech, stagger_s=args.stagger_s)
+        results = await run_sessions(url, token, users, args.turns, phrase, stagger_s=args.stagger_s)
         stack.check_alive()
         level = {"users": users, "duration_s": round(time.monotonic() - started, 1)} | summary(results)
         level["services"] = service_figures(stack, before)
@@ -405,8 +337,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def start_stack(stack: Stack, args: argparse.Namespace, ckpt: RandomCheckpoints) -> None:
     """The LLM stand-in, STT, TTS and the orchestrator (ready once its backends are), all at once."""
-    pace = ["--ttft-ms", str(args.llm_ttft_ms), "--tpot-ms", str(args.llm_tpot_ms)]
-    llm = stack.start("llm", [str(ROOT / "bench" / "llm_standin.py"), *pace])
+    pace = ["--ttft-ms", str(args.llm_ttft_ms), "--tpot-ms", str(args.llm_tpot_ms), "--reply", REPLY]
+    llm = stack.start("llm", ["-m", "devkit.llm_server", *pace])
     engine = ["--engine", "moshi", "--device", args.device]
     stt_args = ["--model", str(ckpt.stt_dir), "--batch-size", str(args.stt_batch)]
     stt = stack.start("stt", ["-m", "services.stt", *engine, *stt_args])
@@ -424,8 +356,6 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
 
     The checkpoints (6 GB at full size) live in a temporary folder removed at the end; the
     services' logs stay in OUT/logs."""
-    from bench.llm_standin import REPLY
-
     started = time.monotonic()
     out: Path = args.out
     shutil.rmtree(out / "logs", ignore_errors=True)
@@ -452,14 +382,8 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
             (out / "gpu_e2e.md").write_text(markdown(result))
 
     api_key, token = secrets.token_urlsafe(24), secrets.token_urlsafe(16)
-    env = os.environ | {
-        "SERVICE_API_KEY": api_key,
-        "ACCESS_TOKEN": token,
-        "LOG_FORMAT": "text",
-        "ORCHESTRATOR_MAX_SESSIONS": str(max(args.users)),
-        "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)])),
-    }
-    stack = Stack(out / "logs", env)
+    env = {"ACCESS_TOKEN": token, "LOG_FORMAT": "text", "ORCHESTRATOR_MAX_SESSIONS": str(max(args.users))}
+    stack = Stack(out / "logs", api_key, env)
     with tempfile.TemporaryDirectory(prefix="unmute-e2e-models-") as models:
         logger.info("writing random-weight checkpoints (%s)", "tiny" if args.tiny else "full size")
         ckpt = checkpoints_in_child(args, Path(models))
@@ -501,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
     command = shlex.join(["python", "bench/e2e_stack.py", *shown])
     try:
         result = run(args, command)
-    except StackError as exc:
+    except ServiceError as exc:
         logger.error("%s", exc)
         raise SystemExit(1) from None
     print(markdown(result))

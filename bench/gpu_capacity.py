@@ -42,14 +42,14 @@ import numpy as np
 import torch
 from moshi.models.loaders import CheckpointInfo
 
-from services.common.audio import FRAME_SECONDS, FRAME_SIZE
-from services.common.tiny_checkpoints import (
+from devkit.checkpoints import (
     random_init_info,
     tiny_mimi_config,
     tiny_stt_config,
     tiny_tts_config,
     train_tokenizer,
 )
+from kit.audio import FRAME_SECONDS, FRAME_SIZE
 from services.stt.engines.moshi_engine import MoshiSttEngine
 from services.stt.settings import SttSettings
 from services.tts.engines.base import SlotInput, StepResult, StreamStart

@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile
 import websockets
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.common.audio import SAMPLE_RATE, resample  # noqa: E402
+from devkit.realtime_client import append_event, speech  # noqa: E402
+from kit.audio import SAMPLE_RATE  # noqa: E402
 
 CHUNK_S = 0.1
 METRICS = {
@@ -69,16 +69,6 @@ class Results:
     samples: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in METRICS})
     errors: int = 0
     sessions_ok: int = 0
-
-
-def phrase() -> np.ndarray:
-    pcm, rate = soundfile.read(ROOT / "tests/fixtures/weather_16k.wav", dtype="float32")
-    return resample(pcm, rate, SAMPLE_RATE)
-
-
-def pcm16_event(pcm: np.ndarray) -> str:
-    data = (np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes()
-    return json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(data).decode()})
 
 
 async def one_turn(ws, audio: np.ndarray, speech_samples: int, results: Results) -> None:
@@ -115,7 +105,7 @@ async def one_turn(ws, audio: np.ndarray, speech_samples: int, results: Results)
         for i, start in enumerate(range(0, len(audio), step)):
             if start <= speech_samples < start + step:
                 marks["speech_end"] = time.monotonic()
-            await ws.send(pcm16_event(audio[start : start + step]))
+            await ws.send(append_event(audio[start : start + step]))
             await asyncio.sleep(max(0.0, started + (i + 1) * CHUNK_S - time.monotonic()))
         await asyncio.wait_for(reader, 60)
     finally:
@@ -222,11 +212,11 @@ def env_value(key: str) -> str | None:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    speech = phrase()
+    phrase = speech()
     rows: dict[int, Results] = {}
     for n in args.sessions:
         rows[n] = results = await run_sessions(
-            args.url, args.token, n, args.turns, speech, stagger_s=args.stagger_s
+            args.url, args.token, n, args.turns, phrase, stagger_s=args.stagger_s
         )
         samples = sum(len(v) for v in results.samples.values())
         print(f"{n} sessions done: {samples} samples, {results.errors} errors", file=sys.stderr)

@@ -42,7 +42,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.servers import free_port
+from devkit.processes import free_port
 
 CHUNK_S = 0.1
 TURN_EVERY_S = 2.0

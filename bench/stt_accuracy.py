@@ -6,7 +6,7 @@ engines (TTS output transcribed by the best STT setting here).
 Each utterance goes through the whisper engine exactly as the service runs it (Silero VAD
 segments, speculative and interim decodes, the hallucination filter), with 0.5 s of silence
 before it and a Marker's flush after it; the driver lets every decode finish before the next
-frame, as a decoder faster than speech would. WER is scored after `bench.wer.normalise`.
+frame, as a decoder faster than speech would. WER is scored after `devkit.wer.normalise`.
 
     python bench/stt_accuracy.py                       # every setting, full corpus (~15 min, 2 cores)
     python bench/stt_accuracy.py --quick               # a few utterances per corpus
@@ -45,9 +45,9 @@ from bench.turn_corpus import (
     Synthesiser,
     background_noise,
 )
-from bench.wer import word_errors
-from services.common.audio import FRAME_SIZE, SAMPLE_RATE, resample
-from services.common.protocol import Word
+from devkit.wer import word_errors
+from kit.audio import FRAME_SIZE, SAMPLE_RATE, resample
+from kit.protocol import Word
 from services.stt.engines.whisper_decoder import Decoded, DecodeJob
 from services.stt.engines.whisper_engine import WhisperOptions, WhisperSttEngine
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from services.common.audio import FRAME_SECONDS, FRAME_SIZE
+from kit.audio import FRAME_SECONDS, FRAME_SIZE
 
 
 def make_engine(engine: str, model: str, batch: int, device: str):
@@ -82,7 +82,7 @@ def main() -> None:
 
     model = args.model
     if args.engine == "moshi" and model is None:
-        from services.common.tiny_checkpoints import build_tiny_checkpoints
+        from devkit.checkpoints import build_tiny_checkpoints
 
         model = str(build_tiny_checkpoints(Path(tempfile.mkdtemp()) / "tiny").stt_dir)
     label = {"whisper": "whisper tiny.en"}.get(args.engine, "tiny moshi STT" if args.model is None else model)

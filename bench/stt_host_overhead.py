@@ -6,7 +6,7 @@ pace the step when it grows with the batch. This measures that part on any machi
 engine is built on the tiny test configuration (random weights, CPU, float32) and its model
 is replaced by precomputed outputs of the right shapes, so only the rest is timed.
 
-Every slot streams real speech with pauses (tests/fixtures/weather_16k.wav and silences, at a
+Every slot streams real speech with pauses (devkit/fixtures/weather_16k.wav and silences, at a
 different offset per slot); each step about 5% of the slots have no frame, and streams end
 and new ones start in their slots at random (a minute long on average). Per row:
 
@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT / "tests" / "fixtures" / "weather_16k.wav"
+FIXTURE = ROOT / "devkit" / "fixtures" / "weather_16k.wav"
 PAUSE_SOURCES = {"silero": False, "heads": True}  # name -> the model has end-of-turn heads
 INACTIVE_SHARE = 0.05
 CLOCKS = {"cpu": time.thread_time, "wall": time.perf_counter}
@@ -79,7 +79,7 @@ def _setup_imports(code: Path) -> None:
 
 def build_engine(batch: int, heads: bool, workdir: Path) -> Any:
     """A `MoshiSttEngine` on the tiny STT architecture with random weights (CPU, float32)."""
-    from services.common.tiny_checkpoints import (
+    from devkit.checkpoints import (
         random_init_info,
         tiny_mimi_config,
         tiny_stt_config,
@@ -141,7 +141,7 @@ class Load:
         import numpy as np
         import soundfile
 
-        from services.common.audio import FRAME_SIZE, SAMPLE_RATE, resample
+        from kit.audio import FRAME_SIZE, SAMPLE_RATE, resample
 
         speech, rate = soundfile.read(FIXTURE, dtype="float32")
         speech = resample(speech, rate, SAMPLE_RATE)

@@ -31,7 +31,7 @@ os.environ.setdefault("NO_TORCH_COMPILE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.common.audio import SAMPLE_RATE
+from kit.audio import SAMPLE_RATE
 from services.tts.engines.base import SlotInput, StreamStart
 from services.tts.settings import TtsSettings
 from services.tts.text import split_words
@@ -105,7 +105,7 @@ def main() -> None:
 
     tiny = None
     if args.engine == "all":
-        from services.common.tiny_checkpoints import build_tiny_checkpoints
+        from devkit.checkpoints import build_tiny_checkpoints
 
         tiny = build_tiny_checkpoints(Path(tempfile.mkdtemp()) / "tiny").root
     engines = ["moshi", "espeak", "piper"] if args.engine == "all" else [args.engine]

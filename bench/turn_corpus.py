@@ -25,7 +25,7 @@ from functools import cached_property
 import numpy as np
 import numpy.typing as npt
 
-from services.common.audio import SAMPLE_RATE, resample
+from kit.audio import SAMPLE_RATE, resample
 from services.tts.engines.espeak_library import EspeakLibrary
 
 Pcm = npt.NDArray[np.float32]

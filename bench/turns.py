@@ -56,7 +56,7 @@ import websockets
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.loadtest import orchestrator_parser, pcm16_event, percentile  # noqa: E402
+from bench.loadtest import orchestrator_parser, percentile  # noqa: E402
 from bench.turn_corpus import (  # noqa: E402
     INTERJECTIONS,
     MID_TURN_PAUSES,
@@ -65,7 +65,8 @@ from bench.turn_corpus import (  # noqa: E402
     Turn,
     background_noise,
 )
-from services.common.audio import SAMPLE_RATE  # noqa: E402
+from devkit.realtime_client import append_event  # noqa: E402
+from kit.audio import SAMPLE_RATE  # noqa: E402
 
 EAGERNESS = ("low", "medium", "high", "auto")
 PREEMPTION = {"preempt": True, "no-preempt": False}
@@ -158,7 +159,7 @@ class Microphone:
                     if lo < hi:
                         chunk[lo - start : hi - start] += audio[lo - at : hi - at]
                 self._playing = [(at, a) for at, a in self._playing if at + a.size > start + n]
-                await self._ws.send(pcm16_event(chunk))
+                await self._ws.send(append_event(chunk))
                 self._sent_at.append(time.monotonic())
                 self.position = start + n
                 self._progress.set()

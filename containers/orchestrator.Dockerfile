@@ -1,5 +1,6 @@
 # The orchestrator image. Its twin is apptainer/orchestrator.def: same base, same lock files, same code,
-# same environment and command (tests/containers/test_parity.py keeps them equal).
+# same environment and command (tests/containers/test_definitions.py keeps them equal,
+# through tests/containers/parity.py).
 #
 # torch's PyPI wheels carry their own CUDA 12.8 runtime and cuDNN, so a plain Python base
 # serves GPUs (the driver comes from the host via --gpus / --nv) without a second copy of
@@ -40,14 +41,14 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
 ENV ORCHESTRATOR_HOST=0.0.0.0 \
     ORCHESTRATOR_PORT=3004 \
     ORCHESTRATOR_TURN_MODEL_PATH=/opt/models/smart-turn-v3.2/smart-turn-v3.2-cpu.onnx
-COPY services /app/services
+COPY kit /app/kit
 COPY orchestrator /app/orchestrator
 WORKDIR /app
 USER 1000
 EXPOSE 3004
 # start_period covers loading multi-GB weights from a cold cache.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-m", "services.common.healthcheck", "--service", "orchestrator", "--timeout", "4"]
+    CMD ["python", "-m", "kit.healthcheck", "--service", "orchestrator", "--timeout", "4"]
 ENTRYPOINT ["python", "-m", "orchestrator"]
 # Last, so that the per-image labels do not split the layers stt and tts share.
 LABEL org.opencontainers.image.title="unmute-slurm-orchestrator" \

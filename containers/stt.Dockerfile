@@ -1,5 +1,6 @@
 # The stt image. Its twin is apptainer/stt.def: same base, same lock files, same code,
-# same environment and command (tests/containers/test_parity.py keeps them equal).
+# same environment and command (tests/containers/test_definitions.py keeps them equal,
+# through tests/containers/parity.py).
 #
 # torch's PyPI wheels carry their own CUDA 12.8 runtime and cuDNN, so a plain Python base
 # serves GPUs (the driver comes from the host via --gpus / --nv) without a second copy of
@@ -45,13 +46,14 @@ ENV STT_HOST=0.0.0.0 \
     STT_PORT=3001 \
     STT_ENGINE=moshi \
     STT_MODEL=kyutai/stt-1b-en_fr
+COPY kit /app/kit
 COPY services /app/services
 WORKDIR /app
 USER 1000
 EXPOSE 3001
 # start_period covers loading multi-GB weights from a cold cache.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=600s --retries=3 \
-    CMD ["python", "-m", "services.common.healthcheck", "--service", "stt", "--timeout", "4"]
+    CMD ["python", "-m", "kit.healthcheck", "--service", "stt", "--timeout", "4"]
 ENTRYPOINT ["python", "-m", "services.stt"]
 # Last, so that the per-image labels do not split the layers stt and tts share.
 LABEL org.opencontainers.image.title="unmute-slurm-stt" \

@@ -1,5 +1,6 @@
 # The tts image. Its twin is apptainer/tts.def: same base, same lock files, same code,
-# same environment and command (tests/containers/test_parity.py keeps them equal).
+# same environment and command (tests/containers/test_definitions.py keeps them equal,
+# through tests/containers/parity.py).
 #
 # torch's PyPI wheels carry their own CUDA 12.8 runtime and cuDNN, so a plain Python base
 # serves GPUs (the driver comes from the host via --gpus / --nv) without a second copy of
@@ -36,13 +37,14 @@ ENV TTS_HOST=0.0.0.0 \
     TTS_PORT=3003 \
     TTS_ENGINE=moshi \
     TTS_MODEL=kyutai/tts-1.6b-en_fr
+COPY kit /app/kit
 COPY services /app/services
 WORKDIR /app
 USER 1000
 EXPOSE 3003
 # start_period covers loading multi-GB weights from a cold cache.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=600s --retries=3 \
-    CMD ["python", "-m", "services.common.healthcheck", "--service", "tts", "--timeout", "4"]
+    CMD ["python", "-m", "kit.healthcheck", "--service", "tts", "--timeout", "4"]
 ENTRYPOINT ["python", "-m", "services.tts"]
 # Last, so that the per-image labels do not split the layers stt and tts share.
 LABEL org.opencontainers.image.title="unmute-slurm-tts" \

@@ -37,12 +37,12 @@ from pydantic import ValidationError
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
+from kit.logs import configure_logging
+from kit.serve import common_flags, run
+from kit.server import server_config
 from orchestrator.app import build_app
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.tls import TlsError, check_pair, self_signed
-from services.common.cli import common_flags, run
-from services.common.logs import configure_logging
-from services.common.server import server_config
 
 logger = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import Gauge
 
+from kit.routes import service_routes
 from orchestrator.auth import TokenAuth, accepted_subprotocol
 from orchestrator.clients.llm import LlmClient
 from orchestrator.clients.replicas import LlmReplicas, ReplicaPool, http_url, poll_forever, ready_prober
@@ -22,7 +23,6 @@ from orchestrator.realtime.connection import RealtimeConnection
 from orchestrator.realtime.server_events import ErrorEvent
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.turn_model import SmartTurn, TurnModelMissing
-from services.common.routes import service_routes
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"

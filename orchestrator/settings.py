@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from kit.settings import ServiceSettings
 from orchestrator.realtime.client_events import MAX_EVENT_OVERHEAD_CHARS
-from services.common.settings import ServiceSettings
 
 
 def _alias(name: str) -> AliasChoices:

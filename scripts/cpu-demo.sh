@@ -46,7 +46,7 @@ start() {  # NAME ARGS... : run "$PY ARGS" in the background, logging to LOG_DIR
 wait_ready() {  # NAME PORT PID
   local name=$1 port=$2 pid=$3 waited=0
   # The probe's stderr too: a Ctrl-C while starting would print its KeyboardInterrupt.
-  until "$PY" -m services.common.healthcheck "http://127.0.0.1:$port/ready" --timeout 1 >/dev/null 2>&1; do
+  until "$PY" -m kit.healthcheck "http://127.0.0.1:$port/ready" --timeout 1 >/dev/null 2>&1; do
     kill -0 "$pid" 2>/dev/null || { tail -n 20 "$LOG_DIR/$name.log" >&2; die "$name exited while starting"; }
     ((waited >= READY_TIMEOUT_S)) && { tail -n 20 "$LOG_DIR/$name.log" >&2; die "$name not ready after ${READY_TIMEOUT_S}s"; }
     ((waited % 5 == 0)) && echo "demo: waiting for $name on port $port (${waited}s)"

@@ -18,9 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import ServiceProcess, start_service
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from devkit.processes import ServiceProcess, start_service
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,7 +58,7 @@ def api_key() -> str:
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory):
     """Tiny checkpoints as local directories plus an HF cache (``HF_HOME``) holding them."""
-    from services.common.tiny_checkpoints import build_tiny_checkpoints
+    from devkit.checkpoints import build_tiny_checkpoints
 
     root = tmp_path_factory.mktemp("tiny")
     return build_tiny_checkpoints(root / "models", hf_home=root / "hf")
@@ -138,7 +136,7 @@ class Stack:
     token: str
 
     def script(self, **behaviour: object) -> None:
-        """Tell the scripted LLM what to do next (see tests/llm_server.py)."""
+        """Tell the scripted LLM what to do next (see devkit/llm_server.py)."""
         httpx.post(f"{self.llm.http}/control", json=behaviour).raise_for_status()
 
     def llm_requests(self) -> list:
@@ -158,7 +156,7 @@ class Stack:
 
 
 def start_llm(api_key: str, workdir: Path):
-    return start_service("tests.llm_server", [], api_key, workdir)
+    return start_service("devkit.llm_server", [], api_key, workdir)
 
 
 def start_orchestrator(

@@ -1,13 +1,13 @@
 """The speech fixture's phrase, and whether a transcript holds it.
 
-tests/fixtures/weather_16k.wav says "the weather is nice today. one two three." Whisper tiny.en
-reads it as "The weather is nice today, 1, 2, 3." (tests/fixtures/README.md), so transcripts
-are compared after `bench.wer.normalise` (numbers in words, no case or punctuation).
+devkit/fixtures/weather_16k.wav says "the weather is nice today. one two three." Whisper tiny.en
+reads it as "The weather is nice today, 1, 2, 3." (devkit/fixtures/README.md), so transcripts
+are compared after `devkit.wer.normalise` (numbers in words, no case or punctuation).
 """
 
 from __future__ import annotations
 
-from bench.wer import normalise
+from devkit.wer import normalise
 
 CONTENT_WORDS = frozenset({"weather", "nice", "today", "one", "two", "three"})
 # One content word may be misheard: PCM16 rounding of the same audio (-96 dB) turned "The

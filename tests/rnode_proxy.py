@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devkit.processes import free_port
 from orchestrator.tls import CertInfo, self_signed
-from tests.servers import free_port
 
 CONFIG = """
 daemon off;

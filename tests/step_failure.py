@@ -12,7 +12,7 @@ import httpx
 import msgpack
 import websockets
 
-from tests.servers import ServiceProcess
+from devkit.processes import ServiceProcess
 
 REASON = "step error: RuntimeError: simulated device fault"
 

@@ -13,9 +13,9 @@ import msgpack
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from kit.auth import API_KEY_HEADER
+from kit.protocol import MessageParser, ProtocolError, WireMessage
 from orchestrator.clients.errors import BackendAtCapacity, BackendError, BackendTimeout, BackendUnavailable
-from services.common.auth import API_KEY_HEADER
-from services.common.protocol import MessageParser, ProtocolError, WireMessage
 
 CONNECT_TIMEOUT_S = 2.0  # unmute allows 0.5 s for connect + Ready; we allow more on loaded CPUs
 CLOSE_TIMEOUT_S = 1.0  # websockets' 10 s default would stall a cancelled turn

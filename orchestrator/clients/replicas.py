@@ -28,10 +28,10 @@ from urllib.parse import urlsplit
 import httpx
 from prometheus_client import Gauge
 
+from kit.protocol import Capacity
 from orchestrator.clients.errors import BackendAtCapacity, BackendError, BackendUnavailable
 from orchestrator.clients.llm import LlmClient
 from orchestrator.clients.llm_request import LlmDelta, LlmRequest
-from services.common.steploop import Capacity
 
 logger = logging.getLogger(__name__)
 

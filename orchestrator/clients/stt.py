@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
+from kit.protocol import STT_SERVER_MESSAGES, MarkerIn, MessageParser, WireMessage, pack_audio
 from orchestrator.clients.errors import BackendUnavailable
 from orchestrator.clients.moshi_ws import MoshiStream, open_stream
-from services.common.protocol import STT_SERVER_MESSAGES, MarkerIn, MessageParser, WireMessage, pack_audio
 
 
 class SttStream(MoshiStream):

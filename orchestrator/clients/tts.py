@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from kit.protocol import TTS_SERVER_MESSAGES, Eos, MessageParser, TextIn
 from orchestrator.clients.moshi_ws import MoshiStream, open_stream
-from services.common.protocol import TTS_SERVER_MESSAGES, Eos, MessageParser, TextIn
 
 
 class TtsStream(MoshiStream):

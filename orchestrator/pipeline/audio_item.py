@@ -12,10 +12,10 @@ import asyncio
 
 import numpy as np
 
+from kit.audio import SAMPLE_RATE
+from kit.protocol import Error, MarkerOut, Word
 from orchestrator.clients.errors import BackendError, BackendTimeout
 from orchestrator.pipeline.backends import Backends
-from services.common.audio import SAMPLE_RATE
-from services.common.protocol import Error, MarkerOut, Word
 
 CHUNK_SAMPLES = SAMPLE_RATE  # one second per message, far below the STT's message limit
 MARGIN_S = 5.0  # beyond the clip's own length: a connect and the STT's flush

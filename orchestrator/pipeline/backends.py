@@ -13,11 +13,11 @@ from typing import Protocol, Self
 
 import numpy as np
 
+from kit.protocol import WireMessage
 from orchestrator.clients.llm_request import LlmDelta, LlmRequest
 from orchestrator.clients.replicas import LlmReplicas, ReplicaPool
 from orchestrator.clients.stt import SttStream
 from orchestrator.clients.tts import TtsStream
-from services.common.protocol import WireMessage
 
 
 class Stream(Protocol):

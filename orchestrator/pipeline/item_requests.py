@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from kit.audio import SAMPLE_RATE
 from orchestrator.clients.errors import BackendError
 from orchestrator.pipeline.audio_item import transcribe_clip
 from orchestrator.pipeline.backends import Backends
@@ -17,7 +18,6 @@ from orchestrator.pipeline.events import ItemCreated, ItemDeleted, Problem, Sess
 from orchestrator.pipeline.history import History
 from orchestrator.pipeline.items import FunctionCallOutput, Item, Message, snapshot
 from orchestrator.pipeline.replies import Spawn
-from services.common.audio import SAMPLE_RATE
 
 ROOT = "root"  # as `previous_item_id`: the start of the conversation (OpenAI's name)
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from kit.audio import SAMPLE_RATE
 from orchestrator.pipeline.latency import TurnLatency
-from services.common.audio import SAMPLE_RATE
 
 
 class Playback:

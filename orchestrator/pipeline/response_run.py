@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection
 from functools import partial
 from typing import Literal
 
+from kit.protocol import AudioOut, Error, TextOut
 from orchestrator.clients.errors import BackendError
 from orchestrator.clients.llm_request import LlmRequest, ToolCallDelta
 from orchestrator.pipeline.backends import Backends, TtsConnection
@@ -37,7 +38,6 @@ from orchestrator.pipeline.latency import TurnLatency
 from orchestrator.pipeline.playback import Playback
 from orchestrator.pipeline.reply_output import Action, ReplyOutput
 from orchestrator.pipeline.speech_text import SpeechWords
-from services.common.protocol import AudioOut, Error, TextOut
 
 Words = asyncio.Queue[str | None]  # the words for the TTS, None at the end
 

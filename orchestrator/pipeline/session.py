@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from kit.protocol import Error, Step, WireMessage, Word
 from orchestrator.clients.errors import BackendError
 from orchestrator.pipeline.backends import Backends
 from orchestrator.pipeline.config import ResponseRequest, SessionConfig
@@ -44,7 +45,6 @@ from orchestrator.pipeline.response_run import ResponseRun
 from orchestrator.pipeline.stt_link import SttLink
 from orchestrator.pipeline.turns import TurnEvent
 from orchestrator.pipeline.user_turn import FinishedTurn, UserTurn
-from services.common.protocol import Error, Step, WireMessage, Word
 
 IDLE_PROMPT = "(The user has said nothing for {seconds:.0f} s.)"
 

@@ -16,10 +16,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from kit.audio import FRAME_SECONDS, SAMPLE_RATE
+from kit.protocol import MarkerOut, Step, WireMessage
 from orchestrator.clients.errors import BackendError, BackendTimeout
 from orchestrator.pipeline.backends import Backends, SttConnection
-from services.common.audio import FRAME_SECONDS, SAMPLE_RATE
-from services.common.protocol import MarkerOut, Step, WireMessage
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from kit.audio import FRAME_SECONDS
 from orchestrator.pipeline.config import TurnDetectionConfig
-from services.common.audio import FRAME_SECONDS
 
 MIN_SPEECH_STEPS = 2  # 160 ms: a click or a breath is not a turn
 VOICED_BELOW = 0.5

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kit.audio import SAMPLE_RATE
 from orchestrator.pipeline.config import TurnDetectionConfig
 from orchestrator.pipeline.events import new_id
 from orchestrator.pipeline.turns import FRAME_MS, TurnDetector, TurnEvent
-from services.common.audio import SAMPLE_RATE
 
 TURN_AUDIO_S = 8.0  # what the end-of-turn model looks at
 # Words that acknowledge rather than interrupt ("mm-hm", "yeah" while the assistant talks);

@@ -18,6 +18,8 @@ import numpy as np
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
+from kit.audio import SAMPLE_RATE
+from kit.ratelimit import POLICY_VIOLATION, MessageBudget, RateLimitExceeded
 from orchestrator.auth import accepted_subprotocol
 from orchestrator.pipeline.backends import Backends
 from orchestrator.pipeline.events import SessionEvent
@@ -45,8 +47,6 @@ from orchestrator.realtime.server_events import ErrorEvent, SessionCreated, Sess
 from orchestrator.realtime.server_items import ServerEvent
 from orchestrator.realtime.session_model import Session, TurnDetection
 from orchestrator.settings import OrchestratorSettings
-from services.common.audio import SAMPLE_RATE
-from services.common.ratelimit import POLICY_VIOLATION, MessageBudget, RateLimitExceeded
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
+from kit.audio import SAMPLE_RATE as INPUT_RATE
 from orchestrator.turn_model.whisper_features import SAMPLE_RATE, WINDOW_SECONDS, log_mel_features
-from services.common.audio import SAMPLE_RATE as INPUT_RATE
 
 if TYPE_CHECKING:
     import onnxruntime

@@ -1,2 +1,3 @@
-"""What every service shares: settings, audio framing, the msgpack wire protocol,
-API-key auth, health/readiness/metrics routes and logging."""
+"""What only the two model services share: the step loop, the model's lifecycle around it,
+checkpoint lookup and the torch device helpers. What the orchestrator shares with them too
+is in `kit`."""

@@ -1,6 +1,6 @@
 """What every model service does around its model: load it off the event loop, warm it
-up, run its step loop, report readiness, stop cleanly, and exit non-zero if loading or a
-step fails."""
+up, run its step loop, report readiness, and stop the process if loading or a step fails
+(`kit.serve` then exits non-zero, reading `ModelState.failed`)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,13 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from fastapi import FastAPI, WebSocket
 from pydantic import SecretStr
 
-from services.common.auth import authorize_websocket
-from services.common.protocol import Error
-from services.common.settings import ServiceSettings
+from kit.auth import authorize_websocket
+from kit.protocol import Error
 from services.common.steploop import StepFailed, StepLoop
 
 logger = logging.getLogger(__name__)
@@ -130,23 +128,3 @@ async def admit_stream(ws: WebSocket, key: SecretStr, state: ModelState[L]) -> L
         await ws.close(code=1013)
         return None
     return state.loop
-
-
-def serve(
-    app: FastAPI,
-    settings: ServiceSettings,
-    state: ModelState[Any] | None,
-    name: str,
-    *,
-    tls: tuple[Path, Path] | None = None,
-) -> None:
-    """Run uvicorn, over HTTPS/WSS when `tls` (certificate, key) is given; exit non-zero
-    when the model failed to load."""
-    import uvicorn
-
-    from services.common.server import server_config
-
-    server = uvicorn.Server(server_config(app, settings, tls=tls))
-    server.run()
-    if state is not None and state.failed:
-        raise SystemExit(f"{name} service stopped: {state.status}")

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from services.common.protocol import Error, WireMessage
+from kit.protocol import Capacity, Error, WireMessage
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +48,6 @@ class Batch(Generic[R]):
     compute: Callable[[], R]
     #: Runs on the event loop; returns True when more work may be ready at once.
     deliver: Callable[[R], bool]
-
-
-@dataclass(frozen=True)
-class Capacity:
-    """How many streams a service runs at once, and how many more it would take now."""
-
-    slots: int
-    free_slots: int
 
 
 class StepLoop(abc.ABC, Generic[S]):

@@ -6,7 +6,7 @@ Every flag can also be set by environment (``STT_ENGINE``, ``STT_MODEL``, ``STT_
 
 from __future__ import annotations
 
-from services.common.cli import common_flags, run
+from kit.serve import common_flags, run
 from services.stt.app import build_app
 from services.stt.settings import SttSettings
 

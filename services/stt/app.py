@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket
 
-from services.common.audio import SAMPLE_RATE
-from services.common.auth import require_http_key
+from kit.audio import SAMPLE_RATE
+from kit.auth import require_http_key
+from kit.routes import service_routes
 from services.common.lifecycle import ModelState, admit_stream, model_lifespan
-from services.common.routes import service_routes
 from services.stt.batcher import SttBatcher
 from services.stt.engines import load_engine
 from services.stt.engines.base import SttEngine

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.common.audio import FRAME_SIZE, FrameBuffer, Pcm
-from services.common.protocol import Error, MarkerOut, Step, WireMessage
+from kit.audio import FRAME_SIZE, FrameBuffer, Pcm
+from kit.protocol import Error, MarkerOut, Step, WireMessage
 from services.common.steploop import Batch, StepLoop
 from services.stt import metrics
 from services.stt.engines.base import FrameResult, LateWords, SttEngine

@@ -9,8 +9,8 @@ import logging
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.types import Message
 
-from services.common.audio import FRAME_SIZE
-from services.common.protocol import (
+from kit.audio import FRAME_SIZE
+from kit.protocol import (
     STT_CLIENT_MESSAGES,
     AudioIn,
     Error,
@@ -20,7 +20,7 @@ from services.common.protocol import (
     Ready,
     WireMessage,
 )
-from services.common.ratelimit import POLICY_VIOLATION, MessageBudget, RateLimitExceeded
+from kit.ratelimit import POLICY_VIOLATION, MessageBudget, RateLimitExceeded
 from services.stt import metrics
 from services.stt.batcher import Slot, SttBatcher
 from services.stt.settings import SttSettings

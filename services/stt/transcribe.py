@@ -8,9 +8,9 @@ import time
 from fastapi import HTTPException, Request
 from pydantic import BaseModel
 
-from services.common.audio import SAMPLE_RATE, AudioFormatError, AudioTooLongError, decode_audio_file
-from services.common.http_body import read_body
-from services.common.protocol import EndWord, MarkerOut, Word
+from kit.audio import SAMPLE_RATE, AudioFormatError, AudioTooLongError, decode_audio_file
+from kit.http_body import read_body
+from kit.protocol import EndWord, MarkerOut, Word
 from services.stt.batcher import SttBatcher
 from services.stt.settings import SttSettings
 

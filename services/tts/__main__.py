@@ -6,7 +6,7 @@ Every flag can also be set by environment (``TTS_ENGINE``, ``TTS_MODEL``, ``TTS_
 
 from __future__ import annotations
 
-from services.common.cli import common_flags, run
+from kit.serve import common_flags, run
 from services.tts.app import build_app
 from services.tts.settings import TtsSettings
 

@@ -8,10 +8,10 @@ from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
-from services.common.auth import require_http_key
-from services.common.http_body import json_body_openapi, read_json_body
+from kit.auth import require_http_key
+from kit.http_body import json_body_openapi, read_json_body
+from kit.routes import service_routes
 from services.common.lifecycle import ModelState, admit_stream, model_lifespan
-from services.common.routes import service_routes
 from services.tts.batcher import TtsBatcher
 from services.tts.engines import load_engine
 from services.tts.engines.base import TtsEngine

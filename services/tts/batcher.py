@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from services.common.protocol import AudioOut, Error, WireMessage
+from kit.protocol import AudioOut, Error, WireMessage
 from services.common.steploop import Batch, StepLoop
 from services.tts import metrics
 from services.tts.engines.base import SlotInput, SlotOutput, StepResult, StreamStart, TtsEngine

@@ -11,7 +11,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.types import Message
 
-from services.common.protocol import (
+from kit.protocol import (
     TTS_CLIENT_MESSAGES,
     AudioOut,
     Eos,
@@ -24,7 +24,7 @@ from services.common.protocol import (
     WireMessage,
     describe_errors,
 )
-from services.common.ratelimit import POLICY_VIOLATION, MessageBudget, RateLimitExceeded
+from kit.ratelimit import POLICY_VIOLATION, MessageBudget, RateLimitExceeded
 from services.tts import metrics
 from services.tts.batcher import TtsBatcher, TtsSlot
 from services.tts.engines.base import StreamStart, TtsEngine, VoiceError

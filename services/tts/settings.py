@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from services.common.settings import ServiceSettings
+from kit.settings import ServiceSettings
 
 
 def parse_aliases(value: object) -> object:

@@ -10,8 +10,8 @@ from fastapi import HTTPException
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from services.common.audio import SAMPLE_RATE
-from services.common.protocol import AudioOut, Error
+from kit.audio import SAMPLE_RATE
+from kit.protocol import AudioOut, Error
 from services.tts.batcher import TtsBatcher, TtsSlot
 from services.tts.session import MAX_VOICE_NAME, stream_start
 from services.tts.settings import TtsSettings

@@ -51,7 +51,7 @@ start_instance() {  # NAME: start it in the background with the job's environmen
   event starting "$name" "port ${INST_PORT[$name]}"
   if [[ $RUNTIME == host ]]; then
     # The job's env file wins over the submitting shell's. No bytecode: made under umask 077
-    # it would sit in the checkout unreadable to others, and slurm/build copies services/.
+    # it would sit in the checkout unreadable to others, and slurm/build copies kit/ and services/.
     local settings=()
     mapfile -t settings <"$JOB_ENV"
     (cd "$JOB_DIR" && exec env "${settings[@]}" "${extra[@]}" PYTHONDONTWRITEBYTECODE=1 \
@@ -94,7 +94,7 @@ ready() {  # NAME
   local name=$1 extra=()
   mapfile -t extra < <(instance_env "$name")
   if [[ $RUNTIME == host ]]; then
-    env "${extra[@]}" "$(python_bin)" -m services.common.healthcheck --service "${INST_SERVICE[$name]}" --timeout 4 >/dev/null
+    env "${extra[@]}" "$(python_bin)" -m kit.healthcheck --service "${INST_SERVICE[$name]}" --timeout 4 >/dev/null
   else
     apptainer test --env-file "$JOB_ENV" "${extra[@]/#/--env=}" "$(sif "${INST_SERVICE[$name]}")" >/dev/null 2>&1
   fi

@@ -94,7 +94,7 @@ def test_published_architectures_build_with_the_stated_parameter_counts():
     import torch
     from moshi.models import loaders
 
-    from services.common.tiny_checkpoints import lm_kwargs
+    from devkit.checkpoints import lm_kwargs
 
     published = json.loads((ROOT / "bench/architectures.json").read_text())["models"]
     for name, entry in published.items():

@@ -78,12 +78,13 @@ def test_tiny_run_reports_every_stage_and_stops_every_process(tmp_path):
 
 
 def test_a_service_that_dies_is_named_with_its_log(tmp_path):
-    from bench.e2e_stack import Stack, StackError
+    from bench.e2e_stack import Stack
+    from devkit.processes import ServiceError
 
-    stack = Stack(tmp_path, dict(os.environ))
+    stack = Stack(tmp_path, "key", {})
     try:
         stack.start("stt", ["-c", "import sys; print('model file is corrupt'); sys.exit(3)"])
-        with pytest.raises(StackError) as failure:
+        with pytest.raises(ServiceError) as failure:
             stack.wait_ready(["stt"], timeout_s=60)
     finally:
         stack.stop()

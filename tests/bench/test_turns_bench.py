@@ -11,7 +11,7 @@ import pytest
 
 from bench.turn_corpus import INTERJECTIONS, KINDS, MID_TURN_PAUSES, SHORT_COUNTS, CorpusMaker
 from bench.turns import parse_config
-from services.common.audio import SAMPLE_RATE
+from kit.audio import SAMPLE_RATE
 from tests.bench.test_benchmarks_run import run_bench
 
 pytestmark = pytest.mark.lite

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from services.common.audio import resample
-from tests.realtime_client import speech
+from devkit.realtime_client import speech
+from kit.audio import resample
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 CHROMIUM_ARGS = [

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from devkit.processes import ServiceProcess
 from orchestrator.tls import CertInfo, self_signed
 from tests.browser.conftest import SCREENSHOTS
 from tests.conftest import Stack, start_orchestrator
 from tests.orchestrator.test_tls import serving_tls
 from tests.phrase import heard_the_phrase
-from tests.servers import ServiceProcess
 
 pytestmark = pytest.mark.lite
 

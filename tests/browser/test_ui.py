@@ -85,8 +85,8 @@ def fragile_stack(whisper_stt, api_key, tmp_path_factory):
     """The lite stack with a TTS the test can kill and restart."""
     import secrets
 
+    from devkit.processes import Restartable
     from tests.conftest import Stack, start_llm, start_orchestrator
-    from tests.servers import Restartable
 
     tts = Restartable(
         ("services.tts", ["--engine", "piper", "--batch-size", "2"]), api_key, tmp_path_factory.mktemp("tts")

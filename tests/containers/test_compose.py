@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
-from services.common.tiny_checkpoints import STT_REPO, TTS_REPO, TTS_VOICES_REPO
+from devkit.checkpoints import STT_REPO, TTS_REPO, TTS_VOICES_REPO
+from devkit.llm_server import MODEL as SCRIPTED_MODEL
+from devkit.processes import free_port
 from tests.containers.engine import (
     BASE_IMAGE,
     ROOT,
@@ -25,8 +27,6 @@ from tests.containers.engine import (
     image,
 )
 from tests.deployment.suite import run_deployment_suite
-from tests.llm_server import MODEL as SCRIPTED_MODEL
-from tests.servers import free_port
 
 COMPOSE_FILE = ROOT / "compose.yaml"
 CI_OVERRIDE = ROOT / "tests/containers/compose.ci.yaml"
@@ -254,12 +254,12 @@ def test_ci_changes_only_the_gpu_the_llm_and_a_read_only_cache(tmp_path: Path) -
         }, name
         assert "deploy" not in ci[name], name
         read_only_cache = {(s, t, ro or t == "/data/hf") for s, t, ro in mounts(service)}
-        tests_mount = {(str(ROOT / "tests"), "/app/tests", True)} if name == "llm" else set()
-        assert mounts(ci[name]) == read_only_cache | tests_mount, name
+        devkit_mount = {(str(ROOT / "devkit"), "/app/devkit", True)} if name == "llm" else set()
+        assert mounts(ci[name]) == read_only_cache | devkit_mount, name
     llm = ci["llm"]
     assert (llm["image"], llm["entrypoint"], llm["command"]) == (
         image("orchestrator"),
-        ["python", "-m", "tests.llm_server"],
+        ["python", "-m", "devkit.llm_server"],
         ["--host", "0.0.0.0", "--port", str(values["LLM_PORT"])],
     )
 

@@ -25,7 +25,7 @@ def test_dockerfile_and_def_agree(image):
     assert spec.command[:2] == ("python", "-m") and spec.healthcheck[:3] == (
         "python",
         "-m",
-        "services.common.healthcheck",
+        "kit.healthcheck",
     )
 
 
@@ -119,7 +119,7 @@ def test_llm_healthcheck_needs_the_served_model(tmp_path, monkeypatch):
     import http.server
     import threading
 
-    from services.common import healthcheck
+    from kit import healthcheck
 
     class Models(http.server.BaseHTTPRequestHandler):
         def do_GET(self):

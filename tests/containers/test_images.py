@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.tiny_checkpoints import STT_REPO, TTS_REPO
+from devkit.checkpoints import STT_REPO, TTS_REPO
 from tests.containers.engine import SERVICE_IMAGES, docker, image
 
 pytestmark = pytest.mark.usefixtures("service_images")
@@ -23,7 +23,7 @@ def test_image_runs_as_user_1000_with_the_project_healthcheck(service: str) -> N
     (inspected,) = json.loads(docker("image", "inspect", image(service), timeout=60).stdout)
     assert inspected["Config"]["User"] == "1000"
     assert inspected["Config"]["Healthcheck"]["Test"] == [
-        *("CMD", "python", "-m", "services.common.healthcheck"),
+        *("CMD", "python", "-m", "kit.healthcheck"),
         *("--service", service, "--timeout", "4"),
     ]
 

@@ -11,9 +11,9 @@ import httpx
 import pytest
 import websockets
 
+from devkit.realtime_client import RealtimeTestClient, append_event, speech
 from tests import stt_client, tts_client
 from tests.deployment.conftest import Deployment
-from tests.realtime_client import RealtimeTestClient, append_event, speech
 
 
 @pytest.mark.parametrize("service", ["stt", "tts", "orchestrator"])

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from devkit.processes import ServiceProcess
 from tests.conftest import lite_service, start_llm, start_orchestrator
-from tests.servers import ServiceProcess
 
 SHORT_TIMEOUTS = {
     "HTTP_HEADER_TIMEOUT_S": "1",

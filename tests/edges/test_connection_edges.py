@@ -24,9 +24,9 @@ import pytest
 import websockets
 from websockets.frames import Close, Opcode
 
+from kit.settings import ServiceSettings
 from orchestrator.realtime.client_events import MAX_EVENT_OVERHEAD_CHARS
 from orchestrator.settings import OrchestratorSettings
-from services.common.settings import ServiceSettings
 from tests.edges.conftest import Edge
 from tests.fuzz.harness import LogWatch, settle
 from tests.raw_client import (

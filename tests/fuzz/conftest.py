@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from devkit.processes import ServiceProcess
 from tests.conftest import Stack, lite_service, orchestrated
-from tests.servers import ServiceProcess
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from websockets.frames import Close, Opcode
 
+from devkit.processes import ServiceProcess
 from tests.raw_client import RawConnection, RawWebSocket, client_frame, http_request, upgrade_request
-from tests.servers import ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_GAP_S = 1.0

@@ -27,7 +27,7 @@ import msgpack
 import numpy as np
 import websockets
 
-from tests.realtime_client import speech
+from devkit.realtime_client import speech
 from tests.stt_client import FRAME, audio_msg, speechlike
 from tests.tts_client import EOS, text_msg
 

@@ -22,11 +22,11 @@ import httpx
 import pytest
 import yaml
 
+from devkit.processes import ServiceProcess, free_port
 from tests.browser.conftest import SCREENSHOTS, browser_page, require_chromium  # noqa: F401
 from tests.browser.test_https import network_ipv4
 from tests.conftest import start_llm
 from tests.rnode_proxy import rnode_proxy
-from tests.servers import ServiceProcess, free_port
 from tests.slurm.jobs import ACTIVE, ROOT, processes_in, require_host_slurm
 
 pytestmark = pytest.mark.lite

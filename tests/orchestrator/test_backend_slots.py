@@ -19,9 +19,9 @@ import websockets
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from devkit.processes import start_service
+from devkit.realtime_client import RealtimeTestClient, append_event, speech
 from tests.conftest import Stack, lite_service, start_llm, start_orchestrator
-from tests.realtime_client import RealtimeTestClient, append_event, speech
-from tests.servers import start_service
 
 pytestmark = pytest.mark.lite
 

@@ -11,8 +11,8 @@ import httpx
 import numpy as np
 import pytest
 
-from services.common.audio import SAMPLE_RATE
-from tests.realtime_client import RealtimeTestClient, speech
+from devkit.realtime_client import RealtimeTestClient, speech
+from kit.audio import SAMPLE_RATE
 
 pytestmark = pytest.mark.lite
 

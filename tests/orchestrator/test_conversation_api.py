@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from devkit.realtime_client import RealtimeTestClient, append_event, speech
 from tests.orchestrator.test_openai_schema import assert_sdk_accepts
-from tests.realtime_client import RealtimeTestClient, append_event, speech
 
 pytestmark = pytest.mark.lite
 

@@ -8,15 +8,15 @@ from collections.abc import Iterator
 
 import pytest
 
+from devkit.processes import Restartable
+from devkit.realtime_client import RealtimeTestClient, append_event, speech
 from tests.conftest import Stack, start_orchestrator
-from tests.realtime_client import RealtimeTestClient, append_event, speech
-from tests.servers import Restartable
 
 pytestmark = pytest.mark.lite
 
 STT_ARGS = ("services.stt", ["--engine", "whisper", "--batch-size", "2"])
 TTS_ARGS = ("services.tts", ["--engine", "piper", "--batch-size", "2"])
-LLM_ARGS = ("tests.llm_server", [])
+LLM_ARGS = ("devkit.llm_server", [])
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from devkit.realtime_client import RealtimeTestClient
 from orchestrator.app import build_app
 from orchestrator.pipeline.session import VoiceSession
 from orchestrator.settings import OrchestratorSettings
-from tests.realtime_client import RealtimeTestClient
 
 
 def session_update(session: object, event_id: str) -> str:

@@ -14,7 +14,7 @@ import pytest
 from openai.types.realtime import RealtimeServerEvent
 from pydantic import BaseModel
 
-from tests.realtime_client import RealtimeTestClient, append_event, speech
+from devkit.realtime_client import RealtimeTestClient, append_event, speech
 
 pytestmark = pytest.mark.lite
 

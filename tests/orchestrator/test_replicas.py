@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from devkit.processes import Restartable, ServiceProcess
+from devkit.realtime_client import RealtimeTestClient, append_event, speech
 from tests.conftest import start_llm, start_orchestrator
-from tests.realtime_client import RealtimeTestClient, append_event, speech
-from tests.servers import Restartable, ServiceProcess
 
 pytestmark = pytest.mark.lite
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import websockets
 
-from tests.realtime_client import RealtimeTestClient, append_event, speech
+from devkit.realtime_client import RealtimeTestClient, append_event, speech
 
 pytestmark = pytest.mark.lite
 

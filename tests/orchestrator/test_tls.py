@@ -22,10 +22,10 @@ import websockets
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from devkit.processes import start_service
+from devkit.realtime_client import RealtimeTestClient
 from orchestrator.tls import DEFAULT_DAYS, CertInfo, TlsError, check_pair, self_signed
 from tests.conftest import Stack
-from tests.realtime_client import RealtimeTestClient
-from tests.servers import start_service
 from tests.tls_pairs import write_pair
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -217,15 +217,15 @@ def test_the_healthcheck_probes_the_orchestrator_over_https_when_it_has_a_certif
 ) -> None:
     with serving_tls(lite_stack, pair, tmp_path) as port:
         https = {"ORCHESTRATOR_PORT": str(port), "ORCHESTRATOR_TLS_CERT_FILE": str(pair.cert)}
-        ready = python_m("services.common.healthcheck", "--service", "orchestrator", env=https)
+        ready = python_m("kit.healthcheck", "--service", "orchestrator", env=https)
         assert (ready.returncode, ready.stdout) == (0, "ready\n"), ready
         without = python_m(
-            "services.common.healthcheck", "--service", "orchestrator", env={"ORCHESTRATOR_PORT": str(port)}
+            "kit.healthcheck", "--service", "orchestrator", env={"ORCHESTRATOR_PORT": str(port)}
         )
         assert without.returncode == 1 and without.stdout.startswith("not ready: unreachable")
     # Plain HTTP, as every other caller uses it, is unchanged.
     http = {"ORCHESTRATOR_PORT": str(lite_stack.orchestrator.port), "ORCHESTRATOR_TLS_CERT_FILE": ""}
-    ready = python_m("services.common.healthcheck", "--service", "orchestrator", env=http)
+    ready = python_m("kit.healthcheck", "--service", "orchestrator", env=http)
     assert (ready.returncode, ready.stdout) == (0, "ready\n"), ready
 
 
@@ -258,7 +258,7 @@ async def test_self_signed_mode_makes_a_certificate_at_start_and_prints_its_fing
         # The image's healthcheck probes it over https from the same settings.
         assert (
             python_m(
-                "services.common.healthcheck",
+                "kit.healthcheck",
                 "--service",
                 "orchestrator",
                 env={"ORCHESTRATOR_PORT": str(server.port), "ORCHESTRATOR_TLS": "self-signed"},

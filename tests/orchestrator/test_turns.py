@@ -7,8 +7,8 @@ import base64
 import numpy as np
 import pytest
 
+from devkit.realtime_client import RealtimeTestClient, append_event, speech
 from tests.phrase import heard_the_phrase
-from tests.realtime_client import RealtimeTestClient, append_event, speech
 from tests.stt_client import speechlike
 
 TURN_SEQUENCE = [

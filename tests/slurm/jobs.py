@@ -15,7 +15,7 @@ from typing import Protocol
 
 import pytest
 
-from tests.servers import free_port
+from devkit.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "slurm/instances.sbatch"

@@ -19,11 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.common.tiny_checkpoints import STT_REPO, TTS_REPO, TTS_VOICES_REPO
+from devkit.checkpoints import STT_REPO, TTS_REPO, TTS_VOICES_REPO
+from devkit.llm_server import MODEL as SCRIPTED_MODEL
+from devkit.processes import ServiceProcess, start_service
 from tests.containers.engine import BASE_IMAGE, ROOT, docker, require_engine
 from tests.deployment.suite import run_deployment_suite
-from tests.llm_server import MODEL as SCRIPTED_MODEL
-from tests.servers import ServiceProcess, start_service
 from tests.slurm.cluster import Cluster
 from tests.slurm.jobs import Job
 from tests.slurm.node import NODE_IMAGE, UID, Node
@@ -75,7 +75,7 @@ def sifs(node: Node) -> Path:
 @pytest.fixture(scope="module")
 def llm(tmp_path_factory: pytest.TempPathFactory, api_key: str) -> Iterator[ServiceProcess]:
     """The scripted OpenAI-compatible server on the host; the node shares the host's network."""
-    with start_service("tests.llm_server", [], api_key, tmp_path_factory.mktemp("llm")) as server:
+    with start_service("devkit.llm_server", [], api_key, tmp_path_factory.mktemp("llm")) as server:
         yield server
 
 
@@ -192,6 +192,7 @@ def test_a_def_that_fails_in_post_names_the_image_and_the_next_command(node: Nod
     text = (ROOT / "apptainer/stt.def").read_text()
     (tree / "apptainer/stt.def").write_text(re.sub(r"(?m)^%post\n", "%post\n    exit 3\n", text, count=1))
     (tree / "containers").symlink_to(ROOT / "containers")
+    (tree / "kit").symlink_to(ROOT / "kit")
     (tree / "services").symlink_to(ROOT / "services")
     for path in (tree, *tree.rglob("*")):
         os.lchown(path, UID, UID)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from devkit.processes import free_port
 from tests.browser.conftest import browser_page  # noqa: F401 (a fixture)
-from tests.servers import free_port
 from tests.slurm.jobs import ROOT, processes_in, require_host_slurm
 from tests.terminal import Terminal
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from services.common.cli import common_flags, run
+from kit.serve import common_flags, run
 from services.stt.app import build_app
 from services.stt.engines.base import FrameResult
 from services.stt.engines.whisper_decoder import Decoded, DecodeJob

@@ -124,7 +124,7 @@ def test_batch_size_changes_only_the_last_bits(tiny):
 
 
 def test_hf_cache_and_local_directory_load_the_same_model(tiny, monkeypatch):
-    from services.common.tiny_checkpoints import STT_REPO
+    from devkit.checkpoints import STT_REPO
 
     audio = speechlike(1.5, seed=5)
     local = _run_alone(_engine(str(tiny.stt_dir), 1), audio)

@@ -14,9 +14,9 @@ import pytest
 import soundfile
 import websockets
 
-from bench.wer import normalise
-from services.common.audio import SAMPLE_RATE, resample
-from tests.servers import start_service
+from devkit.processes import start_service
+from devkit.wer import normalise
+from kit.audio import SAMPLE_RATE, resample
 from tests.step_failure import assert_fails_loudly
 from tests.stt.faulty_stt import TRIGGER
 from tests.stt.test_whisper import EXPECTED, PHRASE, phrase_24k, recorded_24k

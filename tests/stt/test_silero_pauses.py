@@ -12,9 +12,9 @@ import pytest
 import soundfile
 import torch
 
-from services.common.audio import FRAME_SIZE, SAMPLE_RATE, resample
+from devkit import PHRASE_WAV
+from kit.audio import FRAME_SIZE, SAMPLE_RATE, resample
 from services.stt.engines.base import pause_probabilities
-from tests.conftest import FIXTURES
 
 pytestmark = pytest.mark.moshi
 
@@ -47,7 +47,7 @@ def _onnx_probs(session, audio_16k: np.ndarray, batch: int = 1) -> np.ndarray:
 
 
 def _speech() -> np.ndarray:
-    audio, rate = soundfile.read(FIXTURES / "weather_16k.wav", dtype="float32")
+    audio, rate = soundfile.read(PHRASE_WAV, dtype="float32")
     return resample(audio, rate, SAMPLE_RATE)
 
 

@@ -13,14 +13,14 @@ import soundfile
 
 from bench.recorded_speech import clip
 from bench.turn_corpus import click, cough
-from bench.wer import normalise, word_errors
-from services.common.audio import FRAME_SIZE, SAMPLE_RATE, resample
-from tests.conftest import FIXTURES
+from devkit import PHRASE_WAV
+from devkit.wer import normalise, word_errors
+from kit.audio import FRAME_SIZE, SAMPLE_RATE, resample
 from tests.stt_client import audio_msg, connect, marker_msg, transcribe_stream
 
 pytestmark = pytest.mark.lite
 
-PHRASE = FIXTURES / "weather_16k.wav"
+PHRASE = PHRASE_WAV
 PHRASE_TEXT = "the weather is nice today. one two three."
 # The phrase's words Whisper tiny.en must hear (it may split "today" into "to day").
 EXPECTED = {"weather", "nice", "one", "two", "three"}

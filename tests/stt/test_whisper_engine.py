@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from bench.turn_corpus import Synthesiser
-from bench.wer import normalise, word_errors
-from services.common.audio import FRAME_SIZE, SAMPLE_RATE
-from services.common.protocol import EndWord, Error, MarkerOut, Step, WireMessage, Word
+from devkit.wer import normalise, word_errors
+from kit.audio import FRAME_SIZE, SAMPLE_RATE
+from kit.protocol import EndWord, Error, MarkerOut, Step, WireMessage, Word
 from services.common.steploop import StepFailed
 from services.stt.batcher import Slot, SttBatcher
 from services.stt.engines import whisper_engine

@@ -4,7 +4,7 @@ their output and asks for the next reply): a spoken turn that calls one tool and
 with its result, a typed message (`send_message()`), and a barge-in that lands while a tool
 call's arguments are still streaming.
 
-The scripted LLM decides when a tool is called (tests/llm_server.py); the driver changes its
+The scripted LLM decides when a tool is called (devkit/llm_server.py); the driver changes its
 script between steps through `--llm`.
 
     .venv-clients/bin/python -m tests.thirdparty.agents_tools_driver --url ws://... --token T \\

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "weather_16k.wav"
+FIXTURE = Path(__file__).resolve().parents[2] / "devkit" / "fixtures" / "weather_16k.wav"
 RATE = 16_000  # the fixture's rate: each library resamples to the API's 24 kHz itself
 CHUNK_S = 0.1
 MIN_AUDIO_S = 0.5  # reply audio that shows a reply is really playing
@@ -88,12 +88,14 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--url", required=True, help="orchestrator base URL, e.g. ws://127.0.0.1:3004")
     parser.add_argument("--token", required=True, help="the orchestrator's ACCESS_TOKEN")
     parser.add_argument("--out", required=True, type=Path, help="where to write the JSON report")
-    parser.add_argument("--llm", default=None, help="the scripted LLM (tests/llm_server.py), e.g. http://...")
+    parser.add_argument(
+        "--llm", default=None, help="the scripted LLM (devkit/llm_server.py), e.g. http://..."
+    )
     return parser.parse_args()
 
 
 def script_llm(llm_url: str, **behaviour: Any) -> None:
-    """Tell the scripted LLM what its next completions do (tests/llm_server.py's /control)."""
+    """Tell the scripted LLM what its next completions do (devkit/llm_server.py's /control)."""
     body = json.dumps(behaviour).encode()
     request = urllib.request.Request(f"{llm_url}/control", body, {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=5) as answer:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.common.cli import common_flags, run
+from kit.serve import common_flags, run
 from services.tts.app import build_app
 from services.tts.engines import load_engine
 from services.tts.engines.base import SlotInput, StepResult, TtsEngine

@@ -102,7 +102,7 @@ def test_each_slot_speaks_with_its_own_voice(tiny, second_voice, differs):
 def test_model_and_voices_load_from_the_hf_cache(tiny, monkeypatch):
     import huggingface_hub.constants
 
-    from services.common.tiny_checkpoints import TTS_REPO, TTS_VOICES_REPO
+    from devkit.checkpoints import TTS_REPO, TTS_VOICES_REPO
 
     stream = STREAMS[3]
     ((local, _),) = _run(_engine(str(tiny.tts_dir), str(tiny.voices_dir), 1), [(0, 0, stream)])

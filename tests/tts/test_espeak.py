@@ -43,7 +43,7 @@ async def test_break_tag_adds_silence(espeak_tts):
 
 async def test_whisper_hears_what_espeak_says(espeak_tts, whisper_stt):
     """In the fixture's voice: Whisper tiny.en hears espeak-ng's default voice say "But whenever
-    is ice today?" (tests/fixtures/README.md)."""
+    is ice today?" (devkit/fixtures/README.md)."""
     async with httpx.AsyncClient(timeout=60) as client:
         audio = (
             await client.post(

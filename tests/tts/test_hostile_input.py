@@ -16,7 +16,7 @@ import msgpack
 import pytest
 import websockets
 
-from tests.servers import start_service
+from devkit.processes import start_service
 from tests.step_failure import assert_fails_loudly
 from tests.tts.faulty_tts import TRIGGER
 from tests.tts_client import EOS, TtsRun, connect, read_all, speak, text_msg

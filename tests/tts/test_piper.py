@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import websockets
 
-from services.common.audio import SAMPLE_RATE, resample
+from devkit.processes import ServiceError, start_service
+from kit.audio import SAMPLE_RATE, resample
 from services.tts.engines.base import SlotInput, StreamStart
 from services.tts.text import split_words
-from tests.servers import start_service
 from tests.tts.engine_steps import run_steps
 from tests.tts_client import (
     EOS,
@@ -266,7 +266,7 @@ def test_a_default_voice_that_does_not_load_stops_the_service(api_key, tmp_path)
     _, more = _voice_files(tmp_path)
     args = ["--engine", "piper", "--voice", str(more / "broken.onnx")]
     with (
-        pytest.raises(RuntimeError, match=r"exited with (?!0:)") as info,
+        pytest.raises(ServiceError, match=r"exited with status (?!0;)") as info,
         start_service("services.tts", args, api_key, tmp_path),
     ):
         pass

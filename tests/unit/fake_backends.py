@@ -1,6 +1,6 @@
 """In-process stand-ins for the STT, TTS and LLM, behind the pipeline's `Backends` seam.
 
-They speak the same typed messages as the real clients (`services.common.protocol`), and
+They speak the same typed messages as the real clients (`kit.protocol`), and
 the test drives them: it pushes the STT's words and steps, gates the LLM's tokens, and
 drops the STT connection when it wants an outage.
 """
@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 
+from kit.audio import FRAME_SIZE, SAMPLE_RATE
+from kit.protocol import AudioOut, MarkerOut, Step, TextOut, WireMessage, Word
 from orchestrator.clients.errors import BackendUnavailable
 from orchestrator.clients.llm_request import ChatMessage, LlmDelta, LlmRequest, ToolCallDelta
 from orchestrator.pipeline.session import VoiceSession
-from services.common.audio import FRAME_SIZE, SAMPLE_RATE
-from services.common.protocol import AudioOut, MarkerOut, Step, TextOut, WireMessage, Word
 
 VOICED = [0.0, 0.0, 0.0, 0.0]  # prs of a frame with speech: no pause ahead
 PAUSE = [1.0, 1.0, 1.0, 1.0]  # prs of a frame in a pause

@@ -1,4 +1,4 @@
-"""Unit tests of services/common and the engine-independent STT pieces (no model needed)."""
+"""Unit tests of kit/, services/common and the engine-independent STT pieces (no model needed)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from pydantic import SecretStr
 
-from services.common.audio import FRAME_SIZE, AudioFormatError, FrameBuffer, frames_for, to_pcm
-from services.common.auth import key_matches
-from services.common.logs import RedactSecrets, redact
-from services.common.protocol import (
+from kit.audio import FRAME_SIZE, AudioFormatError, FrameBuffer, frames_for, to_pcm
+from kit.auth import key_matches
+from kit.logs import RedactSecrets, redact
+from kit.protocol import (
     STT_CLIENT_MESSAGES,
     AudioIn,
     MarkerIn,
@@ -21,7 +21,7 @@ from services.common.protocol import (
     Step,
     Word,
 )
-from services.common.ratelimit import MessageBudget, RateLimitExceeded
+from kit.ratelimit import MessageBudget, RateLimitExceeded
 from services.stt.engines.base import pause_probabilities
 from services.stt.engines.words import WordDecoder
 from services.stt.settings import SttSettings

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port
+from devkit.processes import free_port
 
 pytestmark = pytest.mark.lite
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import free_port
+from devkit.processes import free_port
 from tests.tls_pairs import write_pair
 from tests.unit.slurm_scripts import ROOT, SLURM, load
 

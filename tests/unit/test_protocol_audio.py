@@ -7,7 +7,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from services.common.protocol import (
+from kit.protocol import (
     STT_CLIENT_MESSAGES,
     TTS_SERVER_MESSAGES,
     AudioIn,

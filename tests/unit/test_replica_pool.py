@@ -11,6 +11,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from kit.protocol import Capacity
 from orchestrator.clients.errors import BackendAtCapacity, BackendTimeout, BackendUnavailable
 from orchestrator.clients.llm_request import LlmRequest
 from orchestrator.clients.replicas import (
@@ -23,7 +24,6 @@ from orchestrator.clients.replicas import (
     ready_prober,
 )
 from orchestrator.settings import OrchestratorSettings
-from services.common.steploop import Capacity
 
 
 class FakeProber:

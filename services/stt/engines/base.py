@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from services.common.audio import FRAME_SIZE
-from services.common.protocol import EndWord, Word
+from kit.audio import FRAME_SIZE
+from kit.protocol import EndWord, Word
 
 # Pause horizons of the prs vector, as moshi-server's end-of-turn heads define them.
 PAUSE_HORIZONS_S = (0.5, 1.0, 2.0, 3.0)

@@ -20,8 +20,9 @@ from moshi.models.loaders import CheckpointInfo
 from moshi.modules.streaming import StreamingModule
 from moshi.utils.compile import no_compile
 
-from services.common.audio import FRAME_RATE, frames_for
+from kit.audio import FRAME_RATE, frames_for
 from services.common.checkpoint import load_checkpoint_info
+from services.common.torch_device import resolve_device, resolve_dtype
 from services.stt.engines.base import FrameResult, SttEngine, round_prs
 from services.stt.engines.silero_pauses import SileroPauses, to_device
 from services.stt.engines.words import SlotWordDecoders
@@ -32,20 +33,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_DELAY_S = 5.0
 DEFAULT_PREFIX_S = 1.0
 NO_TOKEN = -1  # the token column of a step whose LM output is not out yet
-
-
-def resolve_device(device: str) -> torch.device:
-    """`auto` picks CUDA when present."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """`auto` is bf16 on CUDA (as Kyutai serves it) and fp32 on CPU (bf16 matmuls are slow there)."""
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, dtype)
 
 
 def _extra_heads_in_weights(path: os.PathLike[str]) -> int:

@@ -26,7 +26,7 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-from services.common.audio import FRAME_SIZE, SAMPLE_RATE
+from kit.audio import FRAME_SIZE, SAMPLE_RATE
 from services.stt.engines.base import pause_probabilities_array
 
 VAD_RATE = 16_000

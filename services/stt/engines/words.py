@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from services.common.protocol import EndWord, Word
+from kit.protocol import EndWord, Word
 
 PAD_TOKEN = 3
 WORD_START_TOKEN = 0

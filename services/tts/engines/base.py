@@ -16,7 +16,7 @@ from types import MappingProxyType
 import numpy as np
 import numpy.typing as npt
 
-from services.common.protocol import TextOut
+from kit.protocol import TextOut
 from services.tts.text import Word
 
 logger = logging.getLogger(__name__)

@@ -38,10 +38,10 @@ from moshi.modules.transformer import StreamingMultiheadAttention
 from moshi.utils.compile import no_compile
 from safetensors.torch import save_file
 
-from services.common.audio import FRAME_RATE
+from kit.audio import FRAME_RATE
+from kit.protocol import TextOut
 from services.common.checkpoint import load_checkpoint_info
-from services.common.protocol import TextOut
-from services.stt.engines.moshi_engine import resolve_device, resolve_dtype
+from services.common.torch_device import resolve_device, resolve_dtype
 from services.tts.engines.base import SlotInput, SlotOutput, StepResult, TtsEngine, VoiceError
 from services.tts.engines.voices import VoiceCatalogue
 from services.tts.settings import TtsSettings

@@ -33,8 +33,8 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
-from services.common.audio import SAMPLE_RATE, FrameBuffer
-from services.common.protocol import TextOut
+from kit.audio import SAMPLE_RATE, FrameBuffer
+from kit.protocol import TextOut
 from services.tts.engines.base import SlotInput, SlotOutput, StepResult, TtsEngine, VoiceError
 from services.tts.engines.phrasing import PhrasePolicy
 from services.tts.text import Word

@@ -31,7 +31,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.frames import CloseCode
 from websockets.protocol import State
 
-from services.common.settings import ServiceSettings
+from kit.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
 

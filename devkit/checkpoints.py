@@ -1,4 +1,5 @@
-"""Deterministic tiny random-weight Kyutai STT and TTS checkpoints for CPU tests and demos.
+"""Deterministic random-weight Kyutai STT and TTS checkpoints: tiny ones for CPU tests and
+demos, and (`build_random_checkpoints`) any published architecture's size for the benchmarks.
 
 No model can be downloaded in CI, so the project writes its own checkpoints in the
 on-disk format of Kyutai's Hugging Face repos (``config.json`` with the real keys, LM
@@ -7,9 +8,10 @@ with dimensions small enough to step in milliseconds on a CPU. They load through
 unchanged ``moshi`` loaders, from a local directory or from a Hugging Face cache under
 a repo id that is clearly not Kyutai's.
 
-    python -m services.common.tiny_checkpoints --out build/tiny --hf-home build/hf
+    python -m devkit.checkpoints --out build/tiny --hf-home build/hf
 
-Random weights say nothing meaningful: tests check protocol, timing, state and shapes.
+Random weights say nothing meaningful: tests check protocol, timing, state and shapes, and
+benchmarks the cost of a step, which is the same whatever the weights hold.
 """
 
 from __future__ import annotations

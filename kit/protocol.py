@@ -9,6 +9,9 @@ clients and unmute's strict pydantic clients read our messages unchanged.
 they are packed and read straight between numpy and msgpack bytes (`pack_audio`, and a
 fast path in `MessageParser.parse`): a Python float per sample cost ~0.2-0.4 ms a frame.
 
+`Capacity` is the one thing the services tell the orchestrator outside a stream: their
+slots, in the /ready answer.
+
 Reference: ../shared/reference/moshi-server-protocol.md (sections 0-2).
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import math
 import reprlib
 import struct
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, Self, Union
 
 import msgpack
@@ -34,7 +38,7 @@ from pydantic import (
 )
 from pydantic.functional_validators import PlainValidator
 
-from services.common.audio import AudioFormatError, Pcm, to_pcm
+from kit.audio import AudioFormatError, Pcm, to_pcm
 
 
 class ProtocolError(ValueError):
@@ -254,6 +258,18 @@ class TextOut(WireMessage):
     text: str
     start_s: float
     stop_s: float
+
+
+# ---- /ready: how many streams a service takes ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """How many streams a service runs at once, and how many more it would take now: the
+    `slots` and `free_slots` of its /ready answer, by which the orchestrator places streams."""
+
+    slots: int
+    free_slots: int
 
 
 STT_CLIENT_MESSAGES: tuple[type[WireMessage], ...] = (AudioIn, MarkerIn)

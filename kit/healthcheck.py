@@ -1,7 +1,7 @@
 """Readiness probe used by container healthchecks, the SLURM job, the demo and tests.
 
-    python -m services.common.healthcheck http://127.0.0.1:3001/ready [--timeout 2]
-    python -m services.common.healthcheck --service stt    # port from STT_PORT (images)
+    python -m kit.healthcheck http://127.0.0.1:3001/ready [--timeout 2]
+    python -m kit.healthcheck --service stt    # port from STT_PORT (images)
     python3 healthcheck.py --service llm    # vLLM: /v1/models lists LLM_MODEL (LLM_API_KEY)
 
 Exits 0 when the URL answers 200, else 1, with one short line saying why. Standard

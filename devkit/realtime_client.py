@@ -7,21 +7,19 @@ import base64
 import contextlib
 import json
 from collections.abc import Callable
-from pathlib import Path
 from ssl import SSLContext
 
 import numpy as np
 import soundfile
 import websockets
 
-from services.common.audio import SAMPLE_RATE, resample
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from devkit import PHRASE_WAV
+from kit.audio import SAMPLE_RATE, resample
 
 
 def speech(seconds_of_silence_after: float = 0.0) -> np.ndarray:
     """The espeak-ng phrase fixture at 24 kHz, optionally followed by silence."""
-    pcm, rate = soundfile.read(FIXTURES / "weather_16k.wav", dtype="float32")
+    pcm, rate = soundfile.read(PHRASE_WAV, dtype="float32")
     audio = resample(pcm, rate, SAMPLE_RATE)
     return np.concatenate([audio, np.zeros(int(seconds_of_silence_after * SAMPLE_RATE), np.float32)])
 

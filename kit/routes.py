@@ -13,7 +13,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.common.steploop import Capacity
+from kit.protocol import Capacity
 
 _STARTED = time.time()
 

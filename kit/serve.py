@@ -1,21 +1,30 @@
 """The `python -m <service>` entry shared by STT, TTS and the orchestrator: flags override
-environment and `.env`, bad settings end with one clear line, then the server runs."""
+environment and `.env`, bad settings end with one clear line, then uvicorn serves the app
+until it is stopped, and the process exits non-zero if the service's model failed."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from services.common.lifecycle import serve
-from services.common.logs import configure_logging
-from services.common.settings import ServiceSettings
+from kit.logs import configure_logging
+from kit.settings import ServiceSettings
 
 S = TypeVar("S", bound=ServiceSettings)
+
+
+class ModelOutcome(Protocol):
+    """What a model service keeps in `app.state.model`: whether its model failed, and why."""
+
+    status: str
+
+    @property
+    def failed(self) -> bool: ...
 
 
 def common_flags(prog: str, description: str) -> argparse.ArgumentParser:
@@ -45,3 +54,23 @@ def run(
     except (ValidationError, ValueError) as exc:
         raise SystemExit(f"{parser.prog}: bad settings: {exc}") from None
     serve(app, settings, getattr(app.state, "model", None), name, tls=tls)
+
+
+def serve(
+    app: FastAPI,
+    settings: ServiceSettings,
+    model: ModelOutcome | None,
+    name: str,
+    *,
+    tls: tuple[Path, Path] | None = None,
+) -> None:
+    """Run uvicorn, over HTTPS/WSS when `tls` (certificate, key) is given; exit non-zero
+    when the model failed to load or a step failed."""
+    import uvicorn
+
+    from kit.server import server_config
+
+    server = uvicorn.Server(server_config(app, settings, tls=tls))
+    server.run()
+    if model is not None and model.failed:
+        raise SystemExit(f"{name} service stopped: {model.status}")
