@@ -50,6 +50,18 @@ def test_breaking_parity_is_caught(tmp_path, change, field):
     assert any(d.startswith(f"{field}:") for d in found), found
 
 
+def test_the_orchestrator_image_copies_no_service_code():
+    """Both formats copy the shared kit and the orchestrator, and nothing of services/ (the STT
+    and TTS engines); tests/containers/test_images.py checks the built image's files."""
+    for spec in (
+        from_dockerfile(ROOT / "containers/orchestrator.Dockerfile"),
+        from_def(ROOT / "apptainer/orchestrator.def"),
+    ):
+        sources = [source for source, _ in spec.code]
+        assert {"kit", "orchestrator"} <= set(sources), sources
+        assert [s for s in sources if s.split("/")[0] in ("services", "devkit", "tests")] == []
+
+
 def test_stt_and_tts_share_their_heavy_layer():
     """Builders reuse a layer only when every instruction up to it is the same: stt must
     repeat tts's instructions exactly, through the torch + moshi install, before its own."""

@@ -1,7 +1,7 @@
 """The stt, tts and orchestrator images as tests/containers/docker.sh builds them, each checked
 in a fresh container of its own (no compose project): they run as user 1000 with the
-project's healthcheck and carry no build tools, and the model images load moshi's LM and
-Mimi from a read-only HF cache with no network at all."""
+project's healthcheck, carry no build tools and only their own server's code, and the model
+images load moshi's LM and Mimi from a read-only HF cache with no network at all."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from tests.containers.engine import SERVICE_IMAGES, docker, image
 pytestmark = pytest.mark.usefixtures("service_images")
 
 BUILD_TOOLS = ["gcc", "cc", "g++", "c++", "clang", "make", "cmake", "ld", "as", "git"]
+# What each image's /app holds: the shared kit and its own server's code, never devkit/ or tests/.
+APP_CODE = {"stt": {"kit", "services"}, "tts": {"kit", "services"}, "orchestrator": {"kit", "orchestrator"}}
 
 
 @pytest.mark.parametrize("service", SERVICE_IMAGES)
@@ -38,6 +40,22 @@ def test_image_has_no_build_tools(service: str) -> None:
     uid, *found = result.stdout.split()
     assert uid == "1000"
     assert found == [], f"build tools in the {service} image: {found}"
+
+
+@pytest.mark.parametrize("service", SERVICE_IMAGES)
+def test_image_holds_only_its_own_code(service: str) -> None:
+    """Every file under /app is in the kit or the image's own server: the orchestrator's image
+    holds no services/ at all (no STT or TTS engine code), and no image the development kit."""
+    listing = docker(
+        *("run", "--rm", "--network", "none", "--entrypoint", "find", image(service), "/app", "-type", "f"),
+        timeout=120,
+    ).stdout.split()
+    tops = {Path(path).relative_to("/app").parts[0] for path in listing}
+    assert tops == APP_CODE[service], sorted(tops)
+    if service == "orchestrator":
+        engines = [path for path in listing if path.startswith(("/app/services/stt/", "/app/services/tts/"))]
+        assert engines == []
+        assert "/app/orchestrator/__main__.py" in listing and "/app/kit/protocol.py" in listing
 
 
 @pytest.mark.moshi
