@@ -71,31 +71,56 @@ class Results:
     sessions_ok: int = 0
 
 
+# Server events whose first arrival in a turn is a mark the client-side figures are taken from.
+FIRST_MARKS = {
+    "conversation.item.input_audio_transcription.delta": "first_word",
+    "conversation.item.input_audio_transcription.completed": "transcript",
+    "response.output_audio.delta": "first_audio",
+}
+
+
+@dataclass
+class TurnMarks:
+    """When one turn's stages happened as the client saw them, and until when its reply plays."""
+
+    results: Results
+    marks: dict[str, float] = field(default_factory=dict)
+    playing_until: float = 0.0
+
+    def take(self, event: dict[str, Any]) -> bool:
+        """Note one server event; True once the response is done."""
+        kind, now = event["type"], time.monotonic()
+        if kind in FIRST_MARKS:
+            self.marks.setdefault(FIRST_MARKS[kind], now)
+        if kind == "response.output_audio.delta":
+            seconds = len(base64.b64decode(event["delta"])) / 2 / SAMPLE_RATE
+            self.playing_until = max(self.playing_until, now) + seconds  # played in real time
+        elif kind == "unmute_slurm.latency":
+            for stage, key in SERVER_STAGES.items():
+                if event["stages_ms"].get(stage) is not None:
+                    self.results.samples[key].append(event["stages_ms"][stage])
+        elif kind == "error":
+            self.results.errors += 1
+        return kind == "response.done"
+
+    def record(self, started: float) -> None:
+        """The client-side figures of the turn that began sending at `started`, in ms."""
+        marks, samples = self.marks, self.results.samples
+        if "first_word" in marks:
+            samples["stt_first_word"].append((marks["first_word"] - started) * 1000)
+        if "transcript" in marks:
+            samples["transcript"].append((marks["transcript"] - marks["speech_end"]) * 1000)
+        if "first_audio" in marks:
+            samples["voice_to_voice"].append((marks["first_audio"] - marks["speech_end"]) * 1000)
+
+
 async def one_turn(ws, audio: np.ndarray, speech_samples: int, results: Results) -> None:
     """Stream one phrase + silence in real time, read until response.done, play the reply out."""
-    marks: dict[str, float] = {}
-    playing_until = 0.0
+    turn = TurnMarks(results)
 
     async def read() -> None:
-        nonlocal playing_until
         async for raw in ws:
-            event = json.loads(raw)
-            kind, now = event["type"], time.monotonic()
-            if kind == "conversation.item.input_audio_transcription.delta":
-                marks.setdefault("first_word", now)
-            elif kind == "conversation.item.input_audio_transcription.completed":
-                marks.setdefault("transcript", now)
-            elif kind == "response.output_audio.delta":
-                marks.setdefault("first_audio", now)
-                seconds = len(base64.b64decode(event["delta"])) / 2 / SAMPLE_RATE
-                playing_until = max(playing_until, now) + seconds  # played in real time
-            elif kind == "unmute_slurm.latency":
-                for stage, key in SERVER_STAGES.items():
-                    if event["stages_ms"].get(stage) is not None:
-                        results.samples[key].append(event["stages_ms"][stage])
-            elif kind == "error":
-                results.errors += 1
-            elif kind == "response.done":
+            if turn.take(json.loads(raw)):
                 return
 
     reader = asyncio.create_task(read())
@@ -104,7 +129,7 @@ async def one_turn(ws, audio: np.ndarray, speech_samples: int, results: Results)
     try:
         for i, start in enumerate(range(0, len(audio), step)):
             if start <= speech_samples < start + step:
-                marks["speech_end"] = time.monotonic()
+                turn.marks["speech_end"] = time.monotonic()
             await ws.send(append_event(audio[start : start + step]))
             await asyncio.sleep(max(0.0, started + (i + 1) * CHUNK_S - time.monotonic()))
         await asyncio.wait_for(reader, 60)
@@ -113,13 +138,8 @@ async def one_turn(ws, audio: np.ndarray, speech_samples: int, results: Results)
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader
-    await asyncio.sleep(max(0.0, playing_until - time.monotonic()))  # hear the reply out
-    if "first_word" in marks:
-        results.samples["stt_first_word"].append((marks["first_word"] - started) * 1000)
-    if "transcript" in marks:
-        results.samples["transcript"].append((marks["transcript"] - marks["speech_end"]) * 1000)
-    if "first_audio" in marks:
-        results.samples["voice_to_voice"].append((marks["first_audio"] - marks["speech_end"]) * 1000)
+    await asyncio.sleep(max(0.0, turn.playing_until - time.monotonic()))  # hear the reply out
+    turn.record(started)
 
 
 async def client(

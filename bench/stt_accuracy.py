@@ -284,7 +284,7 @@ def table(rows: list[dict[str, object]], corpora: list[str]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -295,41 +295,41 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a few utterances per corpus")
     parser.add_argument("--costs-only", action="store_true", help="only the decode cost table")
     parser.add_argument("--out", type=Path, help="write every number (and each misheard utterance) as JSON")
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    command = "python bench/stt_accuracy.py " + " ".join(sys.argv[1:])
-    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {args.threads} threads"
-    print(f"# STT accuracy: whisper {args.model}, {machine}\n")
-    print(f"`{command}`\n")
-    costs = decode_costs(args.model, args.threads) if recorded_speech.available() else []
-    if costs:
-        print("Decode cost of a 3 s recorded sentence (fastest of 5 calls):\n")
-        print("| beam | window | batch | ms per call | ms per segment | align ms |")
-        print("|---:|---:|---:|---:|---:|---:|")
-        for c in costs:
-            per = float(c["decode_ms"]) / int(c["batch"])  # type: ignore[call-overload]
-            align = f"{float(c['align_ms']):.0f}" if "align_ms" in c else ""
-            call = f"{float(c['decode_ms']):.0f}"
-            print(f"| {c['beam']} | {c['window_s']:.0f} s | {c['batch']} | {call} | {per:.0f} | {align} |")
-        print()
-    if args.costs_only:
-        if args.out:
-            args.out.write_text(json.dumps({"command": command, "decode_costs": costs}, indent=1))
-        return
 
+def print_decode_costs(costs: list[dict[str, object]]) -> None:
+    print("Decode cost of a 3 s recorded sentence (fastest of 5 calls):\n")
+    print("| beam | window | batch | ms per call | ms per segment | align ms |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for c in costs:
+        per = float(c["decode_ms"]) / int(c["batch"])  # type: ignore[call-overload]
+        align = f"{float(c['align_ms']):.0f}" if "align_ms" in c else ""
+        call = f"{float(c['decode_ms']):.0f}"
+        print(f"| {c['beam']} | {c['window_s']:.0f} s | {c['batch']} | {call} | {per:.0f} | {align} |")
+    print()
+
+
+def all_corpora(quick: bool) -> dict[str, list[Utterance]]:
+    """Recorded speech (where installed) and espeak-ng's, each also with noise added."""
     corpora: dict[str, list[Utterance]] = {}
     if recorded_speech.available():
-        corpora["recorded"] = recorded(args.quick)
+        corpora["recorded"] = recorded(quick)
     else:
         print(f"(no recorded speech: apt-get install pocketsphinx-testdata for {recorded_speech.TESTDATA})")
-    corpora["espeak-ng"] = synthetic(args.quick)
+    corpora["espeak-ng"] = synthetic(quick)
     for utterances in list(corpora.values()):
         noisy = [with_noise(u, seed) for seed, u in enumerate(utterances)]
         corpora[noisy[0].corpus] = noisy
+    return corpora
 
-    print(", ".join(f"{name}: {len(u)} utterances" for name, u in corpora.items()), "\n")
+
+def score_settings(
+    args: argparse.Namespace, corpora: dict[str, list[Utterance]]
+) -> tuple[list[dict[str, object]], dict[str, float]]:
+    """Every setting on every corpus (one row each), and the default's WER per espeak-ng voice."""
     rows: list[dict[str, object]] = []
-    per_voice: dict[str, dict[str, float]] = {}
+    per_voice: dict[str, float] = {}
     for setting in args.settings:
         options = WhisperOptions(model=args.model, threads=args.threads, **SETTINGS[setting])  # type: ignore[arg-type]
         engine = TimedEngine(options)
@@ -342,6 +342,48 @@ def main() -> None:
                     mine = [u for u in utterances if u.group == voice]
                     per_voice[voice] = float(score(engine, mine)["wer"])
         engine.close()
+    return rows, per_voice
+
+
+def round_trips(
+    args: argparse.Namespace, rows: list[dict[str, object]], first_corpus: str
+) -> list[dict[str, object]]:
+    """Each TTS engine's default voice heard by whisper on the setting best on `first_corpus`."""
+    ranked = [r for r in rows if r["corpus"] == first_corpus]
+    best = min(ranked, key=lambda r: float(r["wer"]))["setting"]
+    stt = TimedEngine(WhisperOptions(model=args.model, threads=args.threads, **SETTINGS[str(best)]))  # type: ignore[arg-type]
+    texts = list(QUESTIONS) + [" ".join(items) for items in LISTS]
+    if args.quick:
+        texts = texts[:3]
+    print(f"\nRound trip (TTS default voice -> whisper {args.model}, setting '{best}'):\n")
+    print("| TTS engine | WER | words |")
+    print("|---|---:|---:|")
+    trips = []
+    for name in args.tts_engines:
+        trip = tts_round_trip(name, texts, stt)
+        trips.append(trip)
+        print(f"| {name} | {100 * float(trip['wer']):.1f} % | {trip['words']} |")
+    stt.close()
+    return trips
+
+
+def main() -> None:
+    args = parse_args()
+    command = "python bench/stt_accuracy.py " + " ".join(sys.argv[1:])
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {args.threads} threads"
+    print(f"# STT accuracy: whisper {args.model}, {machine}\n")
+    print(f"`{command}`\n")
+    costs = decode_costs(args.model, args.threads) if recorded_speech.available() else []
+    if costs:
+        print_decode_costs(costs)
+    if args.costs_only:
+        if args.out:
+            args.out.write_text(json.dumps({"command": command, "decode_costs": costs}, indent=1))
+        return
+
+    corpora = all_corpora(args.quick)
+    print(", ".join(f"{name}: {len(u)} utterances" for name, u in corpora.items()), "\n")
+    rows, per_voice = score_settings(args, corpora)
     print()
     print(table(rows, list(corpora)))
     if per_voice:
@@ -351,22 +393,7 @@ def main() -> None:
         )
     print("\nNot scored: " + "; ".join(f"{name}: {why}" for name, why in NOT_SCORED.items()))
 
-    round_trips = []
-    if args.tts_engines:
-        ranked = [r for r in rows if r["corpus"] == next(iter(corpora))]
-        best = min(ranked, key=lambda r: float(r["wer"]))["setting"]
-        stt = TimedEngine(WhisperOptions(model=args.model, threads=args.threads, **SETTINGS[str(best)]))  # type: ignore[arg-type]
-        texts = list(QUESTIONS) + [" ".join(items) for items in LISTS]
-        if args.quick:
-            texts = texts[:3]
-        print(f"\nRound trip (TTS default voice -> whisper {args.model}, setting '{best}'):\n")
-        print("| TTS engine | WER | words |")
-        print("|---|---:|---:|")
-        for name in args.tts_engines:
-            trip = tts_round_trip(name, texts, stt)
-            round_trips.append(trip)
-            print(f"| {name} | {100 * float(trip['wer']):.1f} % | {trip['words']} |")
-        stt.close()
+    trips = round_trips(args, rows, next(iter(corpora))) if args.tts_engines else []
     if args.out:
         report = {
             "command": command,
@@ -376,7 +403,7 @@ def main() -> None:
             "decode_costs": costs,
             "results": rows,
             "espeak_per_voice": per_voice,
-            "round_trip": round_trips,
+            "round_trip": trips,
             "not_scored": NOT_SCORED,
         }
         args.out.write_text(json.dumps(report, indent=1))
