@@ -12,7 +12,7 @@ fast path in `MessageParser.parse`): a Python float per sample cost ~0.2-0.4 ms 
 `Capacity` is the one thing the services tell the orchestrator outside a stream: their
 slots, in the /ready answer.
 
-Reference: ../shared/reference/moshi-server-protocol.md (sections 0-2).
+The messages, and what Kyutai's and unmute's clients rely on: docs/architecture.md, 3.1 and 3.2.
 """
 
 from __future__ import annotations
