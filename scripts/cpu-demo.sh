@@ -72,7 +72,7 @@ main() {
   # nothing; docs/performance.md says how many speakers 2 cores keep up with).
   start stt -m services.stt --engine whisper --batch-size 8
   wait_ready stt "$stt_port" "${pids[-1]}"
-  start tts -m services.tts --engine piper --batch-size 4
+  start tts -m services.tts --engine piper --batch-size 8
   wait_ready tts "$tts_port" "${pids[-1]}"
   ACCESS_TOKEN=$token LLM_URL=$llm_url start orchestrator -m orchestrator
   wait_ready orchestrator "$orch_port" "${pids[-1]}"

@@ -120,8 +120,9 @@ def espeak_tts(api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 @pytest.fixture(scope="session")
 def piper_tts(api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    """The TTS service on the Piper engine (the CPU default) with its bundled voice, 4 slots."""
-    with lite_service("services.tts", "piper", api_key, tmp_path_factory) as proc:
+    """The TTS service on the Piper engine (the CPU default) with its bundled voice, 8 slots as in
+    the demo: a barge-in's new reply can open its stream before the cut one has closed."""
+    with lite_service("services.tts", "piper", api_key, tmp_path_factory, slots=8) as proc:
         yield proc
 
 

@@ -3,7 +3,8 @@
 It reconnects with backoff when the service goes away, holds the audio that arrives
 while the first connection is made, and flushes on request: a `Marker` goes out after
 the audio, and the flush is over when the STT echoes it, i.e. once everything before
-it is transcribed.
+it is transcribed. Every `Step` is a frame of the audio sent (the STT's own flush silence
+has none), so turn detection sees the user's audio and nothing else.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -23,8 +23,8 @@ from orchestrator.pipeline.backends import Backends, SttConnection
 
 logger = logging.getLogger(__name__)
 
-# A Marker flush pushes ~0.5 s of silence through after whatever audio is still queued;
-# beyond that backlog, 3 s more means the STT is stuck.
+# A Marker's flush costs the STT's model delay in silence or a decode after whatever audio is
+# still queued; beyond that backlog, 3 s more means the STT is stuck.
 FLUSH_TIMEOUT_S = 3.0
 CONNECT_BUFFER_S = 30.0  # audio kept while the STT stream is being (re)connected
 RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -56,12 +56,6 @@ class SttLink:
         self._marker_seq = 0
         self._sent_s = 0.0  # audio sent on the current stream ...
         self._done_s = 0.0  # ... and how much of it the STT has stepped through
-        # A flush pads the stream with silence the user never made: its steps are counted
-        # (the stream's frames include them) but not passed on, or turn detection would
-        # take the padding for a pause. Frames past `_padding_after` are padding until the
-        # flush's marker comes back; `_padding_s` is all padding so far on this stream.
-        self._padding_after: float | None = None
-        self._padding_s = 0.0
 
     async def run(self) -> None:
         """Keep a stream up until cancelled; the stream is closed on every way out."""
@@ -81,8 +75,7 @@ class SttLink:
 
     async def _serve(self, stream: SttConnection) -> None:
         held, self._held = self._held, []
-        self._sent_s = self._done_s = self._padding_s = 0.0
-        self._padding_after = None
+        self._sent_s = self._done_s = 0.0
         for pcm in held:
             await stream.send_audio(pcm)
             self._sent_s += pcm.size / SAMPLE_RATE
@@ -95,8 +88,6 @@ class SttLink:
             async for message in stream.events():
                 if isinstance(message, Step):
                     self._done_s += FRAME_SECONDS
-                    if self.flushing and self._done_s > self._padding_after + FRAME_SECONDS / 2:
-                        continue  # a step of the flush's silence
                 if isinstance(message, MarkerOut):
                     self._marker_back(message.id)
                 else:
@@ -108,16 +99,12 @@ class SttLink:
     @property
     def flushing(self) -> bool:
         """A flush is under way (the words that arrive now are the flushed turn's)."""
-        return self._padding_after is not None
+        return bool(self._markers)
 
     def _marker_back(self, marker_id: int) -> None:
         future = self._markers.pop(marker_id, None)
         if future is not None and not future.done():
             future.set_result(None)
-        if not self._markers and self._padding_after is not None:
-            # Every step so far is real audio (up to the flush) or padding.
-            self._padding_s = self._done_s - (self._padding_after - self._padding_s)
-            self._padding_after = None
 
     async def send(self, pcm: np.ndarray) -> None:
         """Forward audio; held until the first stream is up, dropped while the STT is down
@@ -145,22 +132,16 @@ class SttLink:
         seq = self._marker_seq
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._markers[seq] = future
-        if self._padding_after is None:
-            # The STT pads the last partial frame, then adds its silence.
-            frames = math.ceil(round(self._sent_s / FRAME_SECONDS, 6))
-            self._padding_after = self._padding_s + frames * FRAME_SECONDS
         await stream.send_marker(seq)
         # A client may commit seconds of audio sent in one burst: the STT has to get
         # through that backlog first, so it counts on top of the stuck-STT margin.
         try:
-            backlog = self._sent_s - (self._done_s - self._padding_s)  # audio not stepped through yet
+            backlog = self._sent_s - self._done_s  # audio not stepped through yet
             await asyncio.wait_for(future, FLUSH_TIMEOUT_S + max(0.0, backlog))
         except TimeoutError:
             raise BackendTimeout("STT", f"flush took over {FLUSH_TIMEOUT_S:.0f} s") from None
         finally:
             self._markers.pop(seq, None)
-            if not self._markers:
-                self._padding_after = None  # a flush that failed: pass every step on again
 
     def _fail_markers(self) -> None:
         for future in self._markers.values():

@@ -7,14 +7,17 @@ each slot's outbox. Steps follow each other as fast as compute allows, so audio 
 (a file, a flush) is processed faster than real time.
 
 Words may come later than their step (`SttEngine.late_words`): every step collects them too, and
-an engine with news wakes the loop, which then collects without stepping. A `Marker` is echoed
-once its audio is stepped through and the engine owes no words for it.
+an engine with news wakes the loop, which then collects without stepping. A `Marker` tells the
+engine where the client's audio stands (`SttEngine.flush`), pushes the engine's delay through
+in silence (frames that produce no `Step`: every `Step` is a frame of the client's audio), and
+is echoed once its audio is stepped through and the engine owes no words for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
 from collections import deque
@@ -35,6 +38,14 @@ logger = logging.getLogger(__name__)
 MAX_PENDING_MARKERS = 256
 
 
+class Frame(enum.Enum):
+    """What a frame handed to the engine is."""
+
+    PREFIX = "prefix"  # the engine's silence before the client's audio: no Step, not counted
+    AUDIO = "audio"  # the client's audio: a Step
+    FLUSH_SILENCE = "flush silence"  # a Marker's silence: counted for the Marker, no Step
+
+
 @dataclass(eq=False)
 class Slot:
     """One stream's place in the batch, and everything the loop knows about it."""
@@ -48,6 +59,8 @@ class Slot:
     frames_done: int = 0  # ... and whose results came back
     hidden_left: int = 0
     markers: deque[tuple[int, int]] = field(default_factory=deque)  # (frames_done target, id)
+    flushes: deque[int] = field(default_factory=deque)  # frames_taken where a Marker came
+    silence: deque[tuple[int, int]] = field(default_factory=deque)  # flush silence: [first, end) frames
     words_owed_from: int | None = None  # first client frame whose words the engine still owes
     audio_since_flush: bool = False
     flushed_to: int = 0  # frames_taken once the latest flush's silence is through
@@ -61,17 +74,29 @@ class Slot:
     def has_frame(self) -> bool:
         return self.hidden_left > 0 or self.buffer.full_frames > 0
 
-    def take_frame(self) -> tuple[Pcm, bool]:
-        """Next frame for the model, and whether it is a hidden prefix frame."""
+    def take_frame(self) -> tuple[Pcm, Frame]:
+        """Next frame for the model, and what it is."""
         if self.hidden_left > 0:
             self.hidden_left -= 1
-            return np.zeros(FRAME_SIZE, dtype=np.float32), True
+            return np.zeros(FRAME_SIZE, dtype=np.float32), Frame.PREFIX
         frame = self.buffer.pop_frame()
         assert frame is not None
+        kind = Frame.AUDIO
+        if self.silence and self.silence[0][0] <= self.frames_taken:
+            kind = Frame.FLUSH_SILENCE
+            if self.frames_taken + 1 >= self.silence[0][1]:
+                self.silence.popleft()
         self.frames_taken += 1
         if len(self.buffer) <= self.max_buffered:
             self._space.set()
-        return frame, False
+        return frame, kind
+
+    def flush_due(self) -> bool:
+        """A Marker's flush is due: every frame before it has been stepped."""
+        if self.flushes and self.flushes[0] <= self.frames_taken:
+            self.flushes.popleft()
+            return True
+        return False
 
     async def wait_for_space(self) -> None:
         """Return once the buffer is below its limit (back-pressure on a fast sender)."""
@@ -153,9 +178,14 @@ class SttBatcher(StepLoop[Slot]):
             return
         if slot.audio_since_flush:
             slot.buffer.pad_to_frame()
-            slot.buffer.push(np.zeros(self.engine.delay_frames * FRAME_SIZE, dtype=np.float32))
+            audio_end = slot.frames_taken + slot.buffer.full_frames
+            slot.flushes.append(audio_end)
+            if self.engine.delay_frames:
+                slot.buffer.push(np.zeros(self.engine.delay_frames * FRAME_SIZE, dtype=np.float32))
+                slot.silence.append((audio_end, audio_end + self.engine.delay_frames))
             slot.audio_since_flush = False
             slot.flushed_to = slot.frames_taken + slot.buffer.full_frames
+            self.wake()
         slot.markers.append((slot.flushed_to, marker_id))
         self._release_markers(slot)
         if slot.markers:
@@ -163,18 +193,25 @@ class SttBatcher(StepLoop[Slot]):
 
     def next_step(self) -> Batch[tuple[list[FrameResult | None] | None, LateWords]] | None:
         """One frame from every slot that has one, or the engine's late words when it woke us."""
+        # A slot that has not stepped yet (needs_reset) has no stream in the engine to flush.
+        flush = [s.index for s in self._slots.values() if not s.needs_reset and s.flush_due()]
         ready = [s for s in self._slots.values() if s.has_frame()]
         if not ready:
-            if not self._collect_due:
+            if not (self._collect_due or flush):
                 return None
             self._collect_due = False
-            return Batch(compute=lambda: (None, self.engine.late_words()), deliver=self._deliver_late)
+
+            def flush_and_collect() -> tuple[None, LateWords]:
+                self.engine.flush(flush)
+                return None, self.engine.late_words()
+
+            return Batch(compute=flush_and_collect, deliver=self._deliver_late)
         self._collect_due = False
         active = np.zeros(self.engine.batch_size, dtype=bool)
-        hidden = {}
+        kinds = {}
         reset = []
         for slot in ready:
-            self._frames[slot.index], hidden[slot.index] = slot.take_frame()
+            self._frames[slot.index], kinds[slot.index] = slot.take_frame()
             active[slot.index] = True
             if slot.needs_reset:
                 reset.append(slot.index)
@@ -182,6 +219,8 @@ class SttBatcher(StepLoop[Slot]):
         started = time.perf_counter()
 
         def compute() -> tuple[list[FrameResult | None], LateWords]:
+            if flush:
+                self.engine.flush(flush)
             return self.engine.step(frames, active, reset), self.engine.late_words()
 
         def deliver(out: tuple[list[FrameResult | None] | None, LateWords]) -> bool:
@@ -195,20 +234,22 @@ class SttBatcher(StepLoop[Slot]):
             for slot in ready:
                 result = results[slot.index]
                 if result is not None and self._slots.get(slot.index) is slot:
-                    self._deliver(slot, result, hidden[slot.index])
+                    self._deliver(slot, result, kinds[slot.index])
             self.step_idx += 1
             return True
 
         frames = self._frames
         return Batch(compute=compute, deliver=deliver)
 
-    def _deliver(self, slot: Slot, result: FrameResult, hidden: bool) -> None:
+    def _deliver(self, slot: Slot, result: FrameResult, kind: Frame) -> None:
         for event in result.events:
             slot.outbox.put_nowait(event)
-        if hidden:
+        if kind is Frame.PREFIX:
             return
         slot.frames_done += 1
-        slot.outbox.put_nowait(Step(step_idx=self.step_idx, prs=result.prs, buffered_pcm=len(slot.buffer)))
+        if kind is Frame.AUDIO:
+            step = Step(step_idx=self.step_idx, prs=result.prs, buffered_pcm=len(slot.buffer))
+            slot.outbox.put_nowait(step)
         self._release_markers(slot)
 
     def _deliver_late(self, out: tuple[object, LateWords]) -> bool:

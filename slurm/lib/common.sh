@@ -2,6 +2,11 @@
 # What the batch script and its per-node steps share: messages, events, stopping, planning.
 # Sourced (never run) with JOB_ID, NODE, RUNTIME and UNMUTE_DIR set.
 
+# The job runs python from the checkout (slurm/plan.py, and for RUNTIME=host the services and
+# their healthchecks) under umask 077: bytecode it wrote there would be unreadable to whoever
+# builds the SIFs from the same checkout next (apptainer's %files copies whole folders).
+export PYTHONDONTWRITEBYTECODE=1
+
 log() { printf '%s unmute[%s]: %s\n' "$(date +%H:%M:%S)" "$JOB_ID" "$*"; }
 die() { event error - "$*"; log "ERROR: $*" >&2; exit 1; }
 

@@ -50,11 +50,10 @@ start_instance() {  # NAME: start it in the background with the job's environmen
   log "starting $name${INST_DEVICES[$name]:+ on GPU ${INST_DEVICES[$name]}} (port ${INST_PORT[$name]})"
   event starting "$name" "port ${INST_PORT[$name]}"
   if [[ $RUNTIME == host ]]; then
-    # The job's env file wins over the submitting shell's. No bytecode: made under umask 077
-    # it would sit in the checkout unreadable to others, and slurm/build copies kit/ and services/.
+    # The job's env file wins over the submitting shell's (common.sh exports "no bytecode").
     local settings=()
     mapfile -t settings <"$JOB_ENV"
-    (cd "$JOB_DIR" && exec env "${settings[@]}" "${extra[@]}" PYTHONDONTWRITEBYTECODE=1 \
+    (cd "$JOB_DIR" && exec env "${settings[@]}" "${extra[@]}" \
       "$(python_bin)" -m "$module" >"logs/$name.log" 2>&1) &
     PIDS[$name]=$!
   else

@@ -121,6 +121,10 @@ def stream(
         return [] if too_big else close_finding(exc, what)
     except TimeoutError:
         return [f"{what}: no close within 20 s of Eos"]
+    except (OSError, websockets.InvalidHandshake) as exc:
+        # A finding, not a raise: Hypothesis replays a raising case, and one that passes on replay
+        # is reported as "flaky" without the first failure's message.
+        return [f"{what}: {exc!r}"]
 
 
 def check_after(tts, log: LogWatch, reports) -> list[str]:

