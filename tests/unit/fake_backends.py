@@ -21,7 +21,6 @@ from orchestrator.pipeline.session import VoiceSession
 VOICED = [0.0, 0.0, 0.0, 0.0]  # prs of a frame with speech: no pause ahead
 PAUSE = [1.0, 1.0, 1.0, 1.0]  # prs of a frame in a pause
 FRAMES_PER_WORD = 3  # each fake TTS word is 240 ms of audio
-FLUSH_PADDING_STEPS = 7  # a flush's silence: more than a pause that ends a turn
 
 
 class FakeStt:
@@ -45,10 +44,9 @@ class FakeStt:
         self.audio_samples += pcm.size
 
     async def send_marker(self, marker_id: int) -> None:
-        """As the real STT: the flush's silence is stepped through before the echo."""
+        """As the real STT: the flushed words, then the echo (its flush silence makes no Step)."""
         for text in self.words_at_flush:
             self.word(text)
-        self.steps(PAUSE, FLUSH_PADDING_STEPS)
         self._queue.put_nowait(MarkerOut(id=marker_id))
 
     def word(self, text: str) -> None:
