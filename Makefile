@@ -12,7 +12,7 @@ PIP := $(VENV)/bin/pip
 export NO_TORCH_COMPILE := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help venv install-lite install-dev clients turn-model env demo tiny test integration lint format bench locks slurm chromium speech-testdata ood-tools images prefetch sif clean
+.PHONY: help venv install-lite install-dev clients turn-model env demo tiny check test integration lint format bench locks slurm chromium speech-testdata ood-tools images prefetch sif clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -99,6 +99,13 @@ ood-tools: ## install ruby and nginx for the OnDemand app's tests (root only)
 images: ## install Docker + Compose, start the project's daemon, build the images and the Apptainer node (root only)
 	@if [ "$$(id -u)" = 0 ]; then tests/containers/docker.sh && tests/slurm/node.sh image; \
 	else echo "not root: the container and Apptainer tests need tests/containers/docker.sh and tests/slurm/node.sh image"; fi
+
+# The loop for a change: no root, no GPU, a few minutes (docs/testing.md). The session logic
+# in-process on fake backends (tests/unit), and the CPU engines' services (Whisper, Piper,
+# espeak-ng) over real sockets (tests/edges, tests/stt, tests/tts). The moshi checkpoints,
+# the orchestrator's stacks and the root-only suites are `make test`'s.
+check: lint ## lint, the unit and in-process session tests, the CPU engines' services (no root)
+	$(PY) -m pytest -q -m "not root and not moshi" tests/unit tests/edges tests/stt tests/tts
 
 test: install-dev clients turn-model lint slurm chromium speech-testdata ood-tools images ## what CI runs: install, lint, third-party clients, the turn model, SLURM, chromium, recorded speech, ruby+nginx and the images for their tests, all tests
 	$(PY) -m pytest

@@ -36,12 +36,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 DEPLOYMENT_SUITE = Path(__file__).parent / "deployment"
+# Suites that need what only root installs and starts (`make test` does, as CI): Docker,
+# SLURM and Apptainer, Debian's chromium, nginx and ruby. `make check` leaves them out.
+ROOT_SUITES = tuple(Path(__file__).parent / name for name in ("browser", "containers", "ood", "slurm"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave out the deployment suite unless a deployment is named: it tests services someone
-    started (`make integration`, or the compose and SLURM tests, which run it in a pytest of
-    its own against what they start), so in a plain run it is not run rather than skipped."""
+    """Mark the root-only suites `root`. Leave out the deployment suite unless a deployment is
+    named: it tests services someone started (`make integration`, or the compose and SLURM
+    tests, which run it in a pytest of its own against what they start), so in a plain run it
+    is not run rather than skipped."""
+    for item in items:
+        if any(item.path.is_relative_to(suite) for suite in ROOT_SUITES):
+            item.add_marker(pytest.mark.root)
     if config.getoption("deployment_env") is not None:
         return
     left_out = [item for item in items if item.path.is_relative_to(DEPLOYMENT_SUITE)]
