@@ -37,6 +37,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+# Run as a script from anywhere: the checkout's devkit (never installed) and its packages.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import moshi
 import numpy as np
 import torch

@@ -17,8 +17,8 @@ import websockets
 from devkit.processes import start_service
 from devkit.wer import normalise
 from kit.audio import SAMPLE_RATE, resample
+from tests.fakes.faulty_stt import TRIGGER
 from tests.step_failure import assert_fails_loudly
-from tests.stt.faulty_stt import TRIGGER
 from tests.stt.test_whisper import EXPECTED, PHRASE, phrase_24k, recorded_24k
 from tests.stt_client import FRAME, audio_msg, connect, marker_msg, speechlike, transcribe_stream
 
@@ -148,7 +148,7 @@ async def test_a_fast_file_sender_keeps_its_keepalive(api_key, tmp_path):
     total_steps = (len(pcm) + 6 * 24000) // FRAME
     args = ["--batch-size", "2", "--step-delay-s", "0.02"]
     received: list[dict] = []
-    with start_service("tests.stt.faulty_stt", args, api_key, tmp_path) as service:
+    with start_service("tests.fakes.faulty_stt", args, api_key, tmp_path) as service:
         async with websockets.connect(
             f"{service.ws}/api/asr-streaming",
             additional_headers={"kyutai-api-key": api_key},
@@ -180,7 +180,7 @@ async def test_a_fast_file_sender_keeps_its_keepalive(api_key, tmp_path):
 
 async def test_a_failing_step_ends_every_stream_turns_ready_503_and_exits_non_zero(api_key, tmp_path):
     args = ["--batch-size", "3"]
-    with start_service("tests.stt.faulty_stt", args, api_key, tmp_path) as service:
+    with start_service("tests.fakes.faulty_stt", args, api_key, tmp_path) as service:
         clients = [connect(service.ws, api_key) for _ in range(2)]
         async with clients[0] as bystander, clients[1] as culprit:
             for ws in (bystander, culprit):
@@ -198,7 +198,7 @@ async def test_a_failing_decode_ends_every_stream_turns_ready_503_and_exits_non_
     """The decode runs in the engine's worker thread, beside the step loop: its failure must
     surface exactly as a failing step's does."""
     args = ["--batch-size", "3", "--decode-fault"]
-    with start_service("tests.stt.faulty_stt", args, api_key, tmp_path) as service:
+    with start_service("tests.fakes.faulty_stt", args, api_key, tmp_path) as service:
         clients = [connect(service.ws, api_key) for _ in range(2)]
         async with clients[0] as bystander, clients[1] as culprit:
             for ws in (bystander, culprit):

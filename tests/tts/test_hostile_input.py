@@ -17,8 +17,8 @@ import pytest
 import websockets
 
 from devkit.processes import start_service
+from tests.fakes.faulty_tts import TRIGGER
 from tests.step_failure import assert_fails_loudly
-from tests.tts.faulty_tts import TRIGGER
 from tests.tts_client import EOS, TtsRun, connect, read_all, speak, text_msg
 
 pytestmark = pytest.mark.lite
@@ -255,7 +255,7 @@ async def test_a_failing_step_ends_every_stream_turns_ready_503_and_exits_non_ze
     """The step loop the STT uses (services/common/steploop.py), on the TTS: a step that raises
     as a whole, not in one stream, takes every stream and the service down, loudly."""
     args = ["--engine", engine, "--batch-size", "3"]
-    with start_service("tests.tts.faulty_tts", args, api_key, tmp_path) as service:
+    with start_service("tests.fakes.faulty_tts", args, api_key, tmp_path) as service:
         async with connect(service.ws, api_key) as bystander, connect(service.ws, api_key) as culprit:
             for ws in (bystander, culprit):
                 assert msgpack.unpackb(await ws.recv())["type"] == "Ready"

@@ -28,7 +28,7 @@ from orchestrator.pipeline.events import (
 )
 from orchestrator.pipeline.history import History
 from orchestrator.pipeline.session import VoiceSession
-from tests.unit.fake_backends import PAUSE, VOICED, FakeBackends, FakeLlm, hear, until
+from tests.fakes.backends import PAUSE, VOICED, FakeBackends, FakeLlm, hear, until
 
 MANUAL = SessionConfig(turn_detection=None)
 T = TypeVar("T")

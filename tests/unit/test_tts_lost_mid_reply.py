@@ -11,7 +11,7 @@ from kit.protocol import AudioOut, WireMessage
 from orchestrator.clients.errors import BackendUnavailable
 from orchestrator.pipeline.config import ResponseRequest
 from orchestrator.pipeline.events import Problem, ResponseEnded
-from tests.unit.fake_backends import FakeBackends, FakeLlm, FakeTts, until
+from tests.fakes.backends import FakeBackends, FakeLlm, FakeTts, until
 from tests.unit.test_session_parts import of_type, running, user_says
 
 

@@ -13,7 +13,7 @@ from orchestrator.pipeline.events import (
     ResponseStarted,
 )
 from orchestrator.pipeline.user_turn import UserTurn
-from tests.unit.fake_backends import PAUSE, VOICED, FakeBackends, FakeLlm, FakeTurnModel, hear, until
+from tests.fakes.backends import PAUSE, VOICED, FakeBackends, FakeLlm, FakeTurnModel, hear, until
 from tests.unit.test_session_parts import of_type, running
 
 SERVER_VAD = SessionConfig(

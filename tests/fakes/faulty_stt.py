@@ -1,4 +1,4 @@
-"""`python -m tests.stt.faulty_stt`: the STT service on the whisper engine with injected faults,
+"""`python -m tests.fakes.faulty_stt`: the STT service on the whisper engine with injected faults,
 to test what the service does around its engine: a step raises once a client sends the trigger
 frame (every sample 0.5); with `--decode-fault` every Whisper decode raises in the engine's
 decode worker (the first segment of speech sets it off); and `--step-delay-s` makes every step
@@ -52,7 +52,7 @@ def main() -> None:
     own.add_argument("--step-delay-s", type=float, default=0.0, help="Sleep this long in every step.")
     own.add_argument("--decode-fault", action="store_true", help="Every Whisper decode raises.")
     fault, argv = own.parse_known_args()
-    parser = common_flags("python -m tests.stt.faulty_stt", "STT service with a faulty engine")
+    parser = common_flags("python -m tests.fakes.faulty_stt", "STT service with a faulty engine")
     parser.add_argument("--batch-size", type=int, dest="batch_size")
 
     def engine(settings: SttSettings) -> FaultyWhisperEngine:

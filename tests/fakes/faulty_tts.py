@@ -1,4 +1,4 @@
-"""`python -m tests.tts.faulty_tts --engine piper|espeak`: the TTS service on a real CPU engine
+"""`python -m tests.fakes.faulty_tts --engine piper|espeak`: the TTS service on a real CPU engine
 whose step raises as a whole once a client sends the trigger word, to test what a step failure
 does to the service (per-stream failures, which the engines catch themselves, are tested on
 the real engines)."""
@@ -31,7 +31,7 @@ def faulty_engine(settings: TtsSettings) -> TtsEngine:
 
 
 def main() -> None:
-    parser = common_flags("python -m tests.tts.faulty_tts", "TTS service with a faulty engine")
+    parser = common_flags("python -m tests.fakes.faulty_tts", "TTS service with a faulty engine")
     parser.add_argument("--engine", choices=["piper", "espeak"], required=True)
     parser.add_argument("--batch-size", type=int, dest="batch_size")
     run("TTS", parser, TtsSettings, lambda settings: build_app(settings, faulty_engine))
