@@ -26,8 +26,12 @@ pytestmark = pytest.mark.moshi
 
 def _engine(model: str, batch: int):
     from services.stt.engines.moshi_engine import MoshiSttEngine
+    from services.stt.settings import SttSettings
 
-    return MoshiSttEngine(model, batch, device="cpu", dtype="float32")
+    settings = SttSettings(
+        model=model, batch_size=batch, device="cpu", dtype="float32", service_api_key="unused"
+    )
+    return MoshiSttEngine(settings)
 
 
 def _frames(stream: np.ndarray) -> list[np.ndarray]:

@@ -31,8 +31,16 @@ class HostReads(torch.overrides.TorchFunctionMode):
 @pytest.mark.parametrize("variant", ["stt_dir", "stt_noheads_dir"], ids=["eot-heads", "silero-vad"])
 def test_a_step_reads_from_the_device_once(tiny, variant):
     from services.stt.engines.moshi_engine import MoshiSttEngine
+    from services.stt.settings import SttSettings
 
-    engine = MoshiSttEngine(str(getattr(tiny, variant)), 4, device="cpu", dtype="float32")
+    settings = SttSettings(
+        model=str(getattr(tiny, variant)),
+        batch_size=4,
+        device="cpu",
+        dtype="float32",
+        service_api_key="unused",
+    )
+    engine = MoshiSttEngine(settings)
     audio = speechlike(1.0, seed=3)[: 12 * FRAME].reshape(12, FRAME)
     for k, frame in enumerate(audio):
         frames = np.stack([frame] * 4)
