@@ -91,7 +91,7 @@ class TtsSession(StreamSession[TtsSlot]):
     ) -> None:
         super().__init__(ws, batcher, settings, TTS_CLIENT_MESSAGES, metrics.STREAMS)
         self.batcher = batcher
-        self.settings = settings
+        self.settings: TtsSettings = settings  # the TTS's own: `max_text_chars` too
         self.sends_messages = query.format != "Pcm"
         self.start = start
         self.chars = 0
