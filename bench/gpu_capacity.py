@@ -150,7 +150,8 @@ def models(tiny: bool, workdir: Path, only: str | None = None) -> list[Model]:
 
 
 def stt_engine(model: Model, batch: int, device: str) -> MoshiSttEngine:
-    return MoshiSttEngine(model.info, batch, device=device)
+    settings = SttSettings(_env_file=None, model=model.name, batch_size=batch, device=device)
+    return MoshiSttEngine(settings, model.info)
 
 
 def tts_engine(model: Model, batch: int, device: str, catchup_ms: float | None = None) -> MoshiTtsEngine:

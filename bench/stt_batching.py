@@ -39,8 +39,10 @@ def make_engine(engine: str, model: str, batch: int, device: str):
 
         return WhisperSttEngine(batch)
     from services.stt.engines.moshi_engine import MoshiSttEngine
+    from services.stt.settings import SttSettings
 
-    return MoshiSttEngine(model, batch, device=device)
+    settings = SttSettings(_env_file=None, model=model, batch_size=batch, device=device)
+    return MoshiSttEngine(settings)
 
 
 def measure(engine, steps: int, warmup: int) -> list[float]:

@@ -86,13 +86,15 @@ def build_engine(batch: int, heads: bool, workdir: Path) -> Any:
         train_tokenizer,
     )
     from services.stt.engines.moshi_engine import MoshiSttEngine
+    from services.stt.settings import SttSettings
 
     tokenizer = workdir / "tokenizer.model"
     if not tokenizer.exists():
         train_tokenizer(tokenizer, _TOKENIZER_TEXT * 4, 64)
     config = tiny_stt_config(TEXT_CARD, heads=heads, delay_s=0.5, prefix_s=0.0)
     info = random_init_info(config, tokenizer, tiny_mimi_config())
-    return MoshiSttEngine(info, batch, device="cpu", dtype="float32")
+    settings = SttSettings(_env_file=None, batch_size=batch, device="cpu", dtype="float32")
+    return MoshiSttEngine(settings, info)
 
 
 class ModelStub:

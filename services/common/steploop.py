@@ -68,8 +68,13 @@ class StepLoop(abc.ABC, Generic[S]):
         """The next step, or None when no stream can make progress (the loop sleeps until woken)."""
 
     @abc.abstractmethod
+    def open(self) -> S | None:
+        """Take a free slot for a new stream, or None when all are in use."""
+
+    @abc.abstractmethod
     def close(self, slot: S) -> None:
-        """End the stream: the slot is handed back and its outbox gets the final None."""
+        """End the stream: the slot is handed back and its outbox gets the final None (once: a
+        slot that is closed already is left as it is)."""
 
     def capacity(self) -> Capacity:
         """Slots in all and free now (a slot still being stopped in the engine is not free)."""

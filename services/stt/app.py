@@ -14,7 +14,7 @@ from services.common.lifecycle import ModelState, admit_stream, model_lifespan
 from services.stt.batcher import SttBatcher
 from services.stt.engines import load_engine
 from services.stt.engines.base import SttEngine
-from services.stt.session import AsrSession
+from services.stt.session import SttSession
 from services.stt.settings import SttSettings
 from services.stt.transcribe import Transcription, transcribe
 
@@ -44,7 +44,7 @@ def build_app(settings: SttSettings, engine_factory: EngineFactory = load_engine
         loop = await admit_stream(ws, key, state)
         if loop is None:
             return
-        await AsrSession(ws, loop, settings).run()
+        await SttSession(ws, loop, settings).run()
 
     @app.post("/v1/transcribe")
     async def transcribe_file(request: Request) -> Transcription:

@@ -47,7 +47,7 @@ class Frame(enum.Enum):
 
 
 @dataclass(eq=False)
-class Slot:
+class SttSlot:
     """One stream's place in the batch, and everything the loop knows about it."""
 
     index: int
@@ -105,7 +105,7 @@ class Slot:
             await self._space.wait()
 
 
-class SttBatcher(StepLoop[Slot]):
+class SttBatcher(StepLoop[SttSlot]):
     """Owns the engine and the slots; says what each step of the shared loop is."""
 
     def __init__(self, engine: SttEngine, max_buffered_samples: int) -> None:
@@ -132,27 +132,27 @@ class SttBatcher(StepLoop[Slot]):
         self._collect_due = True
         self.wake()
 
-    def open(self) -> Slot | None:
+    def open(self) -> SttSlot | None:
         """Take a free slot for a new stream, or None when all are in use."""
         if not self._free:
-            metrics.CAPACITY_REJECTIONS.inc()
+            metrics.STREAMS.capacity_rejections.inc()
             return None
-        slot = Slot(self._free.pop(), self.max_buffered_samples, self.engine.prefix_frames)
+        slot = SttSlot(self._free.pop(), self.max_buffered_samples, self.engine.prefix_frames)
         self._slots[slot.index] = slot
-        metrics.CONNECTS.inc()
-        metrics.OPEN_STREAMS.set(len(self._slots))
+        metrics.STREAMS.connects.inc()
+        metrics.STREAMS.open_streams.set(len(self._slots))
         self.wake()
         return slot
 
-    def close(self, slot: Slot) -> None:
+    def close(self, slot: SttSlot) -> None:
         """Give the slot back; its state is reset when the next stream takes it."""
         if self._slots.get(slot.index) is slot:
             del self._slots[slot.index]
             self._free.append(slot.index)
-            metrics.OPEN_STREAMS.set(len(self._slots))
-        slot.outbox.put_nowait(None)
+            metrics.STREAMS.open_streams.set(len(self._slots))
+            slot.outbox.put_nowait(None)
 
-    def push_audio(self, slot: Slot, pcm: Pcm) -> None:
+    def push_audio(self, slot: SttSlot, pcm: Pcm) -> None:
         """Queue client samples for the slot."""
         slot.buffer.push(pcm)
         if pcm.size:
@@ -160,7 +160,7 @@ class SttBatcher(StepLoop[Slot]):
         if slot.buffer.full_frames:
             self.wake()
 
-    def push_marker(self, slot: Slot, marker_id: int) -> None:
+    def push_marker(self, slot: SttSlot, marker_id: int) -> None:
         """Flush: everything sent so far plus the model delay in silence, then echo the marker.
 
         A marker with no audio since the previous flush needs no silence of its own: it is
@@ -168,7 +168,7 @@ class SttBatcher(StepLoop[Slot]):
         wait per stream; one more is answered with an `Error` and not echoed.
         """
         if len(slot.markers) >= MAX_PENDING_MARKERS:
-            metrics.PROTOCOL_ERRORS.labels("markers").inc()
+            metrics.STREAMS.protocol_errors.labels("markers").inc()
             slot.outbox.put_nowait(
                 Error(
                     message=f"Marker {marker_id} ignored: {MAX_PENDING_MARKERS} Markers are already "
@@ -226,9 +226,9 @@ class SttBatcher(StepLoop[Slot]):
         def deliver(out: tuple[list[FrameResult | None] | None, LateWords]) -> bool:
             results = out[0]
             assert results is not None
-            metrics.STEP_SECONDS.observe(time.perf_counter() - started)
+            metrics.STREAMS.step_seconds.observe(time.perf_counter() - started)
             metrics.STEP_OCCUPANCY.observe(len(ready))
-            metrics.FRAMES.inc(len(ready))
+            metrics.STREAMS.frames.inc(len(ready))
             # The late words are for earlier audio, and what is owed is as of after this step.
             self._deliver_late(out)
             for slot in ready:
@@ -241,7 +241,7 @@ class SttBatcher(StepLoop[Slot]):
         frames = self._frames
         return Batch(compute=compute, deliver=deliver)
 
-    def _deliver(self, slot: Slot, result: FrameResult, kind: Frame) -> None:
+    def _deliver(self, slot: SttSlot, result: FrameResult, kind: Frame) -> None:
         for event in result.events:
             slot.outbox.put_nowait(event)
         if kind is Frame.PREFIX:
@@ -269,7 +269,7 @@ class SttBatcher(StepLoop[Slot]):
         self._owing = owing
         return True
 
-    def _release_markers(self, slot: Slot) -> None:
+    def _release_markers(self, slot: SttSlot) -> None:
         """Echo the Markers whose audio is stepped through and fully transcribed."""
         while slot.markers:
             target, marker_id = slot.markers[0]

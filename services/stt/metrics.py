@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Histogram
 
-OPEN_STREAMS = Gauge("asr_open_channels", "Streams holding a model slot")
-CONNECTS = Counter("asr_connect", "Streams that got a slot")
-CAPACITY_REJECTIONS = Counter("stt_capacity_rejections_total", "Connections refused with 'no free channels'")
-PROTOCOL_ERRORS = Counter("stt_protocol_errors_total", "Inbound messages answered with an Error", ["reason"])
-STEP_SECONDS = Histogram(
-    "asr_model_step_duration",
-    "Seconds per batched model step",
-    buckets=(0.002, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.25, 0.5, 1.0),
+from services.common.metrics import StreamMetrics, StreamNames
+
+STREAMS = StreamMetrics(
+    StreamNames(
+        service="stt",
+        open_streams="asr_open_channels",
+        connects="asr_connect",
+        step_seconds="asr_model_step_duration",
+        step_help="Seconds per batched model step",
+        frames_help="Audio frames processed",
+    )
 )
 STEP_OCCUPANCY = Histogram(
     "stt_step_active_slots",
     "Slots with a frame in each step",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )
-FRAMES = Counter("stt_frames_total", "Audio frames processed")

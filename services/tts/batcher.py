@@ -55,12 +55,12 @@ class TtsBatcher(StepLoop[TtsSlot]):
     def open(self) -> TtsSlot | None:
         """Reserve a slot (the stream starts with `start`), or None when all are in use."""
         if not self._free:
-            metrics.CAPACITY_REJECTIONS.inc()
+            metrics.STREAMS.capacity_rejections.inc()
             return None
         slot = TtsSlot(self._free.pop())
         self._slots[slot.index] = slot
-        metrics.CONNECTS.inc()
-        metrics.OPEN_STREAMS.set(self.used_slots)
+        metrics.STREAMS.connects.inc()
+        metrics.STREAMS.open_streams.set(self.used_slots)
         return slot
 
     def start(self, slot: TtsSlot, start: StreamStart) -> None:
@@ -90,8 +90,8 @@ class TtsBatcher(StepLoop[TtsSlot]):
                 self.wake()
             else:
                 self._free.append(slot.index)
-            metrics.OPEN_STREAMS.set(self.used_slots)
-        slot.outbox.put_nowait(None)
+            metrics.STREAMS.open_streams.set(self.used_slots)
+            slot.outbox.put_nowait(None)
 
     def next_step(self) -> Batch[StepResult]:
         """Everything pending, including streams to stop; a step runs even without new input,
@@ -107,7 +107,7 @@ class TtsBatcher(StepLoop[TtsSlot]):
 
         def deliver(result: StepResult) -> bool:
             if result.progressed:
-                metrics.STEP_SECONDS.observe(time.perf_counter() - started)
+                metrics.STREAMS.step_seconds.observe(time.perf_counter() - started)
             for index in stopped:
                 self._stopping.discard(index)
                 self._free.append(index)
@@ -115,7 +115,7 @@ class TtsBatcher(StepLoop[TtsSlot]):
                 slot = owners.get(index)
                 if slot is not None and self._slots.get(index) is slot:
                     self._deliver(slot, output)
-            metrics.OPEN_STREAMS.set(self.used_slots)
+            metrics.STREAMS.open_streams.set(self.used_slots)
             return (
                 result.progressed
                 or bool(self._stopping)
@@ -133,7 +133,7 @@ class TtsBatcher(StepLoop[TtsSlot]):
                 metrics.FIRST_AUDIO_SECONDS.observe(time.perf_counter() - slot.first_word_at)
         for frame in output.frames:
             slot.outbox.put_nowait(AudioOut(pcm=frame))
-        metrics.FRAMES.inc(len(output.frames))
+        metrics.STREAMS.frames.inc(len(output.frames))
         for word in output.words:
             slot.outbox.put_nowait(word)
         if output.done:

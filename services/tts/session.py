@@ -1,13 +1,15 @@
-"""One `/api/tts_streaming` WebSocket: query checks, slot, then receive and send loops."""
+"""One `/api/tts_streaming` WebSocket: its query checks, and what the TTS does with each client
+message and how it sends audio.
+
+The stream's life (slot, `Ready`, send and receive loops, idle timeout, message budget) is
+the shared skeleton's, `services.common.stream_session`.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from typing import Literal
 
-from fastapi import WebSocket, WebSocketDisconnect
+from fastapi import WebSocket
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.types import Message
 
@@ -15,25 +17,19 @@ from kit.protocol import (
     TTS_CLIENT_MESSAGES,
     AudioOut,
     Eos,
-    Error,
-    MessageParser,
     ProtocolError,
-    Ready,
     TextIn,
     VoiceIn,
     WireMessage,
     describe_errors,
 )
-from kit.ratelimit import POLICY_VIOLATION, MessageBudget, RateLimitExceeded
+from services.common.stream_session import StreamSession
 from services.tts import metrics
 from services.tts.batcher import TtsBatcher, TtsSlot
 from services.tts.engines.base import StreamStart, TtsEngine, VoiceError
 from services.tts.settings import TtsSettings
 from services.tts.text import split_words
 
-logger = logging.getLogger(__name__)
-
-NO_FREE_CHANNELS = "no free channels"
 EOS_FRAME = b"\x00"  # moshi-server's binary end-of-stream marker
 MAX_VOICE_NAME = 256
 
@@ -82,7 +78,7 @@ def stream_start(
     return StreamStart(voice=voice, cfg_alpha=cfg)
 
 
-class TtsSession:
+class TtsSession(StreamSession[TtsSlot]):
     """A client's stream, from `Ready` to the server's close after the last frame."""
 
     def __init__(
@@ -93,70 +89,33 @@ class TtsSession:
         query: StreamQuery,
         start: StreamStart,
     ) -> None:
-        self.ws = ws
+        super().__init__(ws, batcher, settings, TTS_CLIENT_MESSAGES, metrics.STREAMS)
         self.batcher = batcher
-        self.settings = settings
-        self.raw_pcm = query.format == "Pcm"
+        self.settings: TtsSettings = settings  # the TTS's own: `max_text_chars` too
+        self.sends_messages = query.format != "Pcm"
         self.start = start
-        self.parser = MessageParser(TTS_CLIENT_MESSAGES, settings.max_message_bytes)
-        self.budget = MessageBudget(settings.max_messages_per_second)
-        self.close_code = 1000
         self.chars = 0
         self.eos = False
 
-    async def run(self) -> None:
-        """Serve the stream; the server closes (1000) once the audio after `Eos` is out."""
-        await self.ws.accept()
-        slot = self.batcher.open()
-        if slot is None:
-            if not self.raw_pcm:
-                await self.ws.send_bytes(Error(message=NO_FREE_CHANNELS).pack())
-            await self.ws.close()
-            return
-        if not self.raw_pcm:
-            await self.ws.send_bytes(Ready().pack())
-        sender = asyncio.create_task(self._send_loop(slot), name=f"tts-send-{slot.index}")
-        receiver = asyncio.create_task(self._receive_loop(slot), name=f"tts-recv-{slot.index}")
-        try:
-            # The stream ends when the audio is all sent (sender) or the client leaves (receiver).
-            await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            self.batcher.close(slot)
-            for task in (receiver, sender):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-                    await task
+    def waits_for_output(self) -> bool:
+        """A client waiting for its audio after `Eos` has nothing more to say."""
+        return self.eos
 
-    def _error(self, slot: TtsSlot, reason: str, message: str) -> None:
-        metrics.PROTOCOL_ERRORS.labels(reason).inc()
-        if not self.raw_pcm:
-            slot.outbox.put_nowait(Error(message=message))
+    def encode(self, message: WireMessage) -> bytes | None:
+        """A `Pcm` client gets the audio alone, as float32 little-endian samples."""
+        if self.sends_messages:
+            return message.pack()
+        return message.pcm.astype("<f4").tobytes() if isinstance(message, AudioOut) else None
 
-    async def _receive_loop(self, slot: TtsSlot) -> None:
-        while True:
-            try:
-                msg = await asyncio.wait_for(self.ws.receive(), timeout=self.settings.idle_timeout_s)
-            except TimeoutError:
-                if self.eos:
-                    continue  # a client waiting for its audio after Eos has nothing more to say
-                self._error(slot, "idle", f"no message for {self.settings.idle_timeout_s:.0f} s, closing")
-                slot.outbox.put_nowait(None)
-                return
-            if msg["type"] == "websocket.disconnect":
-                return
-            try:
-                parsed = self._parse(slot, msg)
-            except RateLimitExceeded as exc:
-                self._error(slot, "rate", str(exc))
-                self.close_code = POLICY_VIOLATION
-                slot.outbox.put_nowait(None)
-                return
-            if isinstance(parsed, TextIn):
-                self._on_text(slot, parsed.text)
-            elif isinstance(parsed, Eos):
-                self._on_eos(slot)
-            elif isinstance(parsed, VoiceIn):
-                self._on_voice(slot, parsed)
+    async def handle(self, slot: TtsSlot, msg: Message) -> None:
+        """Words, `Eos` or a `Voice` for the batcher."""
+        parsed = self._parse(slot, msg)
+        if isinstance(parsed, TextIn):
+            self._on_text(slot, parsed.text)
+        elif isinstance(parsed, Eos):
+            self._on_eos(slot)
+        elif isinstance(parsed, VoiceIn):
+            self._on_voice(slot, parsed)
 
     def _parse(self, slot: TtsSlot, msg: Message) -> WireMessage | None:
         """The client's message, or None once a bad one has been answered with an `Error`.
@@ -174,7 +133,7 @@ class TtsSession:
                 parsed = self.parser.parse(data)
         except ProtocolError as exc:
             self.budget.spend()
-            self._error(slot, "invalid", str(exc))
+            self.reject(slot, "invalid", str(exc))
             return None
         speaks = (
             isinstance(parsed, TextIn)
@@ -192,10 +151,10 @@ class TtsSession:
 
     def _on_text(self, slot: TtsSlot, text: str) -> None:
         if self.eos:
-            self._error(slot, "after_eos", "Text after Eos is ignored: the stream is ending")
+            self.reject(slot, "after_eos", "Text after Eos is ignored: the stream is ending")
             return
         if self.chars + len(text) > self.settings.max_text_chars:
-            self._error(
+            self.reject(
                 slot,
                 "too_long",
                 f"text over the limit of {self.settings.max_text_chars} characters per stream; ignored",
@@ -216,22 +175,12 @@ class TtsSession:
 
     def _on_voice(self, slot: TtsSlot, voice: VoiceIn) -> None:
         if slot.started:
-            self._error(slot, "voice_late", "Voice must come before the first Text")
+            self.reject(slot, "voice_late", "Voice must come before the first Text")
             return
         embedding = voice.array()
         try:
             self.batcher.engine.check_embedding(embedding)
         except VoiceError as exc:
-            self._error(slot, "voice", f"cannot use this Voice: {exc}")
+            self.reject(slot, "voice", f"cannot use this Voice: {exc}")
             return
         self.start = StreamStart(voice=embedding, cfg_alpha=self.start.cfg_alpha)
-
-    async def _send_loop(self, slot: TtsSlot) -> None:
-        while (message := await slot.outbox.get()) is not None:
-            if self.raw_pcm:
-                if isinstance(message, AudioOut):
-                    await self.ws.send_bytes(message.pcm.astype("<f4").tobytes())
-                continue
-            await self.ws.send_bytes(message.pack())
-        with contextlib.suppress(Exception):
-            await self.ws.close(code=self.close_code)

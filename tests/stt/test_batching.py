@@ -24,10 +24,15 @@ from tests.stt_client import FRAME, speechlike
 pytestmark = pytest.mark.moshi
 
 
-def _engine(model: str, batch: int):
+def cpu_engine(model: str, batch: int):
+    """The moshi STT engine on `model`, on the CPU in float32 (what the tests compare exactly)."""
     from services.stt.engines.moshi_engine import MoshiSttEngine
+    from services.stt.settings import SttSettings
 
-    return MoshiSttEngine(model, batch, device="cpu", dtype="float32")
+    settings = SttSettings(
+        model=model, batch_size=batch, device="cpu", dtype="float32", service_api_key="unused"
+    )
+    return MoshiSttEngine(settings)
 
 
 def _frames(stream: np.ndarray) -> list[np.ndarray]:
@@ -90,8 +95,8 @@ def test_eight_streams_match_their_lone_runs(tiny, variant):
     # Eight streams start at different steps; slots 0 and 3 are reused by two more streams.
     jobs = [(i, 3 * i, speechlike(s, seed=i)) for i, s in enumerate(lengths)]
     jobs += [(0, 0, speechlike(1.3, seed=20)), (3, 0, speechlike(0.8, seed=21))]
-    batched = _run_batched(_engine(model, 8), jobs)
-    lone = _engine(model, 8)
+    batched = _run_batched(cpu_engine(model, 8), jobs)
+    lone = cpu_engine(model, 8)
     for i, (slot, _, audio) in enumerate(jobs):
         _assert_same(batched[i], _run_alone(lone, audio, slot))
     assert any(t not in (0, 3) for t, _ in batched[3]), "streams should contain word tokens"
@@ -100,7 +105,7 @@ def test_eight_streams_match_their_lone_runs(tiny, variant):
 def test_batch_size_changes_only_the_last_bits(tiny):
     import torch
 
-    one, eight = _engine(str(tiny.stt_dir), 1), _engine(str(tiny.stt_dir), 8)
+    one, eight = cpu_engine(str(tiny.stt_dir), 1), cpu_engine(str(tiny.stt_dir), 8)
     mask = torch.zeros(8, dtype=torch.bool)
     mask[0] = True
     for engine, m in ((one, mask[:1]), (eight, mask)):
@@ -127,12 +132,12 @@ def test_hf_cache_and_local_directory_load_the_same_model(tiny, monkeypatch):
     from devkit.checkpoints import STT_REPO
 
     audio = speechlike(1.5, seed=5)
-    local = _run_alone(_engine(str(tiny.stt_dir), 1), audio)
+    local = _run_alone(cpu_engine(str(tiny.stt_dir), 1), audio)
     import huggingface_hub.constants
 
     # huggingface_hub reads HF_HOME at import; the service processes get it from their env.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tiny.hf_home / "hub"))
-    cached = _run_alone(_engine(STT_REPO, 1), audio)
+    cached = _run_alone(cpu_engine(STT_REPO, 1), audio)
     _assert_same(cached, local)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.stt.test_batching import cpu_engine
 from tests.stt_client import FRAME, speechlike
 
 pytestmark = pytest.mark.moshi
@@ -30,9 +31,7 @@ class HostReads(torch.overrides.TorchFunctionMode):
 
 @pytest.mark.parametrize("variant", ["stt_dir", "stt_noheads_dir"], ids=["eot-heads", "silero-vad"])
 def test_a_step_reads_from_the_device_once(tiny, variant):
-    from services.stt.engines.moshi_engine import MoshiSttEngine
-
-    engine = MoshiSttEngine(str(getattr(tiny, variant)), 4, device="cpu", dtype="float32")
+    engine = cpu_engine(str(getattr(tiny, variant)), 4)
     audio = speechlike(1.0, seed=3)[: 12 * FRAME].reshape(12, FRAME)
     for k, frame in enumerate(audio):
         frames = np.stack([frame] * 4)

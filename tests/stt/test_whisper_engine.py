@@ -20,7 +20,7 @@ from devkit.wer import normalise, word_errors
 from kit.audio import FRAME_SIZE, SAMPLE_RATE
 from kit.protocol import EndWord, Error, MarkerOut, Step, WireMessage, Word
 from services.common.steploop import StepFailed
-from services.stt.batcher import Slot, SttBatcher
+from services.stt.batcher import SttBatcher, SttSlot
 from services.stt.engines import whisper_engine
 from services.stt.engines.vad_segments import WINDOW, SegmentRules, VadSegmenter
 from services.stt.engines.whisper_decoder import Decoded, DecodeJob
@@ -111,7 +111,7 @@ def words_of(events: list) -> list[Word]:
 
 
 @contextlib.asynccontextmanager
-async def serving(engine: WhisperSttEngine) -> AsyncIterator[tuple[SttBatcher, Slot]]:
+async def serving(engine: WhisperSttEngine) -> AsyncIterator[tuple[SttBatcher, SttSlot]]:
     """The engine behind the service's batcher and step loop, with one stream open."""
     batcher = SttBatcher(engine, 10**8)
     loop = asyncio.create_task(batcher.run())
@@ -125,7 +125,7 @@ async def serving(engine: WhisperSttEngine) -> AsyncIterator[tuple[SttBatcher, S
             await loop
 
 
-async def read_until_marker(slot: Slot) -> list[WireMessage]:
+async def read_until_marker(slot: SttSlot) -> list[WireMessage]:
     messages: list[WireMessage] = []
     while not messages or not isinstance(messages[-1], MarkerOut):
         message = await asyncio.wait_for(slot.outbox.get(), 60)

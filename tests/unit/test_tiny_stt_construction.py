@@ -15,8 +15,8 @@ import pytest
 from devkit import PHRASE_WAV
 from kit.audio import FRAME_SIZE
 from kit.protocol import Word
-from services.stt.engines.moshi_engine import MoshiSttEngine
 from services.stt.engines.words import PAD_TOKEN
+from tests.stt.test_batching import cpu_engine
 
 SILENCE_FRAMES_BEFORE_PAD = 4  # Mimi's encoder still hears the sound for up to 320 ms
 
@@ -47,7 +47,7 @@ def test_silence_is_a_pad_and_a_pause_and_sound_is_words(tiny, variant):
         np.zeros((count, FRAME_SIZE), np.float32),  # silence from the first frame
         (0.1 * rng.standard_normal((count, FRAME_SIZE))).astype(np.float32),  # noise is sound
     ]
-    engine = MoshiSttEngine(str(getattr(tiny, variant)), 3, "cpu", "float32")
+    engine = cpu_engine(str(getattr(tiny, variant)), 3)
     active = np.ones(3, dtype=bool)
     tokens = np.zeros((count, 3), dtype=np.int64)
     pauses = np.zeros((count, 3))

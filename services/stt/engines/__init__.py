@@ -18,7 +18,7 @@ def load_engine(settings: SttSettings) -> SttEngine:
     if settings.engine == "moshi":
         from services.stt.engines.moshi_engine import MoshiSttEngine
 
-        return MoshiSttEngine(settings.model, settings.batch_size, settings.device, settings.dtype)
+        return MoshiSttEngine(settings)
     from services.stt.engines.whisper_engine import WhisperOptions, WhisperSttEngine
 
     options = WhisperOptions(

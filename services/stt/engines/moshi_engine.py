@@ -26,6 +26,7 @@ from services.common.torch_device import resolve_device, resolve_dtype
 from services.stt.engines.base import FrameResult, SttEngine, round_prs
 from services.stt.engines.silero_pauses import SileroPauses, to_device
 from services.stt.engines.words import SlotWordDecoders
+from services.stt.settings import SttSettings
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +49,13 @@ class MoshiSttEngine(SttEngine):
 
     name = "moshi"
 
-    def __init__(
-        self, model: str | CheckpointInfo, batch_size: int, device: str = "auto", dtype: str = "auto"
-    ) -> None:
-        """`model` is a repo id or directory, or a resolved checkpoint; one without weight files
-        gets random weights (bench/gpu_capacity.py measures real model sizes that way)."""
+    def __init__(self, settings: SttSettings, checkpoint: CheckpointInfo | None = None) -> None:
+        """The model is `settings.model`, unless a resolved `checkpoint` is given; one without
+        weight files gets random weights (bench/gpu_capacity.py measures real sizes that way)."""
+        batch_size = settings.batch_size
         self.batch_size = batch_size
-        self.device = resolve_device(device)
-        info = model if isinstance(model, CheckpointInfo) else load_checkpoint_info(model)
+        self.device = resolve_device(settings.device)
+        info = checkpoint or load_checkpoint_info(settings.model)
         overrides = {}
         heads = _extra_heads_in_weights(info.moshi_weights) if info.moshi_weights else 0
         if heads and not (info.lm_config or {}).get("extra_heads_num_heads"):
@@ -63,7 +63,9 @@ class MoshiSttEngine(SttEngine):
             overrides = {"extra_heads_num_heads": heads, "extra_heads_dim": 6}
         self.mimi = info.get_mimi(device=self.device)
         self.lm = info.get_moshi(
-            device=self.device, dtype=resolve_dtype(dtype, self.device), lm_kwargs_overrides=overrides
+            device=self.device,
+            dtype=resolve_dtype(settings.dtype, self.device),
+            lm_kwargs_overrides=overrides,
         )
         self.tokenizer = info.get_text_tokenizer()
         gen_config = {"temp": 0.0, "temp_text": 0.0} | dict(info.lm_gen_config)
@@ -97,7 +99,7 @@ class MoshiSttEngine(SttEngine):
         logger.info(
             "moshi STT loaded",
             extra={
-                "model": model if isinstance(model, str) else "random weights",
+                "model": settings.model if checkpoint is None else "a resolved checkpoint",
                 "device": str(self.device),
                 "batch_size": batch_size,
                 "delay_s": self.delay_s,
