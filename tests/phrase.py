@@ -7,6 +7,8 @@ are compared after `devkit.wer.normalise` (numbers in words, no case or punctuat
 
 from __future__ import annotations
 
+import itertools
+
 from devkit.wer import normalise
 
 CONTENT_WORDS = frozenset({"weather", "nice", "today", "one", "two", "three"})
@@ -17,5 +19,10 @@ MISSED_AT_MOST = 1
 
 
 def heard_the_phrase(transcript: str) -> bool:
-    """The transcript holds the phrase's content words, all but at most one (it may hold more)."""
-    return len(CONTENT_WORDS - set(normalise(transcript))) <= MISSED_AT_MOST
+    """The transcript holds the phrase's content words, all but at most one (it may hold more).
+
+    A word split in two counts as heard: Whisper writes "to day" for "today" in some windows
+    (seen beside "Whenever it's" in one LiveKit turn, which made two misses of one slip)."""
+    words = normalise(transcript)
+    heard = set(words) | {a + b for a, b in itertools.pairwise(words)}
+    return len(CONTENT_WORDS - heard) <= MISSED_AT_MOST
