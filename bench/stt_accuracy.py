@@ -142,12 +142,16 @@ class TimedEngine:
     def transcribe(self, audio: Pcm) -> str:
         """The words the engine sends for one utterance (a stream of its own)."""
         engine = self.engine
-        flush = np.zeros(engine.delay_frames * FRAME_SIZE + SAMPLE_RATE // 2, np.float32)
-        pcm = np.concatenate([np.zeros(SAMPLE_RATE // 2, np.float32), audio, flush])
-        pcm = np.concatenate([pcm, np.zeros(-pcm.size % FRAME_SIZE, np.float32)])
+        # Then a Marker, as the service runs it: the engine's flush, and its delay in silence.
+        tail = np.zeros((engine.delay_frames + -(-SAMPLE_RATE // 2 // FRAME_SIZE)) * FRAME_SIZE, np.float32)
+        pcm = np.concatenate([np.zeros(SAMPLE_RATE // 2, np.float32), audio])
+        pcm = np.concatenate([pcm, np.zeros(-pcm.size % FRAME_SIZE, np.float32), tail])
+        flush_at = -(-(SAMPLE_RATE // 2 + audio.size) // FRAME_SIZE)
         active = np.ones(1, dtype=bool)
         words: list[str] = []
         for i, frame in enumerate(pcm.reshape(-1, FRAME_SIZE)):
+            if i == flush_at:
+                engine.flush([0])
             engine.step(frame[None], active, [0] if i == 0 else [])
             words += self._settle()
         return " ".join(words)
