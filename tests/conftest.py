@@ -11,6 +11,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import contextlib
 import secrets
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,26 @@ DEPLOYMENT_SUITE = Path(__file__).parent / "deployment"
 # Suites that need what only root installs and starts (`make test` does, as CI): Docker,
 # SLURM and Apptainer, Debian's chromium, nginx and ruby. `make check` leaves them out.
 ROOT_SUITES = tuple(Path(__file__).parent / name for name in ("browser", "containers", "ood", "slurm"))
+
+
+# A test phase (setup, call, teardown) slower than this gets a timestamped line as it ends.
+SLOW_TEST_S = 20.0
+# How much of a failure's traceback the inline report shows (the summary at the end has it all).
+MAX_INLINE_FAILURE_LINES = 30
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Say at once, with the clock time, when a test fails or is slow: pytest's own summary comes
+    only at the end, and a run stopped by CI's time limit never prints it."""
+    slow = report.duration >= SLOW_TEST_S  # a setup phase may build images or start stacks
+    if not (report.failed or slow):
+        return
+    clock = time.strftime("%H:%M:%S")
+    line = f"\n[{clock}] {report.outcome} {report.when} {report.nodeid} ({report.duration:.0f} s)"
+    if report.failed:
+        text = str(report.longrepr).rstrip().splitlines()
+        line += "\n" + "\n".join(f"    {row}" for row in text[-MAX_INLINE_FAILURE_LINES:])
+    print(line, file=sys.__stderr__, flush=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
