@@ -10,7 +10,7 @@ Two ways to say what it answers:
 
 - scripted (the tests): `POST /control` sets what the next completions do (reply text, tool
   calls, delays, HTTP errors); `GET /requests` returns the messages each completion was asked
-  with, `GET /tools` the tools and tool_choice it was offered.
+  with, `GET /tools` the tools and tool_choice it was offered (with the request's system prompt).
 - at a set speed (the benchmarks): `--ttft-ms`, `--tpot-ms` and `--reply` fix the delays and
   the reply from the start, so the LLM's share of a turn is known, and what a load test measures
   around it is the STT, the TTS and the orchestrator.
@@ -132,7 +132,10 @@ def build_app(script: Script | None = None) -> FastAPI:
         script: Script = state["script"]
         stats["requests"] += 1
         state["requests"].append(body["messages"])
-        state["tools"].append({"tools": body.get("tools"), "tool_choice": body.get("tool_choice")})
+        first = body["messages"][0] if body["messages"] else {}
+        system = first.get("content") if first.get("role") == "system" else None
+        offered = {"tools": body.get("tools"), "tool_choice": body.get("tool_choice"), "system": system}
+        state["tools"].append(offered)
         if script.fail_status is not None:
             return JSONResponse(
                 {"error": {"message": "scripted failure", "type": "server_error"}},

@@ -177,9 +177,11 @@ class Stack:
         sessions on this shared stack, or one a test left talking, cannot be mistaken for them."""
         return [m for m in self.llm_requests() if m[0] == {"role": "system", "content": instructions}]
 
-    def llm_tools(self) -> list:
-        """The tools and tool_choice each LLM request offered, in order."""
-        return httpx.get(f"{self.llm.http}/tools").json()
+    def llm_tools_for(self, instructions: str) -> list:
+        """The tools and tool_choice each LLM request of the session(s) with these instructions
+        offered, in order (as `llm_requests_for`, so no other session's request is counted)."""
+        offered = httpx.get(f"{self.llm.http}/tools").json()
+        return [o for o in offered if o["system"] == instructions]
 
     def llm_stats(self) -> dict:
         return httpx.get(f"{self.llm.http}/stats").json()

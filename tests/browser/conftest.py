@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytest_asyncio
 import soundfile
 
 from devkit.realtime_client import speech
@@ -55,10 +56,15 @@ def microphone(path: Path, silence_s: float) -> Path:
     return path
 
 
-@pytest.fixture
+# The test's own event loop: Playwright's connection belongs to the loop that started it (the
+# test's, which calls open_page). Under the project's default session loop for fixtures, the
+# teardown ran in another loop, closed nothing and said nothing: every browser of the suite
+# went on talking to the shared stack (its microphone loops) for the rest of the CI run.
+@pytest_asyncio.fixture(loop_scope="function")
 async def browser_page(tmp_path):
     """Opens a page in a new Chromium whose microphone says the phrase, then `mic_silence_s` of
-    silence (looped); `chromium_args` are added to the launch flags."""
+    silence (looped); `chromium_args` are added to the launch flags. Every browser it opened is
+    closed when the test ends."""
     chromium = require_chromium()
 
     async def open_page(mic_silence_s: float = 6.0, chromium_args: tuple[str, ...] = ()):

@@ -128,7 +128,7 @@ async def test_a_spoken_turn_calls_a_tool_and_the_answer_uses_its_result(lite_st
         },
         {"role": "tool", "tool_call_id": call["call_id"], "content": "sunny"},
     ]
-    offered = lite_stack.llm_tools()[-1]
+    offered = lite_stack.llm_tools_for(instructions)[-1]
     assert [t["function"]["name"] for t in offered["tools"]] == ["get_weather", "get_time"]
     assert offered["tool_choice"] == "auto"
 
