@@ -95,6 +95,7 @@ async def browser_page(tmp_path):
             await page.wait_for_timeout(300)
         await browser.close()
         await playwright.stop()
+        assert not browser.is_connected(), "a browser of this test is still running"
 
 
 @pytest.fixture(scope="session")
