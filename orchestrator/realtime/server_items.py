@@ -5,7 +5,7 @@ server_events.py holds the other events.
 
 They mirror the field names and types of the `openai` package's GA Realtime models
 (`RealtimeResponse`, ...) for the subset we use, without depending on that package;
-tests/unit/test_server_events.py checks the parity. Unknown fields are refused, so a typo
+tests/unit/orchestrator/test_server_events.py checks the parity. Unknown fields are refused, so a typo
 cannot reach a client.
 """
 

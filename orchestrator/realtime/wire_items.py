@@ -2,7 +2,7 @@
 
 They mirror the `openai` package's GA item models (`RealtimeConversationItemUserMessage`,
 `...AssistantMessage`, `...SystemMessage`, `...FunctionCall`, `...FunctionCallOutput`)
-for what we send; tests/unit/test_server_events.py checks the parity. A spoken message's
+for what we send; tests/unit/orchestrator/test_server_events.py checks the parity. A spoken message's
 content is audio with its transcript, a typed one's is text.
 """
 

@@ -12,7 +12,7 @@ from orchestrator.clients.errors import BackendUnavailable
 from orchestrator.pipeline.config import ResponseRequest
 from orchestrator.pipeline.events import Problem, ResponseEnded
 from tests.fakes.backends import FakeBackends, FakeLlm, FakeTts, until
-from tests.unit.test_session_parts import of_type, running, user_says
+from tests.unit.orchestrator.test_session_parts import of_type, running, user_says
 
 
 class DyingTts(FakeTts):

@@ -21,7 +21,7 @@ import pytest
 
 from devkit.processes import free_port
 from tests.tls_pairs import write_pair
-from tests.unit.slurm_scripts import ROOT, SLURM, load
+from tests.unit.slurm.slurm_scripts import ROOT, SLURM, load
 
 placement = load("placement")
 port_claims = load("port_claims")

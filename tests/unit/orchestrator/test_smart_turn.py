@@ -19,7 +19,7 @@ from kit.audio import SAMPLE_RATE, resample
 from orchestrator.turn_model import DEFAULT_MODEL_PATH, FETCH_COMMAND, SmartTurn, TurnModelMissing
 from orchestrator.turn_model.whisper_features import N_FRAMES, N_MELS, WINDOW_SAMPLES, log_mel_features
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CLIENTS_PYTHON = ROOT / ".venv-clients" / "bin" / "python"
 
 COMPLETE = "What is the weather like in Paris today?"

@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # The batch script's shape: traps as in slurm/instances.sbatch's main, a clean-up that takes a
 # few seconds (stopping instances), and the watch loop's interruptible wait.

@@ -15,7 +15,7 @@ from cli.schema import status_schema
 from cli.slurm import duration_s
 from orchestrator.auth import relative_to_itself
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SCHEMA = ROOT / "docs/unmute-status.schema.json"
 
 

@@ -14,7 +14,7 @@ from orchestrator.pipeline.events import (
 )
 from orchestrator.pipeline.user_turn import UserTurn
 from tests.fakes.backends import PAUSE, VOICED, FakeBackends, FakeLlm, FakeTurnModel, hear, until
-from tests.unit.test_session_parts import of_type, running
+from tests.unit.orchestrator.test_session_parts import of_type, running
 
 SERVER_VAD = SessionConfig(
     turn_detection=TurnDetectionConfig(kind="server_vad", silence_duration_ms=500, preemptive=True)

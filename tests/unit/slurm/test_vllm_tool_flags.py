@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.slurm_scripts import ROOT, load
+from tests.unit.slurm.slurm_scripts import ROOT, load
 
 job = load("job")
 plan = load("plan")

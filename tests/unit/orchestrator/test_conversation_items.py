@@ -26,7 +26,7 @@ from orchestrator.pipeline.events import (
 from orchestrator.pipeline.items import FunctionCall, FunctionCallOutput, Message
 from orchestrator.pipeline.session import VoiceSession
 from tests.fakes.backends import FakeBackends, FakeLlm, until
-from tests.unit.test_session_parts import MANUAL, of_type, running
+from tests.unit.orchestrator.test_session_parts import MANUAL, of_type, running
 
 WEATHER = Tool("get_weather", "The weather in a city.", {"type": "object", "properties": {"city": {}}})
 TOOLS = SessionConfig(turn_detection=None, tools=(WEATHER,))

@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from services.stt.app import build_app
 from services.stt.settings import SttSettings
-from tests.unit.test_stt_faults import ScriptedEngine
+from tests.unit.services.test_stt_faults import ScriptedEngine
 
 KEY = "skeleton-test-key"
 

@@ -13,7 +13,7 @@ from typing import Any
 from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "services/llm/gemma3-tools.jinja"
+TEMPLATE = Path(__file__).resolve().parents[3] / "services/llm/gemma3-tools.jinja"
 WEATHER = {
     "type": "function",
     "function": {
