@@ -25,7 +25,7 @@ from tests.containers.engine import BASE_IMAGE, ROOT, docker, require_engine
 from tests.deployment.suite import run_deployment_suite
 from tests.slurm.cluster import Cluster
 from tests.slurm.jobs import Job
-from tests.slurm.node import NODE_IMAGE, UID, Node
+from tests.slurm.node import NODE_IMAGE, UID, USER, Node
 
 # The first test also pays for the module's SIF builds (about 7 minutes on 2 cores).
 pytestmark = [pytest.mark.moshi, pytest.mark.timeout(2400)]
@@ -202,6 +202,31 @@ def test_a_def_that_fails_in_post_names_the_image_and_the_next_command(node: Nod
     assert result.returncode != 0
     assert "building stt failed" in output and "rerun: slurm/build stt" in output, output[-3000:]
     assert not (tree / "sif/stt.sif").exists()
+
+
+def test_an_unreadable_file_a_def_copies_is_named_before_apptainer_starts(node: Node) -> None:
+    """A mode-700 `__pycache__` in the checkout (what a process under umask 077 leaves) stops
+    slurm/build at once, naming the path and the chmod, rather than halfway through apptainer's
+    copy. Root reads everything, so this needs the node's user."""
+    tree = node.workdir("unreadable-project")
+    for folder in ("slurm", "apptainer", "containers"):
+        (tree / folder).mkdir()
+    shutil.copy(ROOT / "slurm/build", tree / "slurm/build")
+    shutil.copy(ROOT / "apptainer/orchestrator.def", tree / "apptainer/orchestrator.def")
+    (tree / "containers/requirements").symlink_to(ROOT / "containers/requirements")
+    (tree / "scripts").symlink_to(ROOT / "scripts")
+    (tree / "orchestrator").symlink_to(ROOT / "orchestrator")
+    shutil.copytree(ROOT / "kit", tree / "kit", ignore=shutil.ignore_patterns("__pycache__"))
+    for path in (tree, *tree.rglob("*")):
+        os.lchown(path, UID, UID)
+    hidden = tree / "kit/__pycache__"
+    hidden.mkdir(mode=0o700)  # root's, as the job's healthcheck once left them
+    result = node.run([str(tree / "slurm/build"), "orchestrator"], cwd=tree, timeout=60)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"kit/__pycache__ is not readable by {USER}" in output, output
+    assert "chmod -R a+rX kit/__pycache__" in output, output
+    assert "build: orchestrator ->" not in output  # apptainer never started
 
 
 # ---- replicas across nodes: the same SIFs on a two-host SLURM (tests/slurm/cluster.py) ------
