@@ -2,7 +2,7 @@
 
 Each case must leave: every hostile connection answered with `error` events or closed with a
 close frame, every server event valid for the `openai` SDK's schema, the healthy session's
-replies complete with no event gap over 2.5 s, no traceback in any log, no session, STT slot
+replies complete with no event gap over 1 s, no traceback in any log, no session, STT slot
 or TTS slot left open, and (after churn) the orchestrator's RSS within 10 % of its baseline.
 """
 
