@@ -107,6 +107,15 @@ class Job:
         self.env_file = env_file
         self.id = ""
 
+    @classmethod
+    def submitted(cls, cluster: Cluster, output_dir: Path, job_id: str, job_dir: Path) -> Job:
+        """A job someone else submitted (the `unmute` command): its output file in `output_dir`,
+        its job directory at `job_dir`. It has no settings file or ports of the test's."""
+        job = cls.__new__(cls)
+        job.cluster, job.workdir, job.job_dir = cluster, output_dir, job_dir
+        job.ports, job.id = {}, job_id
+        return job
+
     def add_settings(self, **settings: str) -> None:
         """More lines in the job's settings file (the user's .env), before it is submitted."""
         with self.env_file.open("a") as out:

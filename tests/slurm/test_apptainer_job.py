@@ -278,9 +278,8 @@ def test_unmute_up_on_two_nodes_serves_from_both_outlives_one_nodes_services_and
 
     status, text = unmute("up", "--nodes", "2", "--", "--cpus-per-task=1", "--mem=1G", timeout=900)
     assert status == 0, f"{text}\n{cluster.slurm_log()}"
-    job = Job(cluster, work / "jobs")  # the CLI's job: its output lands in UNMUTE_JOBS_DIR
-    job.id = re.search(r"submitted job (\d+)", text).group(1)
-    job.job_dir = work / "jobs" / job.id
+    job_id = re.search(r"submitted job (\d+)", text).group(1)
+    job = Job.submitted(cluster, work / "jobs", job_id, work / "jobs" / job_id)  # in UNMUTE_JOBS_DIR
     for node in ("n1", "n2"):
         assert f"stt on {node} ready" in text and f"tts on {node} ready" in text, text
     try:
