@@ -312,6 +312,13 @@ def pack(value: object) -> bytes:
 
 
 # Text with a lone surrogate: JSON's \u escapes and surrogatepass msgpack can carry one, UTF-8 cannot.
+def paths(routes: list[str]) -> st.SearchStrategy[str]:
+    """A route of the service, or a random printable path. Never one that starts with `//`:
+    a client reads that as `//host:port` (a URL with no path), so it refuses to send it."""
+    printable = st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=30)
+    return st.sampled_from(routes) | printable.map(lambda p: "/" + p.lstrip("/"))
+
+
 LONE_SURROGATE_TEXT = st.builds(
     lambda before, surrogate, after: before + surrogate + after,
     TEXT,

@@ -36,6 +36,7 @@ from tests.fuzz.harness import (
     edge_findings,
     fuzz,
     healthy,
+    paths,
     settle,
     wild,
 )
@@ -292,8 +293,7 @@ ROUTES = ["/", "/api/status", "/api/voices", "/static/app.js", "/static/../app.p
           "/metrics", "/api/build_info", "/v1/realtime"]  # fmt: skip
 HTTP_CASES = st.tuples(
     st.sampled_from(["GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD"]),
-    st.sampled_from(ROUTES)
-    | st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=30).map(lambda p: "/" + p),
+    paths(ROUTES),
     st.sampled_from(["", "?token=wrong", "?token={token}", "?token=" + "x" * 5000]),
     st.binary(max_size=200),
     st.sampled_from(["none", "bearer", "cookie", "wrong"]),

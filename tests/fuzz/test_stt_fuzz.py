@@ -36,6 +36,7 @@ from tests.fuzz.harness import (
     gather_findings,
     healthy,
     pack,
+    paths,
     settle,
     wild,
 )
@@ -297,8 +298,7 @@ HTTP_CASES = st.one_of(
     st.tuples(st.just("POST"), st.just("/v1/transcribe"), WAVS | st.binary(max_size=500)),
     st.tuples(
         st.sampled_from(["GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD", "PATCH"]),
-        st.sampled_from(ROUTES)
-        | st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=30).map(lambda p: "/" + p),
+        paths(ROUTES),
         st.binary(max_size=200),
     ),
 )

@@ -34,6 +34,7 @@ from tests.fuzz.harness import (
     gather_findings,
     healthy,
     pack,
+    paths,
     settle,
     wild,
 )
@@ -312,8 +313,7 @@ HTTP_CASES = st.one_of(
     st.tuples(st.just("POST"), st.just("/synthesize"), SYNTH_BODIES),
     st.tuples(
         st.sampled_from(["GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD"]),
-        st.sampled_from(ROUTES)
-        | st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=30).map(lambda p: "/" + p),
+        paths(ROUTES),
         st.binary(max_size=200),
     ),
 )
