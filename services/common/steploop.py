@@ -31,10 +31,12 @@ class StepFailed(RuntimeError):
 
 
 class Stream(Protocol):
-    """What the loop needs of a stream: its place in the batch and the queue its session sends from."""
+    """What the loop needs of a stream: its place in the batch, the queue its session sends from,
+    and the event set once the stream no longer holds its place (see `StepLoop.release`)."""
 
     index: int
     outbox: asyncio.Queue[WireMessage | None]
+    released: asyncio.Event
 
 
 S = TypeVar("S", bound=Stream)
@@ -76,6 +78,12 @@ class StepLoop(abc.ABC, Generic[S]):
         """End the stream: the slot is handed back and its outbox gets the final None (once: a
         slot that is closed already is left as it is)."""
 
+    def release(self, slot: S) -> None:
+        """Hand the slot's index back for the next stream. A session closes its socket only after
+        this, so a client that has seen the close can count on the slot being free again."""
+        self._free.append(slot.index)
+        slot.released.set()
+
     def capacity(self) -> Capacity:
         """Slots in all and free now (a slot still being stopped in the engine is not free)."""
         return Capacity(self.batch_size, len(self._free))
@@ -113,7 +121,7 @@ class StepLoop(abc.ABC, Generic[S]):
         self._failed = list(self._slots.values())
         for slot in self._failed:
             slot.outbox.put_nowait(Error(message=message))
-            self.close(slot)
+            self._end(slot)
 
     async def flush_failed(self, timeout_s: float) -> None:
         """Wait (at most `timeout_s`) until the sessions of the failed streams have taken their Error."""
@@ -125,4 +133,9 @@ class StepLoop(abc.ABC, Generic[S]):
     def close_all(self) -> None:
         """End every stream (the step loop has been stopped)."""
         for slot in list(self._slots.values()):
-            self.close(slot)
+            self._end(slot)
+
+    def _end(self, slot: S) -> None:
+        """Close a stream of a loop that will not step again: nothing is left to wait for."""
+        self.close(slot)
+        slot.released.set()

@@ -8,7 +8,10 @@ message (`handle`) and how it puts an outgoing one on the wire (`encode`).
 
 A `None` in the outbox ends the stream: the batcher puts it there when the slot is closed
 (the client left, the receive loop stopped, a step failed, shutdown) or, for the TTS, when
-the audio after `Eos` is out. The send loop then closes the socket with `close_code`.
+the audio after `Eos` is out. The send loop then waits until the slot is released (a TTS
+stream the engine is still generating is stopped at its next step) and closes the socket
+with `close_code`: a client that has seen the close, and opens the next stream at once,
+finds its slot free.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ NO_FREE_CHANNELS = "no free channels"
 #: How long the send loop may take to send what is queued once the client side has ended
 #: (a client that does not read must not hold its session open).
 DRAIN_TIMEOUT_S = 2.0
+#: How long the close may wait for the engine to let go of the slot (one step, even a slow one).
+RELEASE_TIMEOUT_S = 2.0
 #: What a send to a client that has gone raises (Starlette, uvicorn, the socket).
 CLIENT_GONE = (WebSocketDisconnect, RuntimeError, OSError)
 
@@ -122,8 +127,9 @@ class StreamSession(abc.ABC, Generic[S]):
             self.loop.close(slot)  # a no-op unless `Ready` could not be sent
 
     async def _drain(self, sender: asyncio.Task[None]) -> None:
-        """Let the send loop finish what is queued, for at most `DRAIN_TIMEOUT_S`."""
-        await asyncio.wait({sender}, timeout=DRAIN_TIMEOUT_S)
+        """Let the send loop finish what is queued and close, for at most `DRAIN_TIMEOUT_S` (plus
+        the wait for the slot's release)."""
+        await asyncio.wait({sender}, timeout=DRAIN_TIMEOUT_S + RELEASE_TIMEOUT_S)
         sender.cancel()  # a no-op once it is done; a cancelled task is no error to its group
 
     async def _receive_loop(self, slot: S) -> None:
@@ -152,6 +158,7 @@ class StreamSession(abc.ABC, Generic[S]):
                 frame = self.encode(message)
                 if frame is not None:
                     await self.ws.send_bytes(frame)
+            await self._released(slot)
             await self.ws.close(code=self.close_code)
         except CLIENT_GONE:
             pass  # the client has gone: its receive loop sees the disconnect
@@ -164,3 +171,14 @@ class StreamSession(abc.ABC, Generic[S]):
             return
         if self._receiving:
             raise StreamEnded
+
+    async def _released(self, slot: S) -> None:
+        """Until the step loop has let go of the slot; past `RELEASE_TIMEOUT_S` the stream closes
+        anyway, and says so in the log: a client must not wait on a stuck engine."""
+        try:
+            await asyncio.wait_for(slot.released.wait(), RELEASE_TIMEOUT_S)
+        except TimeoutError:
+            logger.warning(
+                "closing a stream whose slot the engine still holds",
+                extra={"slot": slot.index, "waited_s": RELEASE_TIMEOUT_S},
+            )

@@ -54,6 +54,7 @@ class SttSlot:
     max_buffered: int
     prefix_frames: int
     outbox: asyncio.Queue[WireMessage | None] = field(default_factory=asyncio.Queue)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
     buffer: FrameBuffer = field(default_factory=FrameBuffer)
     frames_taken: int = 0  # client/flush frames handed to the engine
     frames_done: int = 0  # ... and whose results came back
@@ -148,7 +149,7 @@ class SttBatcher(StepLoop[SttSlot]):
         """Give the slot back; its state is reset when the next stream takes it."""
         if self._slots.get(slot.index) is slot:
             del self._slots[slot.index]
-            self._free.append(slot.index)
+            self.release(slot)
             metrics.STREAMS.open_streams.set(len(self._slots))
             slot.outbox.put_nowait(None)
 

@@ -29,6 +29,7 @@ class TtsSlot:
 
     index: int
     outbox: asyncio.Queue[WireMessage | None] = field(default_factory=asyncio.Queue)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
     pending: SlotInput | None = None
     started: bool = False
     first_word_at: float | None = None
@@ -46,7 +47,7 @@ class TtsBatcher(StepLoop[TtsSlot]):
     def __init__(self, engine: TtsEngine) -> None:
         super().__init__("tts", engine.batch_size)
         self.engine = engine
-        self._stopping: set[int] = set()  # left by their client, to be stopped in the engine
+        self._stopping: dict[int, TtsSlot] = {}  # left by their client, to be stopped in the engine
 
     @property
     def used_slots(self) -> int:
@@ -86,10 +87,10 @@ class TtsBatcher(StepLoop[TtsSlot]):
         if self._slots.get(slot.index) is slot:
             del self._slots[slot.index]
             if slot.started:
-                self._stopping.add(slot.index)
+                self._stopping[slot.index] = slot
                 self.wake()
             else:
-                self._free.append(slot.index)
+                self.release(slot)
             metrics.STREAMS.open_streams.set(self.used_slots)
             slot.outbox.put_nowait(None)
 
@@ -102,15 +103,15 @@ class TtsBatcher(StepLoop[TtsSlot]):
                 inputs.append(slot.pending)
                 slot.pending = None
         owners = dict(self._slots)
-        stopped = set(self._stopping)
+        stopped = list(self._stopping.values())
         started = time.perf_counter()
 
         def deliver(result: StepResult) -> bool:
             if result.progressed:
                 metrics.STREAMS.step_seconds.observe(time.perf_counter() - started)
-            for index in stopped:
-                self._stopping.discard(index)
-                self._free.append(index)
+            for slot in stopped:
+                del self._stopping[slot.index]
+                self.release(slot)
             for index, output in result.outputs.items():
                 slot = owners.get(index)
                 if slot is not None and self._slots.get(index) is slot:
@@ -138,5 +139,5 @@ class TtsBatcher(StepLoop[TtsSlot]):
             slot.outbox.put_nowait(word)
         if output.done:
             del self._slots[slot.index]
-            self._free.append(slot.index)
+            self.release(slot)
             slot.outbox.put_nowait(None)

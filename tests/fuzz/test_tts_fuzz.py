@@ -190,7 +190,6 @@ def test_every_listed_voice_speaks_or_is_refused_alone(tts, tmp_path):
 
 async def flood(url: str, key: str, kind: str, seconds: float, seed: int) -> list[str]:
     """One stream sending one kind of message as fast as the server takes it, then Eos."""
-    rng = np.random.default_rng(seed)
     what = f"{kind} flood (seed {seed})"
     try:
         async with websockets.connect(
@@ -203,28 +202,38 @@ async def flood(url: str, key: str, kind: str, seconds: float, seed: int) -> lis
             if msgpack.unpackb(await ws.recv())["type"] != "Ready":
                 return [f"{what}: no slot for the flood"]
             reader = asyncio.create_task(_drain(ws))
-            loop = asyncio.get_running_loop()
-            end = loop.time() + seconds
-            while loop.time() < end and not reader.done():
-                if kind == "Text":
-                    payload: bytes | str = text_msg(" ".join(["word"] * int(rng.integers(1, 4))))
-                elif kind == "Voice":
-                    payload = pack({"type": "Voice", "embeddings": [0.0] * 6, "shape": [1, 2, 3]})
-                elif kind == "junk":
-                    payload = rng.bytes(int(rng.integers(1, 200)))
-                elif kind == "text":
-                    payload = "hi " * int(rng.integers(0, 4))
-                else:
-                    payload = EOS
-                await ws.send(payload)
-                await asyncio.sleep(0)  # a client that reads while it sends
-            await ws.send(EOS)
-            await asyncio.wait_for(reader, 60)
+            try:
+                await _send_flood(ws, kind, seconds, np.random.default_rng(seed), reader)
+                await asyncio.wait_for(reader, 60)
+            finally:
+                # A close that ends the sending ends the reader too: its end is retrieved here.
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
     except websockets.ConnectionClosed as exc:
         return close_finding(exc, what)
     except TimeoutError:
         return [f"{what}: no close within 60 s of Eos"]
     return []
+
+
+async def _send_flood(ws, kind: str, seconds: float, rng: np.random.Generator, reader: asyncio.Task) -> None:
+    """`kind` messages for `seconds` (or until the server closes), then Eos."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while loop.time() < end and not reader.done():
+        if kind == "Text":
+            payload: bytes | str = text_msg(" ".join(["word"] * int(rng.integers(1, 4))))
+        elif kind == "Voice":
+            payload = pack({"type": "Voice", "embeddings": [0.0] * 6, "shape": [1, 2, 3]})
+        elif kind == "junk":
+            payload = rng.bytes(int(rng.integers(1, 200)))
+        elif kind == "text":
+            payload = "hi " * int(rng.integers(0, 4))
+        else:
+            payload = EOS
+        await ws.send(payload)
+        await asyncio.sleep(0)  # a client that reads while it sends
+    await ws.send(EOS)
 
 
 async def _drain(ws) -> None:
