@@ -24,8 +24,9 @@ configuration gets a fresh session. Per configuration it reports:
   (`speech_started` with no `speech_stopped`) `OPEN_SPEECH_WAIT_S` after the last sound;
 - errors: `error` events, lost connections, turns that never settled.
 
-Configurations are `TYPE[:EAGERNESS][/preempt|/no-preempt]`, sent as the session's
-`audio.input.turn_detection` (`type`, `eagerness`, and this project's `preemptive`).
+Configurations are `server_vad[:SILENCE_MS]` or `semantic_vad[:EAGERNESS]`, then `/preempt` or
+`/no-preempt`, sent as the session's `audio.input.turn_detection` (`type`,
+`silence_duration_ms` or `eagerness`, and this project's `preemptive`).
 It prints a Markdown table and writes it, the figures and every turn's outcome as JSON,
 and a PNG plot of voice to voice per configuration, into `--out`.
 
@@ -94,21 +95,29 @@ class Config:
 
 
 def parse_config(name: str) -> Config:
-    """`server_vad`, `semantic_vad:high/preempt`, ... -> the `turn_detection` object."""
+    """`server_vad`, `server_vad:800/preempt` (800 ms of silence), `semantic_vad:high/preempt`,
+    ... -> the `turn_detection` object."""
     detection, slash, preemption = name.partition("/")
-    kind, colon, eagerness = detection.partition(":")
+    kind, colon, setting = detection.partition(":")
     valid = (
         kind in ("server_vad", "semantic_vad")
-        and (not colon or (kind == "semantic_vad" and eagerness in EAGERNESS))
+        and (
+            not colon
+            or (kind == "semantic_vad" and setting in EAGERNESS)
+            or (kind == "server_vad" and setting.isdigit() and 0 < int(setting) <= 10_000)
+        )
         and (not slash or preemption in PREEMPTION)
     )
     if not valid:
         raise argparse.ArgumentTypeError(
-            f"{name!r}: expected TYPE[:EAGERNESS][/preempt|/no-preempt], e.g. {ALL_CONFIGS[3]}"
+            f"{name!r}: expected server_vad[:SILENCE_MS] or semantic_vad[:EAGERNESS], then "
+            f"/preempt or /no-preempt, e.g. {ALL_CONFIGS[3]} or server_vad:800/no-preempt"
         )
     turn_detection: dict[str, Any] = {"type": kind}
-    if colon:
-        turn_detection["eagerness"] = eagerness
+    if colon and kind == "server_vad":
+        turn_detection["silence_duration_ms"] = int(setting)
+    elif colon:
+        turn_detection["eagerness"] = setting
     if slash:
         turn_detection["preemptive"] = PREEMPTION[preemption]
     return Config(name, turn_detection)

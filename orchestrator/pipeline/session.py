@@ -44,7 +44,7 @@ from orchestrator.pipeline.replies import Replies
 from orchestrator.pipeline.response_run import ResponseRun
 from orchestrator.pipeline.stt_link import SttLink
 from orchestrator.pipeline.turns import TurnEvent
-from orchestrator.pipeline.user_turn import FinishedTurn, UserTurn
+from orchestrator.pipeline.user_turn import FinishedTurn, UserTurn, is_backchannel
 
 IDLE_PROMPT = "(The user has said nothing for {seconds:.0f} s.)"
 
@@ -166,8 +166,13 @@ class VoiceSession:
                 self._idle_timeout()
         elif isinstance(message, Word):
             item = self.turn.item_id
-            # A word a flush brings out is the flushed turn's, not new speech.
-            speech = detection is not None and not self.stt.flushing
+            # A word a flush brings out is the flushed turn's, and one spoken before the current
+            # pause is the STT catching up: neither is new speech.
+            speech = (
+                detection is not None
+                and not self.stt.flushing
+                and not self.turn.spoken_before_pause(message.start_time, self.stt.heard_s)
+            )
             event = self.turn.on_word(message.text, speech)
             self._emit(TranscriptDelta(item, message.text + " "))
             self._on_turn_event(event)
@@ -241,7 +246,10 @@ class VoiceSession:
         self.history.fill(turn.item_id, said)
         self._emit(UserTurnTranscribed(turn.item_id, previous, transcript, turn.audio_s))
         detection = self.config.turn_detection
-        if not said or detection is None or not detection.create_response:
+        # An "mm-hm" over a reply that is still playing acknowledges it: it joins the
+        # conversation, and the reply goes on, neither interrupted nor answered.
+        acknowledged = bool(transcript) and is_backchannel(transcript) and self.replies.speaking()
+        if not said or detection is None or not detection.create_response or acknowledged:
             if prepared is not None and prepared.run is not None:
                 await prepared.run.discard()
             return  # noise or silence gets no answer; without turn detection the client asks

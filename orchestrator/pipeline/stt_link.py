@@ -99,6 +99,12 @@ class SttLink:
             self._up.clear()
 
     @property
+    def heard_s(self) -> float:
+        """How much of the current stream's audio the STT has stepped through: the clock its
+        words' `start_time` is on."""
+        return self._done_s
+
+    @property
     def flushing(self) -> bool:
         """A flush is under way (the words that arrive now are the flushed turn's)."""
         return bool(self._markers)

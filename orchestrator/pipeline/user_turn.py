@@ -25,6 +25,12 @@ BACKCHANNELS = frozenset(
 _PUNCTUATION = ".,!?;:…\"'"
 
 
+def is_backchannel(text: str) -> bool:
+    """Whether `text` (a word or a transcript) is only acknowledgement: "Mm-hmm.", "Yeah, okay."."""
+    words = [w.lower().strip(_PUNCTUATION) for w in text.split()]
+    return all(w in BACKCHANNELS for w in words if w)
+
+
 @dataclass(frozen=True, slots=True)
 class FinishedTurn:
     """What a committed turn hands on: its item, whether speech_started was sent, its audio."""
@@ -89,11 +95,18 @@ class UserTurn:
             self._speaking = True
         return event
 
+    def spoken_before_pause(self, start_s: float, now_s: float) -> bool:
+        """Whether a word that began at `start_s` on the STT's clock (now at `now_s`) was spoken
+        before the pause the user is in. Whisper sends a segment's words once the segment has
+        ended, well into the pause after it: such a word is the STT catching up, not the user
+        speaking again, and must neither restart the pause nor count as talking over a reply."""
+        return self.detector.quiet_ms > 0 and start_s < now_s - self.quiet_s()
+
     def interrupts(self, word: str | None = None) -> bool:
         """Whether the user is really talking over the assistant: a word that is not a
         backchannel, or voiced audio for `interrupt_speech_ms` (a cough or a click is not)."""
         if word is not None:
-            return word.lower().strip(_PUNCTUATION) not in BACKCHANNELS
+            return not is_backchannel(word)
         return self.detector.voiced_ms() >= max(FRAME_MS, self.detector.config.interrupt_speech_ms)
 
     def idle(self, assistant_busy: bool) -> bool:

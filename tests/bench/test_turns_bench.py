@@ -24,7 +24,19 @@ def test_configurations_become_turn_detection_settings():
         "eagerness": "high",
         "preemptive": False,
     }
-    for bad in ("vad", "server_vad:high", "semantic_vad:eager", "server_vad/maybe"):
+    assert parse_config("server_vad:800/preempt").turn_detection == {
+        "type": "server_vad",
+        "silence_duration_ms": 800,
+        "preemptive": True,
+    }
+    for bad in (
+        "vad",
+        "server_vad:high",
+        "semantic_vad:eager",
+        "server_vad/maybe",
+        "server_vad:0",
+        "semantic_vad:800",
+    ):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_config(bad)
 

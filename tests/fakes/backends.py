@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 
-from kit.audio import FRAME_SIZE, SAMPLE_RATE
+from kit.audio import FRAME_SECONDS, FRAME_SIZE, SAMPLE_RATE
 from kit.protocol import AudioOut, MarkerOut, Step, TextOut, WireMessage, Word
 from orchestrator.clients.errors import BackendUnavailable
 from orchestrator.clients.llm_request import ChatMessage, LlmDelta, LlmRequest, ToolCallDelta
@@ -30,6 +30,7 @@ class FakeStt:
         self.audio_samples = 0
         self.closed = False
         self.words_at_flush = words_at_flush or []  # what it "hears" in the audio before a marker
+        self.clock_s = 0.0  # the audio its steps have covered: the clock of its words' times
         self._queue: asyncio.Queue[WireMessage | Exception] = asyncio.Queue()
 
     async def __aenter__(self) -> FakeStt:
@@ -49,12 +50,14 @@ class FakeStt:
             self.word(text)
         self._queue.put_nowait(MarkerOut(id=marker_id))
 
-    def word(self, text: str) -> None:
-        self._queue.put_nowait(Word(text=text, start_time=0.0))
+    def word(self, text: str, ago_s: float = 0.0) -> None:
+        """A word that began `ago_s` before the audio stepped so far ends (0: just spoken)."""
+        self._queue.put_nowait(Word(text=text, start_time=max(0.0, self.clock_s - ago_s)))
 
     def steps(self, prs: list[float], count: int) -> None:
         for n in range(count):
             self._queue.put_nowait(Step(step_idx=n, prs=prs, buffered_pcm=0))
+            self.clock_s += FRAME_SECONDS
 
     def drained(self) -> bool:
         """Every message pushed so far has been read (and handled: the session does so at once)."""

@@ -11,6 +11,8 @@ from orchestrator.pipeline.events import (
     ResponseAudio,
     ResponseEnded,
     ResponseStarted,
+    SpeechStopped,
+    UserTurnTranscribed,
 )
 from orchestrator.pipeline.user_turn import UserTurn
 from tests.fakes.backends import PAUSE, VOICED, FakeBackends, FakeLlm, FakeTurnModel, hear, until
@@ -79,6 +81,68 @@ async def test_a_cough_a_click_or_an_mm_hm_does_not_interrupt_but_a_word_does():
         await until(lambda: of_type(events, ResponseEnded))
         ended = of_type(events, ResponseEnded)[0]
         assert (ended.status, ended.reason) == ("cancelled", "turn_detected")
+
+
+async def test_words_sent_late_for_speech_before_the_pause_neither_hold_the_turn_open_nor_barge_in():
+    """Whisper sends a segment's words once it has ended, a good part of a second into the
+    pause: they are the turn's words, not the user speaking again."""
+    llm = FakeLlm("A reply that keeps going for a while.")
+    llm.gate = asyncio.Event()
+    backends = FakeBackends(llm)
+    config = SessionConfig(turn_detection=TurnDetectionConfig(kind="server_vad", silence_duration_ms=500))
+    async with running(backends, config) as (session, events, _):
+        await hear(session, backends, VOICED, 6)
+        await hear(session, backends, PAUSE, 4)  # 320 ms into the pause ...
+        backends.stt.word("hello", ago_s=0.6)  # ... the words of the 480 ms before it arrive
+        backends.stt.word("there", ago_s=0.4)
+        await hear(session, backends, PAUSE, 3)  # 560 ms of silence: the end, not 240 ms after "there"
+        await until(lambda: of_type(events, SpeechStopped))
+        assert of_type(events, SpeechStopped)[0].audio_end_ms == 13 * 80
+        await until(lambda: of_type(events, ResponseAudio))
+        assert backends.llm.requests[0][-1] == {"role": "user", "content": "hello there"}
+        # Over the reply, a sound too short to interrupt, then its late words, which Whisper
+        # may well hear as something other than "mm-hm": no interruption.
+        await hear(session, backends, VOICED, 3)
+        await hear(session, backends, PAUSE, 4)
+        backends.stt.word("Mama.", ago_s=0.4)
+        await hear(session, backends, PAUSE, 1)
+        await until(backends.stt.drained)
+        assert not of_type(events, ResponseEnded)
+        backends.stt.word("stop")  # a word spoken now does
+        await until(lambda: of_type(events, ResponseEnded))
+        ended = of_type(events, ResponseEnded)[0]
+        assert (ended.status, ended.reason) == ("cancelled", "turn_detected")
+
+
+async def test_an_mm_hm_over_a_reply_joins_the_conversation_and_the_reply_goes_on():
+    llm = FakeLlm("A reply that keeps going for a while.")
+    llm.gate = asyncio.Event()
+    backends = FakeBackends(llm)
+    config = SessionConfig(turn_detection=TurnDetectionConfig(kind="server_vad", silence_duration_ms=500))
+    async with running(backends, config) as (session, events, _):
+        await hear(session, backends, VOICED, 3)
+        backends.stt.word("hello")
+        await hear(session, backends, PAUSE, 8)
+        await until(lambda: of_type(events, ResponseAudio))
+        await hear(session, backends, VOICED, 4)  # "mm-hm": a turn of its own ...
+        await hear(session, backends, PAUSE, 4)
+        backends.stt.word("Mm-hmm.", ago_s=0.5)  # ... whose word comes once it has ended
+        await hear(session, backends, PAUSE, 4)
+        await until(
+            lambda: [t.transcript for t in of_type(events, UserTurnTranscribed)] == ["hello", "Mm-hmm."]
+        )
+        await until(backends.stt.drained)
+        assert not of_type(events, ResponseEnded) and len(llm.requests) == 1
+        llm.gate.set()
+        await until(lambda: of_type(events, ResponseEnded))
+        assert [e.status for e in of_type(events, ResponseEnded)] == ["completed"]
+        assert len(of_type(events, ResponseStarted)) == 1
+        turns = [(m["role"], m["content"]) for m in session.history.for_llm()[1:]]
+        assert turns == [
+            ("user", "hello"),
+            ("assistant", "A reply that keeps going for a while."),
+            ("user", "Mm-hmm."),
+        ]
 
 
 async def test_the_idle_timeout_commits_an_empty_turn_and_asks_for_a_reply():
