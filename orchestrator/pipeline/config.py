@@ -17,7 +17,7 @@ class TurnDetectionConfig:
 
     kind: Literal["server_vad", "semantic_vad"] = "semantic_vad"
     threshold: float = 0.6  # server_vad: prs[2] (2 s pause probability) that ends a turn
-    silence_duration_ms: int = 500  # server_vad: and at least this much silence
+    silence_duration_ms: int = 800  # server_vad: and at least this much silence
     eagerness: Literal["low", "medium", "high", "auto"] = "auto"  # semantic_vad
     idle_timeout_ms: int | None = None  # a reply is asked for after this much silence
     create_response: bool = True
