@@ -21,6 +21,14 @@ from tests.unit.orchestrator.test_session_parts import of_type, running
 SERVER_VAD = SessionConfig(
     turn_detection=TurnDetectionConfig(kind="server_vad", silence_duration_ms=500, preemptive=True)
 )
+NO_PREEMPTION = SessionConfig(turn_detection=TurnDetectionConfig(kind="server_vad", silence_duration_ms=500))
+
+
+def talking_backends() -> FakeBackends:
+    """Backends whose reply, once begun, keeps talking until the test sets `llm.gate`."""
+    llm = FakeLlm("A reply that keeps going for a while.")
+    llm.gate = asyncio.Event()
+    return FakeBackends(llm)
 
 
 async def test_a_reply_prepared_at_a_likely_end_is_sent_at_once_when_the_end_is_sure():
@@ -63,9 +71,7 @@ async def test_speech_after_a_likely_end_drops_the_prepared_reply_unheard():
 
 
 async def test_a_cough_a_click_or_an_mm_hm_does_not_interrupt_but_a_word_does():
-    llm = FakeLlm("A reply that keeps going for a while.")
-    llm.gate = asyncio.Event()
-    backends = FakeBackends(llm)
+    backends = talking_backends()
     async with running(backends, SERVER_VAD) as (session, events, _):
         await hear(session, backends, VOICED, 3)
         backends.stt.word("hello")
@@ -86,11 +92,8 @@ async def test_a_cough_a_click_or_an_mm_hm_does_not_interrupt_but_a_word_does():
 async def test_words_sent_late_for_speech_before_the_pause_neither_hold_the_turn_open_nor_barge_in():
     """Whisper sends a segment's words once it has ended, a good part of a second into the
     pause: they are the turn's words, not the user speaking again."""
-    llm = FakeLlm("A reply that keeps going for a while.")
-    llm.gate = asyncio.Event()
-    backends = FakeBackends(llm)
-    config = SessionConfig(turn_detection=TurnDetectionConfig(kind="server_vad", silence_duration_ms=500))
-    async with running(backends, config) as (session, events, _):
+    backends = talking_backends()
+    async with running(backends, NO_PREEMPTION) as (session, events, _):
         await hear(session, backends, VOICED, 6)
         await hear(session, backends, PAUSE, 4)  # 320 ms into the pause ...
         backends.stt.word("hello", ago_s=0.6)  # ... the words of the 480 ms before it arrive
@@ -115,11 +118,9 @@ async def test_words_sent_late_for_speech_before_the_pause_neither_hold_the_turn
 
 
 async def test_an_mm_hm_over_a_reply_joins_the_conversation_and_the_reply_goes_on():
-    llm = FakeLlm("A reply that keeps going for a while.")
-    llm.gate = asyncio.Event()
-    backends = FakeBackends(llm)
-    config = SessionConfig(turn_detection=TurnDetectionConfig(kind="server_vad", silence_duration_ms=500))
-    async with running(backends, config) as (session, events, _):
+    backends = talking_backends()
+    llm = backends.llm
+    async with running(backends, NO_PREEMPTION) as (session, events, _):
         await hear(session, backends, VOICED, 3)
         backends.stt.word("hello")
         await hear(session, backends, PAUSE, 8)
