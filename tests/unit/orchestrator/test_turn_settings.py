@@ -54,3 +54,14 @@ def test_a_bad_turn_detection_value_is_named_and_changes_nothing(turn_detection:
         after = good["session"]["audio"]["input"]["turn_detection"]
         assert after["eagerness"] == "low" and after["preemptive"] is True
         assert after["create_response"] == before["create_response"]
+
+
+def test_server_vad_waits_800_ms_unless_the_client_says_otherwise():
+    """800 ms, not OpenAI's 500 (docs/performance.md, Turn-taking); a client's own value wins."""
+    with TestClient(build_app(SETTINGS)) as http, http.websocket_connect("/v1/realtime") as ws:
+        created = ws.receive_json()["session"]["audio"]["input"]["turn_detection"]
+        assert (created["type"], created["silence_duration_ms"]) == ("server_vad", 800)
+        kept = update(ws, {"type": "server_vad"})["session"]["audio"]["input"]["turn_detection"]
+        assert kept["silence_duration_ms"] == 800
+        openai = update(ws, {"type": "server_vad", "silence_duration_ms": 500})
+        assert openai["session"]["audio"]["input"]["turn_detection"]["silence_duration_ms"] == 500
